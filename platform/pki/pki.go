@@ -1,0 +1,362 @@
+// Package pki is the platform's certificate authority: it certifies device
+// keys from certificate signing requests (device id in a URI SAN), issues
+// the platform's own server certificates, and reads identities back out of
+// the certificates a TLS handshake verified.
+package pki
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/iotpay/iotpay"
+)
+
+// Lifetimes and bounds.
+const (
+	CALifetime     = 10 * 365 * 24 * time.Hour
+	DeviceLifetime = 365 * 24 * time.Hour
+	ServerLifetime = 365 * 24 * time.Hour
+	CSRBytesMax    = 8192
+	clockSkew      = 5 * time.Minute
+	// DeviceURIPrefix prefixes the device id in a device certificate's URI SAN.
+	DeviceURIPrefix = "urn:iotpay:device:"
+)
+
+// CA is the platform certificate authority.
+type CA struct {
+	Cert   *x509.Certificate
+	Signer crypto.Signer
+	Now    func() time.Time
+	Rand   io.Reader
+}
+
+// NewCA creates a self-signed P-256 root.
+func NewCA(name string, now time.Time, r io.Reader) (*CA, error) {
+	if r == nil {
+		r = rand.Reader
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), r)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial(r),
+		Subject:               pkix.Name{CommonName: name, Organization: []string{"iotpay"}},
+		NotBefore:             now.Add(-clockSkew),
+		NotAfter:              now.Add(CALifetime),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+	}
+	der, err := x509.CreateCertificate(r, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	return &CA{Cert: cert, Signer: key, Rand: r}, nil
+}
+
+func (ca *CA) now() time.Time {
+	if ca.Now != nil {
+		return ca.Now()
+	}
+	return time.Now()
+}
+
+func (ca *CA) rand() io.Reader {
+	if ca.Rand != nil {
+		return ca.Rand
+	}
+	return rand.Reader
+}
+
+// Pool returns a certificate pool holding only this CA.
+func (ca *CA) Pool() *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(ca.Cert)
+	return p
+}
+
+// SignDeviceCSR checks a PEM or DER certificate request for a P-256 key and
+// returns a client certificate for device, its id in a URI SAN.
+func (ca *CA) SignDeviceCSR(csrBytes []byte, device iotpay.DeviceID, tenant iotpay.TenantID) (*x509.Certificate, error) {
+	csr, err := ParseCSR(csrBytes)
+	if err != nil {
+		return nil, err
+	}
+	pub, ok := csr.PublicKey.(*ecdsa.PublicKey)
+	if !ok || pub.Curve != elliptic.P256() {
+		return nil, iotpay.Errorf(iotpay.EINVALID, "certificate request must be for a P-256 key")
+	}
+	now := ca.now()
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(ca.rand()),
+		Subject:      pkix.Name{CommonName: string(device), OrganizationalUnit: []string{string(tenant)}},
+		NotBefore:    now.Add(-clockSkew),
+		NotAfter:     now.Add(DeviceLifetime),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		URIs:         []*url.URL{{Scheme: "urn", Opaque: strings.TrimPrefix(DeviceURIPrefix, "urn:") + string(device)}},
+	}
+	return ca.issue(tmpl, pub)
+}
+
+// IssueServerCert returns a TLS server certificate for hosts (names or IP
+// addresses) and its fresh key.
+func (ca *CA) IssueServerCert(hosts []string) (*x509.Certificate, crypto.Signer, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), ca.rand())
+	if err != nil {
+		return nil, nil, err
+	}
+	now := ca.now()
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(ca.rand()),
+		Subject:      pkix.Name{CommonName: "iotpayd"},
+		NotBefore:    now.Add(-clockSkew),
+		NotAfter:     now.Add(ServerLifetime),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else if h != "" {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	cert, err := ca.issue(tmpl, &key.PublicKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cert, key, nil
+}
+
+func (ca *CA) issue(tmpl *x509.Certificate, pub crypto.PublicKey) (*x509.Certificate, error) {
+	der, err := x509.CreateCertificate(ca.rand(), tmpl, ca.Cert, pub, ca.Signer)
+	if err != nil {
+		return nil, iotpay.Wrap(iotpay.EINTERNAL, "cannot issue certificate", err)
+	}
+	return x509.ParseCertificate(der)
+}
+
+// ParseCSR decodes a PEM or DER certificate request and checks its signature.
+func ParseCSR(b []byte) (*x509.CertificateRequest, error) {
+	if len(b) > CSRBytesMax {
+		return nil, iotpay.Errorf(iotpay.EINVALID, "certificate request larger than %d bytes", CSRBytesMax)
+	}
+	if blk, _ := pem.Decode(b); blk != nil {
+		if blk.Type != "CERTIFICATE REQUEST" {
+			return nil, iotpay.Errorf(iotpay.EINVALID, "PEM block is %q, want CERTIFICATE REQUEST", blk.Type)
+		}
+		b = blk.Bytes
+	}
+	csr, err := x509.ParseCertificateRequest(b)
+	if err != nil {
+		return nil, iotpay.Wrap(iotpay.EINVALID, "malformed certificate request", err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, iotpay.Wrap(iotpay.EINVALID, "certificate request signature does not verify", err)
+	}
+	return csr, nil
+}
+
+// NewCSR returns a DER certificate request for the key behind signer.
+func NewCSR(signer crypto.Signer, commonName string) ([]byte, error) {
+	return x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: commonName},
+	}, signer)
+}
+
+// DeviceID returns the device id a device certificate names in its URI SAN.
+func DeviceID(cert *x509.Certificate) (iotpay.DeviceID, error) {
+	for _, u := range cert.URIs {
+		s := u.String()
+		if id, ok := strings.CutPrefix(s, DeviceURIPrefix); ok && iotpay.ValidID(iotpay.PrefixDevice, id) {
+			return iotpay.DeviceID(id), nil
+		}
+	}
+	return "", iotpay.Errorf(iotpay.EUNAUTHORIZED, "certificate names no device")
+}
+
+func serial(r io.Reader) *big.Int {
+	n, err := rand.Int(r, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		panic("pki: randomness source failed: " + err.Error())
+	}
+	return n.Add(n, big.NewInt(1))
+}
+
+// EncodeCertPEM returns cert in PEM form.
+func EncodeCertPEM(certs ...*x509.Certificate) []byte {
+	var out []byte
+	for _, c := range certs {
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	return out
+}
+
+// ParseCertPEM decodes the first certificate in PEM data.
+func ParseCertPEM(b []byte) (*x509.Certificate, error) {
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != "CERTIFICATE" {
+		return nil, iotpay.Errorf(iotpay.EINVALID, "no PEM certificate")
+	}
+	return x509.ParseCertificate(blk.Bytes)
+}
+
+// EncodeKeyPEM returns an ECDSA private key as PKCS#8 PEM.
+func EncodeKeyPEM(key crypto.Signer) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+// ParseKeyPEM decodes a PKCS#8 PEM private key.
+func ParseKeyPEM(b []byte) (crypto.Signer, error) {
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != "PRIVATE KEY" {
+		return nil, errors.New("pki: no PEM private key")
+	}
+	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	s, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, errors.New("pki: key cannot sign")
+	}
+	return s, nil
+}
+
+// LoadOrCreateCA loads ca.pem and ca-key.pem from dir, creating them (key
+// mode 0600) on first use.
+func LoadOrCreateCA(dir string, now time.Time) (*CA, bool, error) {
+	certPath, keyPath := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca-key.pem")
+	cb, err := os.ReadFile(certPath)
+	if errors.Is(err, os.ErrNotExist) {
+		ca, err := NewCA("iotpay platform CA", now, nil)
+		if err != nil {
+			return nil, false, err
+		}
+		kp, err := EncodeKeyPEM(ca.Signer)
+		if err != nil {
+			return nil, false, err
+		}
+		if err := WriteFileAtomic(keyPath, kp, 0o600); err != nil {
+			return nil, false, err
+		}
+		if err := WriteFileAtomic(certPath, EncodeCertPEM(ca.Cert), 0o644); err != nil {
+			return nil, false, err
+		}
+		return ca, true, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	cert, err := ParseCertPEM(cb)
+	if err != nil {
+		return nil, false, fmt.Errorf("pki: %s: %w", certPath, err)
+	}
+	key, err := LoadKey(keyPath)
+	if err != nil {
+		return nil, false, err
+	}
+	return &CA{Cert: cert, Signer: key}, false, nil
+}
+
+// LoadOrCreateKey loads a PKCS#8 PEM P-256 key from path, creating it with
+// mode 0600 on first use.
+func LoadOrCreateKey(path string) (crypto.Signer, bool, error) {
+	key, err := LoadKey(path)
+	if errors.Is(err, os.ErrNotExist) {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, false, err
+		}
+		kp, err := EncodeKeyPEM(k)
+		if err != nil {
+			return nil, false, err
+		}
+		return k, true, WriteFileAtomic(path, kp, 0o600)
+	}
+	return key, false, err
+}
+
+// LoadKey reads a PKCS#8 PEM private key, refusing one readable by others.
+func LoadKey(path string) (crypto.Signer, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("pki: %s is readable by group or others (mode %v); chmod 600 it", path, fi.Mode().Perm())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	k, err := ParseKeyPEM(b)
+	if err != nil {
+		return nil, fmt.Errorf("pki: %s: %w", path, err)
+	}
+	return k, nil
+}
+
+// WriteFileAtomic writes data to path through a synced temporary file and a
+// rename, so a crash leaves either the old file or the new one.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+// KeyID returns a short stable identifier of a public key: the first 8
+// bytes of the SHA-256 of its SubjectPublicKeyInfo.
+func KeyID(pub crypto.PublicKey) ([]byte, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, err
+	}
+	h := sha256.Sum256(der)
+	return h[:8], nil
+}
