@@ -1,0 +1,28 @@
+# iotpay: `make test` sets up what the tests need and runs every test.
+GO ?= go
+PKGS := ./...
+
+.PHONY: test setup check demo build fuzz
+
+test: setup check
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+setup:
+	@bash scripts/setup.sh
+
+check:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+build:
+	$(GO) build -o bin/ ./cmd/...
+
+demo:
+	$(GO) run ./cmd/iotpay demo
+
+# Short fuzzing of every decoder; FUZZTIME=5m for a longer run.
+FUZZTIME ?= 20s
+fuzz:
+	@for t in $$($(GO) test ./wire -list 'Fuzz.*' | grep ^Fuzz); do $(GO) test ./wire -run XXX -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done
+	@for t in $$($(GO) test ./device/keystore -list 'Fuzz.*' | grep ^Fuzz); do $(GO) test ./device/keystore -run XXX -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/iotpay/iotpay"
+)
+
+// responseBytesMax bounds an API answer.
+const responseBytesMax = 8 << 20
+
+// apiClient calls the operator HTTP API.
+type apiClient struct {
+	base string
+	key  string
+	http *http.Client
+}
+
+func newAPIClient(base, key string) *apiClient {
+	return &apiClient{base: base, key: key, http: &http.Client{Timeout: 30 * time.Second}}
+}
+
+// do sends in as JSON (when not nil) and decodes the answer into out.
+func (c *apiClient) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.key != "" {
+		req.Header.Set("Authorization", "Bearer "+c.key)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return iotpay.Wrap(iotpay.EUNAVAILABLE, "platform unreachable at "+c.base, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, responseBytesMax))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		var e struct {
+			Code    iotpay.Code `json:"code"`
+			Message string      `json:"message"`
+		}
+		if json.Unmarshal(b, &e) != nil || e.Code == "" {
+			return fmt.Errorf("%s %s: %s", method, path, resp.Status)
+		}
+		return iotpay.Errorf(e.Code, "%s", e.Message)
+	}
+	if out == nil {
+		return nil
+	}
+	return json.Unmarshal(b, out)
+}

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/iotpay/iotpay"
+	"github.com/iotpay/iotpay/device"
+	"github.com/iotpay/iotpay/device/keystore"
+	devmqtt "github.com/iotpay/iotpay/device/mqtt"
+	"github.com/iotpay/iotpay/wire"
+)
+
+func passphrase() ([]byte, error) {
+	p := os.Getenv("IOTPAY_KEYSTORE_PASSPHRASE")
+	if p == "" {
+		return nil, fmt.Errorf("set IOTPAY_KEYSTORE_PASSPHRASE: it encrypts the device key at rest")
+	}
+	return []byte(p), nil
+}
+
+func deviceEnroll(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, api := operatorFlags("device enroll", stderr)
+	dir := fs.String("dir", "", "device directory to create: keystore, certificate, state (required)")
+	id := fs.String("device", "", "device id (required)")
+	token := fs.String("token", "", "one-time enrollment token from 'device create' (required)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *dir == "" || *id == "" || *token == "" {
+		return fmt.Errorf("device enroll needs --dir, --device and --token")
+	}
+	pass, err := passphrase()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(*dir, 0o700); err != nil {
+		return err
+	}
+	ks, err := keystore.CreateSoft(filepath.Join(*dir, device.KeyFile), pass)
+	if err != nil {
+		return err
+	}
+	defer ks.Close()
+	en, err := device.Enroll(ctx, nil, *api, iotpay.DeviceID(*id), *token, ks.Signer())
+	if err != nil {
+		return err
+	}
+	if _, err := en.Identity(ks.Signer()); err != nil {
+		return err
+	}
+	if err := device.SaveEnrollment(*dir, en); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "enrolled %s: key generated in %s, certificate saved in %s\n", en.Device,
+		filepath.Join(*dir, device.KeyFile), filepath.Join(*dir, device.EnrollmentFile))
+	return nil
+}
+
+func devicePay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, _ := operatorFlags("device pay", stderr)
+	dir := fs.String("dir", "", "enrolled device directory (required)")
+	broker := fs.String("mqtt", "127.0.0.1:8883", "platform MQTT/TLS address")
+	amount := fs.Int64("amount", 0, "amount in minor units, for products priced by amount")
+	currency := fs.String("currency", "EUR", "currency of --amount")
+	event := fs.String("event", "", "event type, e.g. dispense or session_end")
+	fields := fs.String("fields", "", "event fields, comma-separated: wh=12400,sku=A3 (integers are quantities)")
+	rid := fs.String("request-id", "", "idempotency key (generated when empty)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *dir == "" {
+		return fmt.Errorf("device pay needs --dir")
+	}
+	pass, err := passphrase()
+	if err != nil {
+		return err
+	}
+	p := device.Payment{RequestID: *rid}
+	if *event != "" {
+		p.Event = &wire.Event{Type: *event}
+		for _, kv := range strings.Split(*fields, ",") {
+			k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+			if !ok {
+				continue
+			}
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+				if p.Event.Num == nil {
+					p.Event.Num = map[string]int64{}
+				}
+				p.Event.Num[k] = n
+			} else {
+				if p.Event.Str == nil {
+					p.Event.Str = map[string]string{}
+				}
+				p.Event.Str[k] = v
+			}
+		}
+	} else {
+		m, err := iotpay.NewMoney(*amount, iotpay.Currency(*currency))
+		if err != nil {
+			return err
+		}
+		p.Amount = &m
+	}
+	ks, err := keystore.OpenSoft(filepath.Join(*dir, device.KeyFile), pass)
+	if err != nil {
+		return err
+	}
+	defer ks.Close()
+	en, err := device.LoadEnrollment(*dir)
+	if err != nil {
+		return err
+	}
+	id, err := en.Identity(ks.Signer())
+	if err != nil {
+		return err
+	}
+	dev, err := device.New(*id, device.FileState{Path: filepath.Join(*dir, device.StateFile)})
+	if err != nil {
+		return err
+	}
+	host, _, _ := strings.Cut(*broker, ":")
+	t, err := devmqtt.Dial(ctx, devmqtt.Config{Addr: *broker, TLS: id.TLSConfig(host), DeviceID: id.ID})
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	rc, err := dev.Pay(ctx, t, p)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "receipt verified: %s", rc.Outcome)
+	if rc.Currency != "" {
+		fmt.Fprintf(stdout, " %s", iotpay.Money{Amount: rc.AmountMinor, Currency: iotpay.Currency(rc.Currency)})
+	}
+	if rc.PaymentID != "" {
+		fmt.Fprintf(stdout, " payment %s", rc.PaymentID)
+	}
+	if rc.LogIndex != nil {
+		fmt.Fprintf(stdout, " log #%d", *rc.LogIndex)
+	}
+	if rc.Reason != "" {
+		fmt.Fprintf(stdout, " (%s: %s)", rc.Code, rc.Reason)
+	}
+	fmt.Fprintln(stdout)
+	if rc.Outcome != wire.Approved {
+		return fmt.Errorf("payment %s", rc.Outcome)
+	}
+	return nil
+}

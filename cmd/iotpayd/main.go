@@ -1,0 +1,88 @@
+// Command iotpayd is the iotpay platform in one process: the HTTP API, the
+// embedded MQTT broker (mutual TLS), the payment processor and the store.
+//
+// With no flags it keeps its data in ./iotpay-data, creating on first start
+// the database, the platform CA, the receipt-signing key and an operator
+// API key, which it prints once.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/iotpay/iotpay/platform/daemon"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "iotpayd:", err)
+			os.Exit(1)
+		}
+	}
+}
+
+// env returns the environment variable's value, or def.
+func env(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	return def
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("iotpayd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dataDir := fs.String("data", env("IOTPAY_DATA", daemon.DefaultDataDir), "data directory: database, CA and keys (env IOTPAY_DATA)")
+	httpAddr := fs.String("http", env("IOTPAY_HTTP_ADDR", daemon.DefaultHTTPAddr), "HTTP API listen address (env IOTPAY_HTTP_ADDR)")
+	mqttAddr := fs.String("mqtt", env("IOTPAY_MQTT_ADDR", daemon.DefaultMQTTAddr), "MQTT over mutual TLS listen address (env IOTPAY_MQTT_ADDR)")
+	names := fs.String("server-names", env("IOTPAY_SERVER_NAMES", ""), "extra comma-separated host names or IPs for the MQTT server certificate (env IOTPAY_SERVER_NAMES)")
+	logLevel := fs.String("log-level", env("IOTPAY_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env IOTPAY_LOG_LEVEL)")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: iotpayd [flags]\n\nRuns the iotpay platform: HTTP API, embedded MQTT broker (TLS, client certificates),\npayment processor and SQLite store. Each flag can also be set by its environment variable.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("bad -log-level: %w", err)
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	cfg := daemon.Config{DataDir: *dataDir, HTTPAddr: *httpAddr, MQTTAddr: *mqttAddr, Logger: logger}
+	for _, n := range strings.Split(*names, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			cfg.ServerNames = append(cfg.ServerNames, n)
+		}
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	d, err := daemon.Open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if d.APIKey != "" {
+		fmt.Fprintf(stdout, "Operator API key (shown once, stored hashed):\n\n    %s\n\nexport IOTPAY_API_KEY=%s\n\n", d.APIKey, d.APIKey)
+	}
+	if err := d.Start(); err != nil {
+		d.Close()
+		return err
+	}
+	fmt.Fprintf(stdout, "iotpayd: HTTP API on http://%s, MQTT/TLS on %s, data in %s\n", d.HTTPAddr(), d.MQTTAddr(), *dataDir)
+	<-ctx.Done()
+	logger.Info("shutting down")
+	return d.Close()
+}

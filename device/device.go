@@ -1,0 +1,211 @@
+// Package device is the device SDK: a device's identity (a key held in a
+// keystore, its certificate, the platform's keys it trusts), its request
+// counter and challenge state, signed payment requests, and verification of
+// the platform's signed receipts.
+//
+// Transports (device/mqtt) carry the bytes; this package decides what they
+// mean. Every receipt is checked: signed by the platform key learned at
+// enrollment, and bound to the exact request the device sent.
+package device
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/iotpay/iotpay"
+	"github.com/iotpay/iotpay/wire"
+)
+
+// Identity is what a device holds after enrollment.
+type Identity struct {
+	ID          iotpay.DeviceID
+	Suite       wire.Suite
+	Signer      crypto.Signer // in a keystore; never exported
+	Cert        *x509.Certificate
+	CA          *x509.Certificate // the platform CA: the broker's certificate chains to it
+	PlatformKey crypto.PublicKey  // signs receipts
+}
+
+// TLSConfig returns a mutual-TLS client configuration for this identity.
+func (id *Identity) TLSConfig(serverName string) *tls.Config {
+	pool := x509.NewCertPool()
+	pool.AddCert(id.CA)
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		RootCAs:      pool,
+		ServerName:   serverName,
+		Certificates: []tls.Certificate{{Certificate: [][]byte{id.Cert.Raw}, PrivateKey: id.Signer, Leaf: id.Cert}},
+	}
+}
+
+// State is the device's replay-protection state. It must survive reboots:
+// a counter that goes backwards is refused by the platform.
+type State struct {
+	Counter   uint64 `json:"counter"`
+	Challenge []byte `json:"challenge"`
+}
+
+// StateStore persists State.
+type StateStore interface {
+	Load() (State, error)
+	Save(State) error
+}
+
+// Transport carries a signed request to the platform and returns the first
+// answer for which match is true.
+type Transport interface {
+	Exchange(ctx context.Context, request []byte, match func(answer []byte) bool) ([]byte, error)
+}
+
+// Device signs requests and checks receipts. Its methods are safe for
+// concurrent use; requests are numbered in the order they are signed.
+type Device struct {
+	id    Identity
+	store StateStore
+	Now   func() time.Time
+	Rand  io.Reader
+
+	mu    sync.Mutex
+	state State
+}
+
+// New returns a device with the state store's last state.
+func New(id Identity, store StateStore) (*Device, error) {
+	st, err := store.Load()
+	if err != nil {
+		return nil, err
+	}
+	return &Device{id: id, store: store, state: st}, nil
+}
+
+// ID is the device's id.
+func (d *Device) ID() iotpay.DeviceID { return d.id.ID }
+
+// Identity returns the device's identity.
+func (d *Device) Identity() *Identity { return &d.id }
+
+func (d *Device) now() time.Time {
+	if d.Now != nil {
+		return d.Now()
+	}
+	return time.Now()
+}
+
+func (d *Device) rand() io.Reader {
+	if d.Rand != nil {
+		return d.Rand
+	}
+	return rand.Reader
+}
+
+// Payment is what a device asks to pay: an amount it states, or an event
+// its product prices.
+type Payment struct {
+	RequestID string // idempotency key; generated when empty
+	Amount    *iotpay.Money
+	Event     *wire.Event
+}
+
+// Signed is a request ready to send, kept so it can be sent again
+// unchanged: the platform answers a redelivery with the same receipt.
+type Signed struct {
+	Raw     []byte
+	Hash    []byte
+	Request wire.Request
+}
+
+// Sign numbers and signs a payment request. The new counter is saved before
+// the request exists, so no counter is ever used twice.
+func (d *Device) Sign(p Payment) (*Signed, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := d.now()
+	r := wire.Request{
+		V: wire.Version, Device: string(d.id.ID), Counter: d.state.Counter + 1, Nonce: make([]byte, wire.NonceBytes),
+		TimeMs: now.UnixMilli(), RequestID: p.RequestID, Challenge: d.state.Challenge, Event: p.Event,
+	}
+	if _, err := io.ReadFull(d.rand(), r.Nonce); err != nil {
+		return nil, err
+	}
+	if r.RequestID == "" {
+		r.RequestID = "rq_" + strconv.FormatUint(r.Counter, 10) + "_" + iotpay.NewID("", now, d.rand())[1:]
+	}
+	if p.Amount != nil {
+		r.AmountMinor, r.Currency = p.Amount.Amount, string(p.Amount.Currency)
+	}
+	raw, err := wire.SignRequest(d.id.Suite, d.id.Signer, d.rand(), &r)
+	if err != nil {
+		return nil, err
+	}
+	next := d.state
+	next.Counter = r.Counter
+	if err := d.store.Save(next); err != nil {
+		return nil, err
+	}
+	d.state = next
+	return &Signed{Raw: raw, Hash: d.id.Suite.Hash(raw), Request: r}, nil
+}
+
+// Open checks that answer is a receipt signed by the platform for s, and
+// takes the challenge it carries for the next request.
+func (d *Device) Open(s *Signed, answer []byte) (*wire.Receipt, error) {
+	rc, err := wire.OpenReceipt(d.id.Suite, d.id.PlatformKey, answer)
+	if err != nil {
+		return nil, err
+	}
+	if !rc.For(s.Hash, string(d.id.ID)) || (rc.RequestID != "" && rc.RequestID != s.Request.RequestID) {
+		return nil, iotpay.Errorf(iotpay.EUNAUTHORIZED, "receipt is for another request")
+	}
+	if len(rc.Challenge) == wire.ChallengeBytes {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		next := d.state
+		next.Challenge = rc.Challenge
+		if err := d.store.Save(next); err != nil {
+			return nil, err
+		}
+		d.state = next
+	}
+	return rc, nil
+}
+
+// matcher returns a Transport match function accepting only a receipt
+// that verifies for s.
+func (d *Device) matcher(s *Signed, out **wire.Receipt) func([]byte) bool {
+	return func(answer []byte) bool {
+		rc, err := wire.OpenReceipt(d.id.Suite, d.id.PlatformKey, answer)
+		if err != nil || !rc.For(s.Hash, string(d.id.ID)) {
+			return false
+		}
+		*out = rc
+		return true
+	}
+}
+
+// Send sends a signed request over t and returns its verified receipt.
+// Sending the same Signed again is safe: the platform is idempotent.
+func (d *Device) Send(ctx context.Context, t Transport, s *Signed) (*wire.Receipt, error) {
+	var rc *wire.Receipt
+	answer, err := t.Exchange(ctx, s.Raw, d.matcher(s, &rc))
+	if err != nil {
+		return nil, err
+	}
+	return d.Open(s, answer)
+}
+
+// Pay signs p and sends it over t. A receipt that verifies is returned with
+// a nil error whatever its outcome: approved, declined or rejected.
+func (d *Device) Pay(ctx context.Context, t Transport, p Payment) (*wire.Receipt, error) {
+	s, err := d.Sign(p)
+	if err != nil {
+		return nil, err
+	}
+	return d.Send(ctx, t, s)
+}

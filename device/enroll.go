@@ -1,0 +1,160 @@
+package device
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+
+	"github.com/iotpay/iotpay"
+	"github.com/iotpay/iotpay/wire"
+)
+
+// EnrollResponseBytesMax bounds the platform's enrollment answer.
+const EnrollResponseBytesMax = 64 << 10
+
+// Enrollment is the platform's answer to an enrollment: the device's
+// certificate, the CA, the receipt key and the first challenge.
+type Enrollment struct {
+	Device      iotpay.DeviceID `json:"device"`
+	Suite       string          `json:"suite"`
+	Certificate string          `json:"certificate"`
+	CA          string          `json:"ca"`
+	PlatformKey string          `json:"platform_key"`
+	Challenge   []byte          `json:"challenge"`
+}
+
+// Enroll asks the platform at apiURL to certify the key behind signer for
+// device id, proving the right to with the one-time token.
+func Enroll(ctx context.Context, client *http.Client, apiURL string, id iotpay.DeviceID, token string, signer crypto.Signer) (*Enrollment, error) {
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: string(id)}}, signer)
+	if err != nil {
+		return nil, err
+	}
+	body, _ := json.Marshal(map[string]string{
+		"device": string(id), "token": token,
+		"csr": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr})),
+	})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, apiURL+"/v1/enroll", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, iotpay.Wrap(iotpay.EUNAVAILABLE, "platform unreachable", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, EnrollResponseBytesMax))
+	if err != nil {
+		return nil, iotpay.Wrap(iotpay.EUNAVAILABLE, "platform unreachable", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e struct {
+			Code    iotpay.Code `json:"code"`
+			Message string      `json:"message"`
+		}
+		if json.Unmarshal(b, &e) != nil || e.Code == "" {
+			e.Code, e.Message = iotpay.EUNAVAILABLE, resp.Status
+		}
+		return nil, iotpay.Errorf(e.Code, "enrollment: %s", e.Message)
+	}
+	var en Enrollment
+	if err := json.Unmarshal(b, &en); err != nil {
+		return nil, iotpay.Wrap(iotpay.EINVALID, "malformed enrollment answer", err)
+	}
+	if en.Device != id {
+		return nil, iotpay.Errorf(iotpay.EINVALID, "enrollment answer is for another device")
+	}
+	return &en, nil
+}
+
+// Identity builds the device identity from an enrollment, checking that the
+// certificate is for signer's key and chains to the CA.
+func (en *Enrollment) Identity(signer crypto.Signer) (*Identity, error) {
+	cert, err := parseCertPEM([]byte(en.Certificate))
+	if err != nil {
+		return nil, err
+	}
+	ca, err := parseCertPEM([]byte(en.CA))
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		return nil, iotpay.Wrap(iotpay.EINVALID, "certificate does not chain to the platform CA", err)
+	}
+	want, _ := x509.MarshalPKIXPublicKey(signer.Public())
+	got, _ := x509.MarshalPKIXPublicKey(cert.PublicKey)
+	if !bytes.Equal(want, got) {
+		return nil, iotpay.Errorf(iotpay.EINVALID, "certificate is not for this device's key")
+	}
+	blk, _ := pem.Decode([]byte(en.PlatformKey))
+	if blk == nil || blk.Type != "PUBLIC KEY" {
+		return nil, iotpay.Errorf(iotpay.EINVALID, "malformed platform key")
+	}
+	pk, err := x509.ParsePKIXPublicKey(blk.Bytes)
+	if err != nil {
+		return nil, iotpay.Wrap(iotpay.EINVALID, "malformed platform key", err)
+	}
+	suite, err := wire.SuiteByName(en.Suite)
+	if err != nil {
+		return nil, err
+	}
+	return &Identity{ID: en.Device, Suite: suite, Signer: signer, Cert: cert, CA: ca, PlatformKey: pk}, nil
+}
+
+func parseCertPEM(b []byte) (*x509.Certificate, error) {
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != "CERTIFICATE" {
+		return nil, iotpay.Errorf(iotpay.EINVALID, "no PEM certificate")
+	}
+	return x509.ParseCertificate(blk.Bytes)
+}
+
+// Files in a device directory.
+const (
+	EnrollmentFile = "enrollment.json"
+	StateFile      = "state.json"
+	KeyFile        = "key.enc"
+)
+
+// SaveEnrollment writes the enrollment and the initial state (its first
+// challenge) into dir.
+func SaveEnrollment(dir string, en *Enrollment) error {
+	b, err := json.MarshalIndent(en, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(dir, EnrollmentFile), b, 0o600); err != nil {
+		return err
+	}
+	return FileState{Path: filepath.Join(dir, StateFile)}.Save(State{Challenge: en.Challenge})
+}
+
+// LoadEnrollment reads the enrollment saved in dir.
+func LoadEnrollment(dir string) (*Enrollment, error) {
+	b, err := os.ReadFile(filepath.Join(dir, EnrollmentFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("device: %s is not an enrolled device directory (no %s)", dir, EnrollmentFile)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var en Enrollment
+	return &en, json.Unmarshal(b, &en)
+}

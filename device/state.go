@@ -1,0 +1,71 @@
+package device
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+)
+
+// FileState keeps State in a JSON file, replaced atomically and synced on
+// every save.
+type FileState struct{ Path string }
+
+// Load reads the state; a missing file is the zero state.
+func (f FileState) Load() (State, error) {
+	var s State
+	b, err := os.ReadFile(f.Path)
+	if errors.Is(err, os.ErrNotExist) {
+		return s, nil
+	}
+	if err != nil {
+		return s, err
+	}
+	return s, json.Unmarshal(b, &s)
+}
+
+// Save writes the state durably.
+func (f FileState) Save(s State) error {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(f.Path, b, 0o600)
+}
+
+// MemState keeps State in memory, for simulated devices.
+type MemState struct {
+	mu sync.Mutex
+	s  State
+}
+
+// Load returns the state.
+func (m *MemState) Load() (State, error) { m.mu.Lock(); defer m.mu.Unlock(); return m.s, nil }
+
+// Save keeps the state.
+func (m *MemState) Save(s State) error { m.mu.Lock(); defer m.mu.Unlock(); m.s = s; return nil }
+
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(perm); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

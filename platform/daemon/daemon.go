@@ -1,0 +1,203 @@
+// Package daemon assembles the whole platform in one process — store, CA,
+// receipt key, payment processor, embedded MQTT broker and HTTP API — from
+// a Config. cmd/iotpayd runs it; `iotpay demo` and end-to-end tests start
+// it in-process on port 0.
+package daemon
+
+import (
+	"context"
+	"crypto"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/iotpay/iotpay/payment"
+	"github.com/iotpay/iotpay/platform"
+	"github.com/iotpay/iotpay/platform/httpapi"
+	"github.com/iotpay/iotpay/platform/mqtt"
+	"github.com/iotpay/iotpay/platform/pki"
+	"github.com/iotpay/iotpay/platform/registry"
+	"github.com/iotpay/iotpay/store/sqlite"
+	"github.com/iotpay/iotpay/wire"
+)
+
+// Defaults.
+const (
+	DefaultDataDir  = "./iotpay-data"
+	DefaultHTTPAddr = "127.0.0.1:8080"
+	DefaultMQTTAddr = ":8883"
+	ShutdownTimeout = 10 * time.Second
+)
+
+// Files in the data directory.
+const (
+	DBFile         = "iotpay.db"
+	ReceiptKeyFile = "receipt-key.pem"
+)
+
+// Config says where the platform keeps its data and listens.
+type Config struct {
+	DataDir  string
+	HTTPAddr string
+	MQTTAddr string
+	// ServerNames are the names and addresses the MQTT server certificate
+	// is valid for, besides localhost and the loopback addresses.
+	ServerNames []string
+	Logger      *slog.Logger
+}
+
+// Daemon is a running platform.
+type Daemon struct {
+	cfg       Config
+	log       *slog.Logger
+	DB        *sqlite.DB
+	CA        *pki.CA
+	Registry  *registry.Service
+	Payments  *payment.Service
+	Processor *platform.Processor
+	Broker    *mqtt.Broker
+	// APIKey is the operator API key, set only on the first start: it is
+	// never stored in clear.
+	APIKey string
+
+	http     *http.Server
+	httpLn   net.Listener
+	httpDone chan error
+}
+
+// Open prepares the data directory (creating the database, CA, receipt key
+// and first tenant on first use) without listening yet.
+func Open(ctx context.Context, cfg Config) (*Daemon, error) {
+	if cfg.DataDir == "" {
+		cfg.DataDir = DefaultDataDir
+	}
+	if cfg.HTTPAddr == "" {
+		cfg.HTTPAddr = DefaultHTTPAddr
+	}
+	if cfg.MQTTAddr == "" {
+		cfg.MQTTAddr = DefaultMQTTAddr
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	d := &Daemon{cfg: cfg, log: cfg.Logger}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(cfg.DataDir, 0o700); err != nil {
+		return nil, err
+	}
+	var err error
+	if d.CA, _, err = pki.LoadOrCreateCA(cfg.DataDir, time.Now()); err != nil {
+		return nil, err
+	}
+	receiptKey, _, err := pki.LoadOrCreateKey(filepath.Join(cfg.DataDir, ReceiptKeyFile))
+	if err != nil {
+		return nil, err
+	}
+	kid, err := pki.KeyID(receiptKey.Public())
+	if err != nil {
+		return nil, err
+	}
+	if d.DB, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, DBFile)); err != nil {
+		return nil, err
+	}
+	d.Registry = &registry.Service{Store: sqlite.For[registry.Tx](d.DB), CA: d.CA, PlatformKey: receiptKey.Public()}
+	d.Payments = &payment.Service{Store: sqlite.For[payment.Tx](d.DB)}
+	d.Processor = &platform.Processor{
+		Store: sqlite.For[platform.Tx](d.DB), ReceiptSigner: receiptKey, ReceiptSuite: wire.Intl, ReceiptKid: kid,
+		Logger: d.log.With("component", "processor"),
+	}
+	if err := d.bootstrap(ctx); err != nil {
+		d.DB.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *Daemon) bootstrap(ctx context.Context) error {
+	n, err := d.DB.TenantCount(ctx)
+	if err != nil || n > 0 {
+		return err
+	}
+	t, key, err := d.Registry.Bootstrap(ctx, "default")
+	if err != nil {
+		return err
+	}
+	d.APIKey = key
+	d.log.Info("created tenant and operator API key", "tenant", t.ID)
+	return nil
+}
+
+// ReceiptKey returns the public key receipts verify with.
+func (d *Daemon) ReceiptKey() crypto.PublicKey { return d.Registry.PlatformKey }
+
+// Start opens the listeners and serves in the background.
+func (d *Daemon) Start() error {
+	hosts := append([]string{"localhost", "127.0.0.1", "::1"}, d.cfg.ServerNames...)
+	if h, err := os.Hostname(); err == nil {
+		hosts = append(hosts, h)
+	}
+	cert, key, err := d.CA.IssueServerCert(hosts)
+	if err != nil {
+		return err
+	}
+	tlsCfg := &tls.Config{
+		Certificates: []tls.Certificate{{Certificate: [][]byte{cert.Raw, d.CA.Cert.Raw}, PrivateKey: key, Leaf: cert}},
+		ClientCAs:    d.CA.Pool(),
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		MinVersion:   tls.VersionTLS12,
+	}
+	d.Broker, err = mqtt.New(mqtt.Config{Addr: d.cfg.MQTTAddr, TLS: tlsCfg, Logger: d.log.With("component", "mqtt")}, d.Registry, d.Processor)
+	if err != nil {
+		return err
+	}
+	if err := d.Broker.Start(); err != nil {
+		return fmt.Errorf("mqtt listener on %s: %w", d.cfg.MQTTAddr, err)
+	}
+	api := &httpapi.Server{Registry: d.Registry, Payments: d.Payments, OnRevoke: d.Broker.Disconnect, Logger: d.log.With("component", "http")}
+	d.httpLn, err = net.Listen("tcp", d.cfg.HTTPAddr)
+	if err != nil {
+		d.Broker.Close()
+		return fmt.Errorf("http listener on %s: %w", d.cfg.HTTPAddr, err)
+	}
+	d.http = &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10}
+	d.httpDone = make(chan error, 1)
+	go func() { d.httpDone <- d.http.Serve(d.httpLn) }()
+	d.log.Info("iotpayd listening", "http", d.HTTPAddr(), "mqtt", d.MQTTAddr(), "data", d.cfg.DataDir)
+	return nil
+}
+
+// HTTPAddr is the bound HTTP address.
+func (d *Daemon) HTTPAddr() string { return d.httpLn.Addr().String() }
+
+// MQTTAddr is the bound MQTT/TLS address.
+func (d *Daemon) MQTTAddr() string { return d.Broker.Addr() }
+
+// Close stops intake, lets every request in progress finish and commit,
+// then closes the store. An acknowledged payment is never lost: a receipt
+// is only sent after its transaction committed.
+func (d *Daemon) Close() error {
+	var errs []error
+	if d.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+		errs = append(errs, d.http.Shutdown(ctx))
+		cancel()
+		if err := <-d.httpDone; !errors.Is(err, http.ErrServerClosed) {
+			errs = append(errs, err)
+		}
+	}
+	if d.Broker != nil {
+		errs = append(errs, d.Broker.Close())
+	}
+	errs = append(errs, d.DB.Close())
+	return errors.Join(errs...)
+}

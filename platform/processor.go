@@ -1,0 +1,316 @@
+package platform
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/rand"
+	"errors"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/iotpay/iotpay"
+	"github.com/iotpay/iotpay/audit"
+	"github.com/iotpay/iotpay/payment"
+	"github.com/iotpay/iotpay/platform/registry"
+	"github.com/iotpay/iotpay/wire"
+)
+
+// ClockSkewMax is how far a device clock may be from the platform's by default.
+const ClockSkewMax = 5 * time.Minute
+
+// Tx is one store transaction over everything a payment touches.
+type Tx interface {
+	registry.Tx
+	payment.Tx
+	audit.Tx
+}
+
+// Store runs functions in transactions.
+type Store interface {
+	Update(ctx context.Context, fn func(Tx) error) error
+	View(ctx context.Context, fn func(Tx) error) error
+}
+
+// Processor admits device payment requests and answers each with a signed
+// receipt.
+type Processor struct {
+	Store Store
+	// ReceiptSigner signs receipts under ReceiptSuite; devices hold its
+	// public key from enrollment.
+	ReceiptSigner crypto.Signer
+	ReceiptSuite  wire.Suite
+	ReceiptKid    []byte
+	ClockSkew     time.Duration
+	Logger        *slog.Logger
+	Now           func() time.Time
+	Rand          io.Reader
+}
+
+// Result is what happened to one message.
+type Result struct {
+	Receipt   []byte       // signed answer for the device; nil when none can be made
+	Outcome   wire.Outcome // approved, declined or rejected
+	Code      iotpay.Code  // for declines and rejections
+	Reason    string
+	Duplicate bool // a redelivery answered with the original receipt
+	Payment   iotpay.PaymentID
+}
+
+func (p *Processor) now() time.Time {
+	if p.Now != nil {
+		return p.Now()
+	}
+	return time.Now()
+}
+
+func (p *Processor) rand() io.Reader {
+	if p.Rand != nil {
+		return p.Rand
+	}
+	return rand.Reader
+}
+
+func (p *Processor) log() *slog.Logger {
+	if p.Logger != nil {
+		return p.Logger
+	}
+	return slog.Default()
+}
+
+// HandlePay processes one message from a device and returns the receipt to
+// send back (nil when none can be made). It implements the transports'
+// handler interface.
+func (p *Processor) HandlePay(ctx context.Context, device iotpay.DeviceID, raw []byte) []byte {
+	return p.Process(ctx, device, raw).Receipt
+}
+
+// rejection is a refusal of an authenticated request before any state
+// changed; it is logged as an audit leaf of its own.
+type rejection struct{ err error }
+
+func (r *rejection) Error() string { return r.err.Error() }
+
+// Process admits raw, a signed request that arrived on the channel the
+// transport authenticated as device, and decides it. Checks run in a fixed
+// order: form, identity and signature, then (in the write transaction)
+// idempotency, time window, counter and challenge; only then the decision.
+func (p *Processor) Process(ctx context.Context, device iotpay.DeviceID, raw []byte) Result {
+	suite := wire.Intl
+	env, req, err := wire.ParseRequest(raw)
+	if err != nil {
+		p.log().Info("request refused", "device", device, "err", err)
+		return p.reject(device, suite.Hash(raw), nil, nil, err)
+	}
+	if iotpay.DeviceID(req.Device) != device {
+		p.log().Warn("request names another device than its channel", "device", device, "claimed", req.Device)
+		return p.reject(device, suite.Hash(raw), req, nil, iotpay.Errorf(iotpay.EUNAUTHORIZED, "verification failed"))
+	}
+	dev, err := p.device(ctx, device)
+	if err == nil {
+		suite, err = wire.SuiteByName(dev.Suite)
+	}
+	if err != nil {
+		return p.reject(device, suite.Hash(raw), req, nil, err)
+	}
+	rh := suite.Hash(raw)
+	key, err := dev.Key()
+	if err == nil {
+		err = env.Verify(suite, key)
+	}
+	if err != nil {
+		p.log().Warn("request signature refused", "device", device, "err", err)
+		return p.reject(device, rh, req, nil, iotpay.Errorf(iotpay.EUNAUTHORIZED, "verification failed"))
+	}
+
+	// Authenticated: from here on every outcome is in the audit log.
+	var res Result
+	err = p.Store.Update(ctx, func(tx Tx) error {
+		var err error
+		res, err = p.decide(ctx, tx, rh, req)
+		return err
+	})
+	var rej *rejection
+	switch {
+	case errors.As(err, &rej):
+		p.log().Info("request rejected", "device", device, "request", req.RequestID, "err", rej.err)
+		return p.rejectLogged(ctx, dev, rh, req, rej.err)
+	case err != nil:
+		p.log().Error("request failed", "device", device, "request", req.RequestID, "err", err)
+		return p.reject(device, rh, req, nil, iotpay.Wrap(iotpay.EUNAVAILABLE, "try again later", err))
+	}
+	return res
+}
+
+// device loads an enrolled, active device; any failure is the same vague
+// refusal.
+func (p *Processor) device(ctx context.Context, id iotpay.DeviceID) (*registry.Device, error) {
+	var d *registry.Device
+	err := p.Store.View(ctx, func(tx Tx) (err error) { d, err = tx.Device(ctx, id); return })
+	if err != nil || d.Status != registry.DeviceActive {
+		if err != nil && iotpay.ErrorCode(err) != iotpay.ENOTFOUND {
+			p.log().Error("device lookup failed", "device", id, "err", err)
+			return nil, iotpay.Wrap(iotpay.EUNAVAILABLE, "try again later", err)
+		}
+		p.log().Warn("request from a device that may not pay", "device", id, "err", err)
+		return nil, iotpay.Errorf(iotpay.EUNAUTHORIZED, "verification failed")
+	}
+	return d, nil
+}
+
+func (p *Processor) decide(ctx context.Context, tx Tx, rh []byte, req *wire.Request) (Result, error) {
+	dev, err := tx.Device(ctx, iotpay.DeviceID(req.Device))
+	if err != nil {
+		return Result{}, err
+	}
+	if dev.Status != registry.DeviceActive {
+		return Result{}, &rejection{iotpay.Errorf(iotpay.EUNAUTHORIZED, "verification failed")}
+	}
+	prev, err := tx.PaymentByRequest(ctx, dev.ID, req.RequestID)
+	switch {
+	case err == nil && bytes.Equal(prev.RequestHash, rh):
+		return Result{Receipt: prev.Receipt, Outcome: outcomeOf(prev.Status), Duplicate: true, Payment: prev.ID, Reason: prev.Reason}, nil
+	case err == nil:
+		return Result{}, &rejection{iotpay.Errorf(iotpay.EREPLAY, "request id already used for another request")}
+	case iotpay.ErrorCode(err) != iotpay.ENOTFOUND:
+		return Result{}, err
+	}
+	now := p.now()
+	skew := p.ClockSkew
+	if skew == 0 {
+		skew = ClockSkewMax
+	}
+	if d := req.Time().Sub(now); d > skew || d < -skew {
+		return Result{}, &rejection{iotpay.Errorf(iotpay.EINVALID, "device clock off by %v", d.Round(time.Second))}
+	}
+	if req.Counter <= dev.Counter {
+		return Result{}, &rejection{iotpay.Errorf(iotpay.EREPLAY, "counter %d not above %d", req.Counter, dev.Counter)}
+	}
+	if !bytes.Equal(req.Challenge, dev.Challenge) {
+		return Result{}, &rejection{iotpay.Errorf(iotpay.EREPLAY, "stale challenge")}
+	}
+	prod, err := tx.Product(ctx, dev.Tenant, dev.Product)
+	if err != nil {
+		return Result{}, err
+	}
+	amount, err := Price(prod, req)
+	if err != nil {
+		return Result{}, &rejection{err}
+	}
+
+	// Admitted: the device's state moves on whatever the decision.
+	dev.Counter = req.Counter
+	dev.Challenge = p.challenge()
+	dev.LastSeen = now
+	if err := tx.UpdateDevice(ctx, dev); err != nil {
+		return Result{}, err
+	}
+
+	pay := &payment.Payment{
+		ID: iotpay.PaymentID(iotpay.NewID(iotpay.PrefixPayment, now, p.rand())), Tenant: dev.Tenant, Device: dev.ID,
+		RequestID: req.RequestID, RequestHash: rh, Status: payment.StatusApproved,
+		Amount: amount.Amount, Currency: amount.Currency, Merchant: prod.Merchant, Created: now,
+	}
+	xfr := &payment.Transfer{ID: iotpay.TransferID(iotpay.NewID(iotpay.PrefixTransfer, now, p.rand())), Payment: pay.ID, Created: now}
+	b, err := payment.Charge(ctx, tx, dev.Tenant, dev.ID, prod.Merchant, amount, xfr)
+	if b != nil {
+		pay.Payer = b.Account
+	}
+	leaf := &audit.Leaf{Kind: audit.KindPayment, Tenant: string(dev.Tenant), Device: string(dev.ID), RequestID: req.RequestID,
+		RequestHash: rh, Payment: string(pay.ID), Amount: amount.Amount, Currency: string(amount.Currency)}
+	switch {
+	case iotpay.ErrorCode(err) == iotpay.EDECLINED:
+		pay.Status, pay.Reason = payment.StatusDeclined, iotpay.ErrorMessage(err)
+	case err != nil:
+		return Result{}, err
+	default:
+		pay.Transfers = []iotpay.TransferID{xfr.ID}
+		leaf.Postings = []audit.Posting{{Transfer: string(xfr.ID), Debit: string(xfr.Debit), Credit: string(xfr.Credit), Amount: xfr.Amount, Currency: string(xfr.Currency)}}
+	}
+	leaf.Outcome, leaf.Reason = string(pay.Status), pay.Reason
+	if pay.LogIndex, err = audit.Append(ctx, tx, leaf, now); err != nil {
+		return Result{}, err
+	}
+	rc := &wire.Receipt{
+		Device: string(dev.ID), RequestID: req.RequestID, RequestHash: rh, Outcome: outcomeOf(pay.Status),
+		Reason: pay.Reason, PaymentID: string(pay.ID), AmountMinor: pay.Amount, Currency: string(pay.Currency),
+		LogIndex: &pay.LogIndex, Challenge: dev.Challenge,
+	}
+	if pay.Status == payment.StatusDeclined {
+		rc.Code = string(iotpay.EDECLINED)
+	}
+	for _, t := range pay.Transfers {
+		rc.Transfers = append(rc.Transfers, string(t))
+	}
+	if pay.Receipt, err = p.sign(rc, now); err != nil {
+		return Result{}, err
+	}
+	if err := tx.CreatePayment(ctx, pay); err != nil {
+		return Result{}, err
+	}
+	return Result{Receipt: pay.Receipt, Outcome: rc.Outcome, Code: iotpay.Code(rc.Code), Reason: pay.Reason, Payment: pay.ID}, nil
+}
+
+func outcomeOf(s payment.Status) wire.Outcome {
+	if s == payment.StatusApproved {
+		return wire.Approved
+	}
+	return wire.Declined
+}
+
+// rejectLogged records the refusal of an authenticated request as an audit
+// leaf, then answers it. Nothing else changes: no balance, no device state.
+func (p *Processor) rejectLogged(ctx context.Context, dev *registry.Device, rh []byte, req *wire.Request, cause error) Result {
+	now := p.now()
+	var idx uint64
+	var challenge []byte
+	err := p.Store.Update(ctx, func(tx Tx) error {
+		cur, err := tx.Device(ctx, dev.ID)
+		if err != nil {
+			return err
+		}
+		challenge = cur.Challenge // lets a device that lost its state resynchronise
+		idx, err = audit.Append(ctx, tx, &audit.Leaf{Kind: audit.KindRejection, Tenant: string(dev.Tenant), Device: string(dev.ID),
+			RequestID: req.RequestID, RequestHash: rh, Outcome: string(wire.Rejected),
+			Reason: string(iotpay.ErrorCode(cause)) + ": " + iotpay.ErrorMessage(cause)}, now)
+		return err
+	})
+	if err != nil {
+		p.log().Error("cannot log rejection", "device", dev.ID, "err", err)
+		return p.reject(dev.ID, rh, req, nil, iotpay.Wrap(iotpay.EUNAVAILABLE, "try again later", err))
+	}
+	return p.rejectWithChallenge(dev.ID, rh, req, &idx, cause, challenge)
+}
+
+// reject answers a refused request with a signed receipt and changes nothing.
+func (p *Processor) reject(device iotpay.DeviceID, rh []byte, req *wire.Request, idx *uint64, cause error) Result {
+	return p.rejectWithChallenge(device, rh, req, idx, cause, nil)
+}
+
+func (p *Processor) rejectWithChallenge(device iotpay.DeviceID, rh []byte, req *wire.Request, idx *uint64, cause error, challenge []byte) Result {
+	code, msg := iotpay.ErrorCode(cause), iotpay.ErrorMessage(cause)
+	rc := &wire.Receipt{Device: string(device), RequestHash: rh, Outcome: wire.Rejected, Code: string(code), Reason: msg, LogIndex: idx, Challenge: challenge}
+	if req != nil {
+		rc.RequestID = req.RequestID
+	}
+	b, err := p.sign(rc, p.now())
+	if err != nil {
+		p.log().Error("cannot sign receipt", "device", device, "err", err)
+	}
+	return Result{Receipt: b, Outcome: wire.Rejected, Code: code, Reason: msg}
+}
+
+func (p *Processor) sign(rc *wire.Receipt, now time.Time) ([]byte, error) {
+	rc.V = wire.Version
+	rc.TimeMs = now.UnixMilli()
+	return wire.SignReceipt(p.ReceiptSuite, p.ReceiptSigner, p.rand(), p.ReceiptKid, rc)
+}
+
+func (p *Processor) challenge() []byte {
+	c := make([]byte, wire.ChallengeBytes)
+	if _, err := io.ReadFull(p.rand(), c); err != nil {
+		panic("platform: randomness source failed: " + err.Error())
+	}
+	return c
+}
