@@ -60,7 +60,7 @@ func (intlSuite) Hash(msg []byte) []byte {
 
 func (intlSuite) Sign(signer crypto.Signer, rand io.Reader, msg []byte) ([]byte, error) {
 	pub, ok := signer.Public().(*ecdsa.PublicKey)
-	if !ok || pub.Curve != elliptic.P256() {
+	if !ok || pub == nil || pub.Curve != elliptic.P256() {
 		return nil, iotpay.Errorf(iotpay.EINVALID, "intl suite needs a P-256 key")
 	}
 	h := sha256.Sum256(msg)
@@ -72,8 +72,10 @@ func (intlSuite) Sign(signer crypto.Signer, rand io.Reader, msg []byte) ([]byte,
 }
 
 func (intlSuite) Verify(pub crypto.PublicKey, msg, sig []byte) bool {
+	// A typed nil key, as a lookup of an unknown device may return, or a
+	// zero key is refused here: crypto/ecdsa dereferences its coordinates.
 	k, ok := pub.(*ecdsa.PublicKey)
-	if !ok || k.Curve != elliptic.P256() || len(sig) != 64 {
+	if !ok || k == nil || k.Curve != elliptic.P256() || k.X == nil || k.Y == nil || len(sig) != 64 {
 		return false
 	}
 	h := sha256.Sum256(msg)

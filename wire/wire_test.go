@@ -738,6 +738,18 @@ func TestSuite(t *testing.T) {
 		wantCode(t, err, iotpay.EINVALID)
 		_, err = wire.SignRequest(wire.Intl, k384, rand.Reader, amountRequest())
 		wantCode(t, err, iotpay.EINVALID)
+		_, err = wire.Intl.Sign(nilPublicSigner{k384}, rand.Reader, []byte("m"))
+		wantCode(t, err, iotpay.EINVALID)
+	})
+	t.Run("Sign1.Verify with a typed nil key", func(t *testing.T) {
+		env, _, err := wire.ParseRequest(mustSignRequest(t, testKey(t, "device"), amountRequest()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var unknown *ecdsa.PublicKey // as a failed device lookup returns
+		wantCode(t, env.Verify(wire.Intl, unknown), iotpay.EUNAUTHORIZED)
+		_, err = wire.OpenReceipt(wire.Intl, unknown, mustSignReceipt(t, testKey(t, "platform"), testReceipt()))
+		wantCode(t, err, iotpay.EUNAUTHORIZED)
 	})
 	t.Run("verify", func(t *testing.T) {
 		key := testKey(t, "device")
@@ -763,6 +775,8 @@ func TestSuite(t *testing.T) {
 			{"P-384 key", &k384.PublicKey, msg, sig, false},
 			{"value not pointer", key.PublicKey, msg, sig, false},
 			{"nil key", nil, msg, sig, false},
+			{"typed nil key", (*ecdsa.PublicKey)(nil), msg, sig, false},
+			{"key without point", &ecdsa.PublicKey{Curve: elliptic.P256()}, msg, sig, false},
 			{"short sig", &key.PublicKey, msg, sig[:63], false},
 			{"long sig", &key.PublicKey, msg, append(bytes.Clone(sig), 0), false},
 			{"zero sig", &key.PublicKey, msg, make([]byte, 64), false},
@@ -817,6 +831,11 @@ func TestCOSESignatureForm(t *testing.T) {
 		t.Fatal("signature is not ES256 over the Sig_structure")
 	}
 }
+
+// nilPublicSigner is a signer whose Public returns a typed nil key.
+type nilPublicSigner struct{ crypto.Signer }
+
+func (nilPublicSigner) Public() crypto.PublicKey { return (*ecdsa.PublicKey)(nil) }
 
 // verifyRaw checks a COSE r||s signature with crypto/ecdsa alone.
 func verifyRaw(pub *ecdsa.PublicKey, digest, sig []byte) bool {

@@ -32,9 +32,10 @@ const (
 	// answersMax bounds the answers received but not yet read; older ones
 	// are dropped first, as a late answer to an earlier request is useless.
 	answersMax = 16
-	// keepalive is well under the broker's maximum (120s).
+	// keepalive paces pings, which find a dead connection and keep NAT
+	// mappings open.
 	keepalive = 60 * time.Second
-	// quiesce is how long Close waits for the DISCONNECT to be sent, in
+	// quiesceMs is how long Close waits for the DISCONNECT to be sent, in
 	// milliseconds as paho wants it.
 	quiesceMs = 250
 	// protocolMQTT311 pins the protocol version: left unset, paho retries a

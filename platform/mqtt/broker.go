@@ -50,9 +50,10 @@ const (
 	// messageExpiry bounds how long an undelivered message is kept; a
 	// device republishes long before.
 	messageExpiry = 5 * time.Minute
-	// keepaliveMax is imposed on devices asking for no keepalive or a
-	// longer one, so a silent connection is dropped after 1.5 times it.
-	keepaliveMax = 120
+	// keepaliveMax, in seconds, is imposed on devices asking for no
+	// keepalive or a longer one, so a silent connection is dropped after
+	// 1.5 times it. MQTT 5 clients are told; 3.1.1 has no way to tell them.
+	keepaliveMax = 300
 	// sysTopicInterval: no device may read $SYS topics, and refreshing
 	// them reads runtime memory statistics, which stops the world.
 	sysTopicInterval = time.Hour
@@ -249,7 +250,10 @@ func (b *Broker) Disconnect(id iotpay.DeviceID) {
 }
 
 // Close stops accepting connections, disconnects clients and waits for
-// handler calls in progress to return. It is safe to call more than once.
+// handler calls in progress to return. A message that arrives once Close
+// has begun is acknowledged by mochi but not handed to the Handler; its
+// device republishes after reconnecting. Close is safe to call more than
+// once, but not from a Handler, which it would wait for.
 func (b *Broker) Close() error {
 	b.closeOnce.Do(func() {
 		b.mu.Lock()

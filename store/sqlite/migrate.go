@@ -93,4 +93,3 @@ func (db *DB) migrate(ctx context.Context) error {
 		return nil
 	})
 }
-
