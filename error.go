@@ -55,7 +55,7 @@ func ErrorCode(err error) Code {
 		return ""
 	}
 	var e *Error
-	if errors.As(err, &e) {
+	if errors.As(err, &e) && e != nil {
 		return e.Code
 	}
 	return EINTERNAL
@@ -68,7 +68,7 @@ func ErrorMessage(err error) string {
 		return ""
 	}
 	var e *Error
-	if errors.As(err, &e) && e.Code != EINTERNAL {
+	if errors.As(err, &e) && e != nil && e.Code != EINTERNAL {
 		return e.Message
 	}
 	return "internal error"

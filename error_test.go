@@ -90,3 +90,14 @@ func TestErrorMessage(t *testing.T) {
 		})
 	}
 }
+
+func TestErrorCodeOfTypedNil(t *testing.T) {
+	var e *Error
+	var err error = e
+	if got := ErrorCode(err); got != EINTERNAL {
+		t.Errorf("ErrorCode(typed nil) = %q", got)
+	}
+	if got := ErrorMessage(err); got != "internal error" {
+		t.Errorf("ErrorMessage(typed nil) = %q", got)
+	}
+}

@@ -64,6 +64,11 @@ func OpenReceipt(s Suite, pub crypto.PublicKey, b []byte) (*Receipt, error) {
 	if r.V != Version {
 		return nil, iotpay.Errorf(iotpay.EINVALID, "unsupported receipt version %d", r.V)
 	}
+	switch r.Outcome {
+	case Approved, Declined, Rejected:
+	default:
+		return nil, iotpay.Errorf(iotpay.EINVALID, "unknown receipt outcome %q", r.Outcome)
+	}
 	return &r, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"io"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/iotpay/iotpay"
@@ -111,7 +112,9 @@ func printable(s string) bool {
 		return false
 	}
 	for _, r := range s {
-		if r < 0x20 || r == 0x7f {
+		// Control and format characters (C1 controls, bidi overrides) could
+		// disguise an id in logs and receipts.
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
 			return false
 		}
 	}

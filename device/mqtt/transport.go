@@ -210,6 +210,9 @@ func (t *Transport) receive(_ paho.Client, m paho.Message) {
 // since answers on the single receipt topic cannot be told apart otherwise
 // than by match.
 func (t *Transport) Exchange(ctx context.Context, request []byte, match func(answer []byte) bool) ([]byte, error) {
+	if match == nil {
+		return nil, iotpay.Errorf(iotpay.EINVALID, "mqtt: no answer matcher")
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.drain()
