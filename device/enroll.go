@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 
 	"github.com/iotpay/iotpay"
+	"github.com/iotpay/iotpay/internal/atomicfile"
 	"github.com/iotpay/iotpay/wire"
 )
 
@@ -140,7 +141,7 @@ func SaveEnrollment(dir string, en *Enrollment) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, EnrollmentFile), b, 0o600); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, EnrollmentFile), b, 0o600); err != nil {
 		return err
 	}
 	return FileState{Path: filepath.Join(dir, StateFile)}.Save(State{Challenge: en.Challenge})

@@ -4,8 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
-	"path/filepath"
 	"sync"
+
+	"github.com/iotpay/iotpay/internal/atomicfile"
 )
 
 // FileState keeps State in a JSON file, replaced atomically and synced on
@@ -31,7 +32,7 @@ func (f FileState) Save(s State) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(f.Path, b, 0o600)
+	return atomicfile.Write(f.Path, b, 0o600)
 }
 
 // MemState keeps State in memory, for simulated devices.
@@ -45,27 +46,3 @@ func (m *MemState) Load() (State, error) { m.mu.Lock(); defer m.mu.Unlock(); ret
 
 // Save keeps the state.
 func (m *MemState) Save(s State) error { m.mu.Lock(); defer m.mu.Unlock(); m.s = s; return nil }
-
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
-}

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/iotpay/iotpay"
+	"github.com/iotpay/iotpay/internal/atomicfile"
 )
 
 // Lifetimes and bounds.
@@ -264,10 +265,10 @@ func LoadOrCreateCA(dir string, now time.Time) (*CA, bool, error) {
 		if err != nil {
 			return nil, false, err
 		}
-		if err := WriteFileAtomic(keyPath, kp, 0o600); err != nil {
+		if err := atomicfile.Write(keyPath, kp, 0o600); err != nil {
 			return nil, false, err
 		}
-		if err := WriteFileAtomic(certPath, EncodeCertPEM(ca.Cert), 0o644); err != nil {
+		if err := atomicfile.Write(certPath, EncodeCertPEM(ca.Cert), 0o644); err != nil {
 			return nil, false, err
 		}
 		return ca, true, nil
@@ -299,7 +300,7 @@ func LoadOrCreateKey(path string) (crypto.Signer, bool, error) {
 		if err != nil {
 			return nil, false, err
 		}
-		return k, true, WriteFileAtomic(path, kp, 0o600)
+		return k, true, atomicfile.Write(path, kp, 0o600)
 	}
 	return key, false, err
 }
@@ -322,32 +323,6 @@ func LoadKey(path string) (crypto.Signer, error) {
 		return nil, fmt.Errorf("pki: %s: %w", path, err)
 	}
 	return k, nil
-}
-
-// WriteFileAtomic writes data to path through a synced temporary file and a
-// rename, so a crash leaves either the old file or the new one.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }
 
 // KeyID returns a short stable identifier of a public key: the first 8
