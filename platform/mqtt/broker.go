@@ -283,6 +283,7 @@ func (b *Broker) Close() error {
 				ln.serving.Wait()
 				b.server.Listeners.ClientsWg.Done()
 			}()
+			b.disconnectAll()
 		}
 		if err := b.server.Close(); err != nil {
 			b.closeErr = iotpay.Wrap(iotpay.EINTERNAL, "mqtt: close", err)
@@ -291,6 +292,19 @@ func (b *Broker) Close() error {
 		b.log.Info("mqtt broker closed")
 	})
 	return b.closeErr
+}
+
+// disconnectAll tells every connected client the server is shutting down
+// and closes its connection; mochi's own way is prone to deadlock (see
+// listener.Close).
+func (b *Broker) disconnectAll() {
+	for _, cl := range b.server.Clients.GetAll() {
+		if cl.Net.Inline || cl.Closed() {
+			continue
+		}
+		// The error is the reason code we gave; the connection is closed anyway.
+		_ = b.server.DisconnectClient(cl, packets.ErrServerShuttingDown)
+	}
 }
 
 func (b *Broker) listener() *listener {

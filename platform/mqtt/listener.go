@@ -159,11 +159,14 @@ func (l *listener) stop() {
 	}
 }
 
-// Close is called by mochi's Close: stop accepting and have mochi
-// disconnect its clients.
-func (l *listener) Close(closeClients listeners.CloseFn) {
+// Close is called by mochi's Close. It stops accepting but does not call
+// closeClients: mochi's implementation takes its client map's read lock
+// twice (Clients.GetByListener calls Clients.Len), which deadlocks when a
+// client leaving at that moment waits for the write lock in between
+// (mochi-mqtt/server issue 488, open in v2.7.9). The Broker disconnects
+// clients itself before.
+func (l *listener) Close(listeners.CloseFn) {
 	l.stop()
-	closeClients(l.id)
 }
 
 // closeConns closes every open connection.
