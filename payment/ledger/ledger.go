@@ -68,8 +68,8 @@ type AccountFlags uint16
 // Account flags.
 const (
 	// Overdraft lets the balance go below zero on its normal side.
-	Overdraft AccountFlags = 1 << iota
-	accountFlagsAll = Overdraft
+	Overdraft       AccountFlags = 1 << iota
+	accountFlagsAll              = Overdraft
 )
 
 // Balance is an account's four running totals, in minor units. Pending

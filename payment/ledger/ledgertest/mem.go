@@ -74,7 +74,7 @@ func (m *Mem) View(ctx context.Context, fn func(*MemTx) error) error {
 }
 
 func copyT(t *ledger.Transfer) *ledger.Transfer { c := *t; return &c }
-func copyA(a *ledger.Account) *ledger.Account  { c := *a; return &c }
+func copyA(a *ledger.Account) *ledger.Account   { c := *a; return &c }
 
 // LookupTransfers implements ledger.Tx.
 func (tx *MemTx) LookupTransfers(ctx context.Context, ids []iotpay.TransferID) ([]*ledger.Transfer, error) {

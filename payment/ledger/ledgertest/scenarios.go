@@ -296,7 +296,10 @@ func testExpiry[T TxAll](x *h[T]) {
 	x.wantBalance(wallet, ledger.Balance{CreditsPosted: 1000})
 	x.fails(ledger.ErrPendingExpired, x.resolve(h1, ledger.PostPending, 0))
 	var ts []*ledger.Transfer
-	err := x.db.View(bg, func(tx T) (err error) { ts, err = tx.Transfers(bg, x.tenant, ledger.TransferFilter{Ref: "pay_h1"}); return })
+	err := x.db.View(bg, func(tx T) (err error) {
+		ts, err = tx.Transfers(bg, x.tenant, ledger.TransferFilter{Ref: "pay_h1"})
+		return
+	})
 	if err != nil || len(ts) != 2 || ts[1].Flags != ledger.Expired || ts[1].PendingID != h1.ID || ts[1].Amount != 200 {
 		x.t.Fatalf("expiry record %+v %v", ts, err)
 	}
