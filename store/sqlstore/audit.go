@@ -1,4 +1,4 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
@@ -13,10 +13,10 @@ import (
 // AppendLeaf implements audit.Tx: leaves are numbered from 0 with no gap.
 func (tx *Tx) AppendLeaf(ctx context.Context, data, hash []byte, created time.Time) (uint64, error) {
 	var next int64
-	if err := tx.tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_leaves`).Scan(&next); err != nil {
+	if err := tx.row(ctx, `SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_leaves`).Scan(&next); err != nil {
 		return 0, err
 	}
-	_, err := tx.tx.ExecContext(ctx, `INSERT INTO audit_leaves (idx, data, hash, created_ms) VALUES (?, ?, ?, ?)`, next, data, hash, ms(created))
+	_, err := tx.exec(ctx, `INSERT INTO audit_leaves (idx, data, hash, created_ms) VALUES (?, ?, ?, ?)`, next, data, hash, ms(created))
 	return uint64(next), err
 }
 
@@ -24,7 +24,7 @@ func (tx *Tx) AppendLeaf(ctx context.Context, data, hash []byte, created time.Ti
 func (tx *Tx) Leaf(ctx context.Context, i uint64) (*audit.Entry, error) {
 	e := &audit.Entry{Index: i}
 	var created int64
-	err := tx.tx.QueryRowContext(ctx, `SELECT data, hash, created_ms FROM audit_leaves WHERE idx = ?`, int64(i)).Scan(&e.Data, &e.Hash, &created)
+	err := tx.row(ctx, `SELECT data, hash, created_ms FROM audit_leaves WHERE idx = ?`, int64(i)).Scan(&e.Data, &e.Hash, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, iotpay.Errorf(iotpay.ENOTFOUND, "leaf %d not found", i)
 	}
@@ -35,6 +35,6 @@ func (tx *Tx) Leaf(ctx context.Context, i uint64) (*audit.Entry, error) {
 // LogSize returns the number of leaves in the audit log.
 func (tx *Tx) LogSize(ctx context.Context) (uint64, error) {
 	var n int64
-	err := tx.tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM audit_leaves`).Scan(&n)
+	err := tx.row(ctx, `SELECT COUNT(*) FROM audit_leaves`).Scan(&n)
 	return uint64(n), err
 }

@@ -1,4 +1,4 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
@@ -25,14 +25,14 @@ func scanAccount(row interface{ Scan(...any) error }) (*payment.Account, error) 
 
 // CreateAccount implements payment.Tx.
 func (tx *Tx) CreateAccount(ctx context.Context, a *payment.Account) error {
-	_, err := tx.tx.ExecContext(ctx, `INSERT INTO accounts (`+accountCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+	_, err := tx.exec(ctx, `INSERT INTO accounts (`+accountCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		a.ID, a.Tenant, a.Name, a.Kind, a.Currency, a.Balance, ms(a.Created))
-	return mapErr(err)
+	return tx.mapErr(err)
 }
 
 // Account implements payment.Tx.
 func (tx *Tx) Account(ctx context.Context, tenant iotpay.TenantID, id iotpay.AccountID) (*payment.Account, error) {
-	a, err := scanAccount(tx.tx.QueryRowContext(ctx, `SELECT `+accountCols+` FROM accounts WHERE id = ? AND tenant = ?`, id, tenant))
+	a, err := scanAccount(tx.row(ctx, `SELECT `+accountCols+` FROM accounts WHERE id = ? AND tenant = ?`, id, tenant))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("account", id)
 	}
@@ -41,7 +41,7 @@ func (tx *Tx) Account(ctx context.Context, tenant iotpay.TenantID, id iotpay.Acc
 
 // Accounts implements payment.Tx.
 func (tx *Tx) Accounts(ctx context.Context, tenant iotpay.TenantID) ([]*payment.Account, error) {
-	rows, err := tx.tx.QueryContext(ctx, `SELECT `+accountCols+` FROM accounts WHERE tenant = ? ORDER BY id`, tenant)
+	rows, err := tx.query(ctx, `SELECT `+accountCols+` FROM accounts WHERE tenant = ? ORDER BY id`, tenant)
 	if err != nil {
 		return nil, err
 	}
@@ -89,18 +89,18 @@ func (tx *Tx) PostTransfer(ctx context.Context, t *payment.Transfer) error {
 		id  iotpay.AccountID
 		bal int64
 	}{{deb.ID, newDeb}, {cre.ID, newCre}} {
-		if _, err := tx.tx.ExecContext(ctx, `UPDATE accounts SET balance = ? WHERE id = ?`, u.bal, u.id); err != nil {
+		if _, err := tx.exec(ctx, `UPDATE accounts SET balance = ? WHERE id = ?`, u.bal, u.id); err != nil {
 			return err
 		}
 	}
-	_, err = tx.tx.ExecContext(ctx, `INSERT INTO transfers (id, tenant, kind, debit, credit, amount, currency, payment, created_ms)
+	_, err = tx.exec(ctx, `INSERT INTO transfers (id, tenant, kind, debit, credit, amount, currency, payment, created_ms)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, t.ID, t.Tenant, t.Kind, t.Debit, t.Credit, t.Amount, t.Currency, t.Payment, ms(t.Created))
-	return mapErr(err)
+	return tx.mapErr(err)
 }
 
 // Transfers implements payment.Tx.
 func (tx *Tx) Transfers(ctx context.Context, tenant iotpay.TenantID, account iotpay.AccountID) ([]*payment.Transfer, error) {
-	rows, err := tx.tx.QueryContext(ctx, `SELECT id, kind, debit, credit, amount, currency, payment, created_ms FROM transfers
+	rows, err := tx.query(ctx, `SELECT id, kind, debit, credit, amount, currency, payment, created_ms FROM transfers
 		WHERE tenant = ? AND (debit = ? OR credit = ?) ORDER BY id`, tenant, account, account)
 	if err != nil {
 		return nil, err
@@ -122,26 +122,26 @@ func (tx *Tx) Transfers(ctx context.Context, tenant iotpay.TenantID, account iot
 // CreateBinding implements payment.Tx.
 func (tx *Tx) CreateBinding(ctx context.Context, b *payment.Binding) error {
 	var devTenant iotpay.TenantID
-	err := tx.tx.QueryRowContext(ctx, `SELECT tenant FROM devices WHERE id = ?`, b.Device).Scan(&devTenant)
+	err := tx.row(ctx, `SELECT tenant FROM devices WHERE id = ?`, b.Device).Scan(&devTenant)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && devTenant != b.Tenant) {
 		return notFound("device", b.Device)
 	}
 	if err != nil {
 		return err
 	}
-	_, err = tx.tx.ExecContext(ctx, `INSERT INTO bindings (id, tenant, device, account, currency, per_payment_limit, daily_limit, created_ms)
+	_, err = tx.exec(ctx, `INSERT INTO bindings (id, tenant, device, account, currency, per_payment_limit, daily_limit, created_ms)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, b.ID, b.Tenant, b.Device, b.Account, b.Currency, b.PerPaymentLimit, b.DailyLimit, ms(b.Created))
-	if iotpay.ErrorCode(mapErr(err)) == iotpay.ECONFLICT {
+	if err = tx.mapErr(err); iotpay.ErrorCode(err) == iotpay.ECONFLICT {
 		return iotpay.Errorf(iotpay.ECONFLICT, "device %s is already bound", b.Device)
 	}
-	return mapErr(err)
+	return err
 }
 
 // Binding implements payment.Tx.
 func (tx *Tx) Binding(ctx context.Context, device iotpay.DeviceID) (*payment.Binding, error) {
 	b := &payment.Binding{Device: device}
 	var created int64
-	err := tx.tx.QueryRowContext(ctx, `SELECT id, tenant, account, currency, per_payment_limit, daily_limit, created_ms
+	err := tx.row(ctx, `SELECT id, tenant, account, currency, per_payment_limit, daily_limit, created_ms
 		FROM bindings WHERE device = ?`, device).Scan(&b.ID, &b.Tenant, &b.Account, &b.Currency, &b.PerPaymentLimit, &b.DailyLimit, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("binding for device", device)
@@ -177,15 +177,15 @@ func (tx *Tx) CreatePayment(ctx context.Context, p *payment.Payment) error {
 	for i, x := range p.Transfers {
 		xfrs[i] = string(x)
 	}
-	_, err := tx.tx.ExecContext(ctx, `INSERT INTO payments (`+paymentCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := tx.exec(ctx, `INSERT INTO payments (`+paymentCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		p.ID, p.Tenant, p.Device, p.RequestID, p.RequestHash, p.Status, p.Reason, p.Amount, p.Currency, p.Payer, p.Merchant,
 		strings.Join(xfrs, ","), int64(p.LogIndex), p.Receipt, ms(p.Created))
-	return mapErr(err)
+	return tx.mapErr(err)
 }
 
 // Payment implements payment.Tx.
 func (tx *Tx) Payment(ctx context.Context, tenant iotpay.TenantID, id iotpay.PaymentID) (*payment.Payment, error) {
-	p, err := scanPayment(tx.tx.QueryRowContext(ctx, `SELECT `+paymentCols+` FROM payments WHERE id = ? AND tenant = ?`, id, tenant))
+	p, err := scanPayment(tx.row(ctx, `SELECT `+paymentCols+` FROM payments WHERE id = ? AND tenant = ?`, id, tenant))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("payment", id)
 	}
@@ -194,7 +194,7 @@ func (tx *Tx) Payment(ctx context.Context, tenant iotpay.TenantID, id iotpay.Pay
 
 // PaymentByRequest implements payment.Tx.
 func (tx *Tx) PaymentByRequest(ctx context.Context, device iotpay.DeviceID, requestID string) (*payment.Payment, error) {
-	p, err := scanPayment(tx.tx.QueryRowContext(ctx, `SELECT `+paymentCols+` FROM payments WHERE device = ? AND request_id = ?`, device, requestID))
+	p, err := scanPayment(tx.row(ctx, `SELECT `+paymentCols+` FROM payments WHERE device = ? AND request_id = ?`, device, requestID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("request", requestID)
 	}
@@ -211,7 +211,7 @@ func (tx *Tx) Payments(ctx context.Context, tenant iotpay.TenantID, f payment.Fi
 	}
 	q += ` ORDER BY id LIMIT ?`
 	args = append(args, f.Limit)
-	rows, err := tx.tx.QueryContext(ctx, q, args...)
+	rows, err := tx.query(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -230,7 +230,8 @@ func (tx *Tx) Payments(ctx context.Context, tenant iotpay.TenantID, f payment.Fi
 // ApprovedSince implements payment.Tx.
 func (tx *Tx) ApprovedSince(ctx context.Context, device iotpay.DeviceID, since time.Time) (int64, error) {
 	var sum int64
-	err := tx.tx.QueryRowContext(ctx, `SELECT COALESCE(SUM(amount), 0) FROM payments WHERE device = ? AND status = 'approved' AND created_ms >= ?`,
+	err := tx.row(ctx, `SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM payments
+		WHERE device = ? AND status = 'approved' AND created_ms >= ?`,
 		device, ms(since)).Scan(&sum)
 	return sum, err
 }
@@ -238,7 +239,7 @@ func (tx *Tx) ApprovedSince(ctx context.Context, device iotpay.DeviceID, since t
 // LedgerCheck implements payment.Tx.
 func (tx *Tx) LedgerCheck(ctx context.Context) (map[iotpay.Currency]int64, []iotpay.AccountID, error) {
 	sums := map[iotpay.Currency]int64{}
-	rows, err := tx.tx.QueryContext(ctx, `SELECT currency, SUM(balance) FROM accounts GROUP BY currency`)
+	rows, err := tx.query(ctx, `SELECT currency, CAST(SUM(balance) AS BIGINT) FROM accounts GROUP BY currency`)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -252,7 +253,7 @@ func (tx *Tx) LedgerCheck(ctx context.Context) (map[iotpay.Currency]int64, []iot
 		sums[c] = s
 	}
 	rows.Close()
-	rows, err = tx.tx.QueryContext(ctx, `SELECT a.id FROM accounts a WHERE a.balance <>
+	rows, err = tx.query(ctx, `SELECT a.id FROM accounts a WHERE a.balance <>
 		COALESCE((SELECT SUM(amount) FROM transfers WHERE credit = a.id), 0) -
 		COALESCE((SELECT SUM(amount) FROM transfers WHERE debit = a.id), 0) ORDER BY a.id`)
 	if err != nil {

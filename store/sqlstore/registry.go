@@ -1,48 +1,33 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
-	"time"
 
 	"github.com/iotpay/iotpay"
 	"github.com/iotpay/iotpay/platform/registry"
 )
 
-func ms(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixMilli()
-}
-
-func fromMs(v int64) time.Time {
-	if v == 0 {
-		return time.Time{}
-	}
-	return time.UnixMilli(v).UTC()
-}
-
 // CreateTenant implements registry.Tx.
 func (tx *Tx) CreateTenant(ctx context.Context, t *registry.Tenant) error {
-	_, err := tx.tx.ExecContext(ctx, `INSERT INTO tenants (id, name, created_ms) VALUES (?, ?, ?)`, t.ID, t.Name, ms(t.Created))
-	return mapErr(err)
+	_, err := tx.exec(ctx, `INSERT INTO tenants (id, name, created_ms) VALUES (?, ?, ?)`, t.ID, t.Name, ms(t.Created))
+	return tx.mapErr(err)
 }
 
 // CreateAPIKey implements registry.Tx.
 func (tx *Tx) CreateAPIKey(ctx context.Context, k *registry.APIKey) error {
-	_, err := tx.tx.ExecContext(ctx, `INSERT INTO api_keys (id, tenant, hash, created_ms) VALUES (?, ?, ?, ?)`,
+	_, err := tx.exec(ctx, `INSERT INTO api_keys (id, tenant, hash, created_ms) VALUES (?, ?, ?, ?)`,
 		k.ID, k.Tenant, k.Hash, ms(k.Created))
-	return mapErr(err)
+	return tx.mapErr(err)
 }
 
 // APIKey implements registry.Tx.
 func (tx *Tx) APIKey(ctx context.Context, id iotpay.APIKeyID) (*registry.APIKey, error) {
 	k := &registry.APIKey{ID: id}
 	var created int64
-	err := tx.tx.QueryRowContext(ctx, `SELECT tenant, hash, created_ms FROM api_keys WHERE id = ?`, id).Scan(&k.Tenant, &k.Hash, &created)
+	err := tx.row(ctx, `SELECT tenant, hash, created_ms FROM api_keys WHERE id = ?`, id).Scan(&k.Tenant, &k.Hash, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("API key", id)
 	}
@@ -56,9 +41,9 @@ func (tx *Tx) CreateProduct(ctx context.Context, p *registry.Product) error {
 	if err != nil {
 		return err
 	}
-	_, err = tx.tx.ExecContext(ctx, `INSERT INTO products (id, tenant, name, pricing, merchant, created_ms) VALUES (?, ?, ?, ?, ?, ?)`,
+	_, err = tx.exec(ctx, `INSERT INTO products (id, tenant, name, pricing, merchant, created_ms) VALUES (?, ?, ?, ?, ?, ?)`,
 		p.ID, p.Tenant, p.Name, string(pricing), p.Merchant, ms(p.Created))
-	return mapErr(err)
+	return tx.mapErr(err)
 }
 
 // Product implements registry.Tx.
@@ -66,7 +51,7 @@ func (tx *Tx) Product(ctx context.Context, tenant iotpay.TenantID, id iotpay.Pro
 	p := &registry.Product{ID: id, Tenant: tenant}
 	var pricing string
 	var created int64
-	err := tx.tx.QueryRowContext(ctx, `SELECT name, pricing, merchant, created_ms FROM products WHERE id = ? AND tenant = ?`, id, tenant).
+	err := tx.row(ctx, `SELECT name, pricing, merchant, created_ms FROM products WHERE id = ? AND tenant = ?`, id, tenant).
 		Scan(&p.Name, &pricing, &p.Merchant, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("product", id)
@@ -97,15 +82,15 @@ func scanDevice(row interface{ Scan(...any) error }) (*registry.Device, error) {
 
 // CreateDevice implements registry.Tx.
 func (tx *Tx) CreateDevice(ctx context.Context, d *registry.Device) error {
-	_, err := tx.tx.ExecContext(ctx, `INSERT INTO devices (`+deviceCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := tx.exec(ctx, `INSERT INTO devices (`+deviceCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		d.ID, d.Tenant, d.Product, d.Name, d.Status, d.Suite, d.PublicKey, d.CertSerial, ms(d.CertNotAfter),
 		int64(d.Counter), d.Challenge, d.TokenHash, ms(d.TokenExpires), ms(d.Created), ms(d.LastSeen))
-	return mapErr(err)
+	return tx.mapErr(err)
 }
 
 // Device implements registry.Tx.
 func (tx *Tx) Device(ctx context.Context, id iotpay.DeviceID) (*registry.Device, error) {
-	d, err := scanDevice(tx.tx.QueryRowContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE id = ?`, id))
+	d, err := scanDevice(tx.row(ctx, `SELECT `+deviceCols+` FROM devices WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("device", id)
 	}
@@ -114,7 +99,7 @@ func (tx *Tx) Device(ctx context.Context, id iotpay.DeviceID) (*registry.Device,
 
 // Devices implements registry.Tx.
 func (tx *Tx) Devices(ctx context.Context, tenant iotpay.TenantID, after iotpay.DeviceID, limit int) ([]*registry.Device, error) {
-	rows, err := tx.tx.QueryContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE tenant = ? AND id > ? ORDER BY id LIMIT ?`, tenant, after, limit)
+	rows, err := tx.query(ctx, `SELECT `+deviceCols+` FROM devices WHERE tenant = ? AND id > ? ORDER BY id LIMIT ?`, tenant, after, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -132,12 +117,12 @@ func (tx *Tx) Devices(ctx context.Context, tenant iotpay.TenantID, after iotpay.
 
 // UpdateDevice implements registry.Tx.
 func (tx *Tx) UpdateDevice(ctx context.Context, d *registry.Device) error {
-	res, err := tx.tx.ExecContext(ctx, `UPDATE devices SET name = ?, status = ?, suite = ?, public_key = ?, cert_serial = ?,
+	res, err := tx.exec(ctx, `UPDATE devices SET name = ?, status = ?, suite = ?, public_key = ?, cert_serial = ?,
 		cert_not_after_ms = ?, counter = ?, challenge = ?, token_hash = ?, token_expires_ms = ?, last_seen_ms = ? WHERE id = ?`,
 		d.Name, d.Status, d.Suite, d.PublicKey, d.CertSerial, ms(d.CertNotAfter), int64(d.Counter), d.Challenge,
 		d.TokenHash, ms(d.TokenExpires), ms(d.LastSeen), d.ID)
 	if err != nil {
-		return mapErr(err)
+		return tx.mapErr(err)
 	}
 	if n, _ := res.RowsAffected(); n != 1 {
 		return notFound("device", d.ID)
@@ -149,7 +134,7 @@ func (tx *Tx) UpdateDevice(ctx context.Context, d *registry.Device) error {
 func (db *DB) TenantCount(ctx context.Context) (int, error) {
 	var n int
 	err := db.View(ctx, func(tx *Tx) error {
-		return tx.tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM tenants`).Scan(&n)
+		return tx.row(ctx, `SELECT COUNT(*) FROM tenants`).Scan(&n)
 	})
 	return n, err
 }

@@ -1,0 +1,164 @@
+// Package sqlstore is the one SQL implementation of the store, shared by
+// the SQLite and PostgreSQL adapters: it implements the transactions of the
+// registry, the payment layer, the audit log and the platform's processor
+// over database/sql, whatever the driver.
+//
+// Queries are written once, with ? placeholders; a Dialect rebinds them
+// for its database, maps its driver's errors to iotpay error codes and
+// supplies the few pieces of DDL that differ. An adapter opens two pools —
+// writes through a single connection, so that a store transaction is the
+// single writer, and reads through a separate pool that sees committed
+// data — and hands them to New, which migrates the schema.
+//
+// sqlstore imports no driver: the adapters (store/sqlite, store/postgres)
+// are the only packages that do.
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+
+	"github.com/iotpay/iotpay"
+	"github.com/iotpay/iotpay/audit"
+	"github.com/iotpay/iotpay/payment"
+	"github.com/iotpay/iotpay/platform"
+	"github.com/iotpay/iotpay/platform/registry"
+)
+
+// Compile-time checks that *Tx serves every consumer.
+var (
+	_ registry.Tx = (*Tx)(nil)
+	_ payment.Tx  = (*Tx)(nil)
+	_ audit.Tx    = (*Tx)(nil)
+	_ platform.Tx = (*Tx)(nil)
+)
+
+// DB is an open store.
+type DB struct {
+	d     *Dialect
+	write *sql.DB // one connection: the single writer
+	read  *sql.DB
+}
+
+// New returns the store over write, a pool the adapter limits to one
+// connection, and read, a pool for read-only transactions, after migrating
+// the schema to the latest version. New takes ownership of both pools:
+// Close closes them. On error the caller still owns them.
+func New(ctx context.Context, d *Dialect, write, read *sql.DB) (*DB, error) {
+	db := &DB{d: d, write: write, read: read}
+	if err := db.Migrate(ctx); err != nil {
+		return nil, err
+	}
+	return db, nil
+}
+
+// Close closes both pools.
+func (db *DB) Close() error {
+	return errors.Join(db.read.Close(), db.write.Close())
+}
+
+// WriteConn returns the writer's connection for work that needs the driver
+// itself, such as PostgreSQL's COPY through (*sql.Conn).Raw. Every write
+// transaction waits until the returned connection is closed.
+func (db *DB) WriteConn(ctx context.Context) (*sql.Conn, error) {
+	c, err := db.write.Conn(ctx)
+	if err != nil {
+		return nil, iotpay.Wrap(iotpay.EUNAVAILABLE, "store unavailable", err)
+	}
+	return c, nil
+}
+
+// Tx is a store transaction.
+type Tx struct {
+	tx *sql.Tx
+	d  *Dialect
+}
+
+// Update runs fn in a write transaction, committed when fn returns nil.
+func (db *DB) Update(ctx context.Context, fn func(*Tx) error) error {
+	return db.run(ctx, db.write, nil, fn)
+}
+
+// readOnly is a snapshot: SQLite's read transactions are one already, and
+// PostgreSQL's default, READ COMMITTED, would let a check that reads twice
+// (LedgerCheck) see two states of the database.
+var readOnly = &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead}
+
+// View runs fn in a read-only transaction.
+func (db *DB) View(ctx context.Context, fn func(*Tx) error) error {
+	return db.run(ctx, db.read, readOnly, fn)
+}
+
+func (db *DB) run(ctx context.Context, conn *sql.DB, opts *sql.TxOptions, fn func(*Tx) error) error {
+	tx, err := conn.BeginTx(ctx, opts)
+	if err != nil {
+		return iotpay.Wrap(iotpay.EUNAVAILABLE, "store unavailable", err)
+	}
+	if err := fn(&Tx{tx: tx, d: db.d}); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return iotpay.Wrap(iotpay.EUNAVAILABLE, "store unavailable", err)
+	}
+	return nil
+}
+
+// Exec runs one statement written with ? placeholders. It is for
+// maintenance and tests; the domain uses the typed methods.
+func (tx *Tx) Exec(ctx context.Context, query string, args ...any) error {
+	_, err := tx.tx.ExecContext(ctx, tx.d.rebind(query), args...)
+	return tx.mapErr(err)
+}
+
+func (tx *Tx) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return tx.tx.ExecContext(ctx, tx.d.bind(query), args...)
+}
+
+func (tx *Tx) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return tx.tx.QueryContext(ctx, tx.d.bind(query), args...)
+}
+
+func (tx *Tx) row(ctx context.Context, query string, args ...any) *sql.Row {
+	return tx.tx.QueryRowContext(ctx, tx.d.bind(query), args...)
+}
+
+func (tx *Tx) mapErr(err error) error { return tx.d.mapErr(err) }
+
+// Store adapts db to the Store interface of a package whose Tx interface T
+// *Tx implements: For[payment.Tx](db) is a payment.Store.
+type Store[T any] struct{ DB *DB }
+
+// For returns db as a store of transactions of type T.
+func For[T any](db *DB) Store[T] { return Store[T]{DB: db} }
+
+// Update runs fn in a write transaction.
+func (s Store[T]) Update(ctx context.Context, fn func(T) error) error {
+	return s.DB.Update(ctx, func(tx *Tx) error { return fn(any(tx).(T)) })
+}
+
+// View runs fn in a read-only transaction.
+func (s Store[T]) View(ctx context.Context, fn func(T) error) error {
+	return s.DB.View(ctx, func(tx *Tx) error { return fn(any(tx).(T)) })
+}
+
+func notFound(what string, id any) error {
+	return iotpay.Errorf(iotpay.ENOTFOUND, "%s %v not found", what, id)
+}
+
+// ms and fromMs store times as Unix milliseconds, the zero time as 0.
+func ms(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func fromMs(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(v).UTC()
+}
