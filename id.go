@@ -2,6 +2,7 @@ package iotpay
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"io"
 	"strings"
@@ -20,6 +21,7 @@ type (
 	PaymentID  string
 	TransferID string
 	BindingID  string
+	MandateID  string
 	APIKeyID   string
 )
 
@@ -32,6 +34,7 @@ const (
 	PrefixPayment  = "pay"
 	PrefixTransfer = "xfr"
 	PrefixBinding  = "bnd"
+	PrefixMandate  = "mdt"
 	PrefixAPIKey   = "key"
 )
 
@@ -94,4 +97,19 @@ func IDTime(s string) time.Time {
 		ms = ms<<5 | uint64(strings.IndexByte(crockford, rest[i]))
 	}
 	return time.UnixMilli(int64(ms))
+}
+
+// DeriveID returns the id with the given prefix that parts name: the same
+// parts always give the same id, so an object that exists once per name
+// (a tenant's clearing account in a currency) needs no lookup table. Such
+// ids do not sort by creation time.
+func DeriveID(prefix string, parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	var b [16]byte
+	copy(b[:], h.Sum(nil))
+	return prefix + "_" + encodeULID(b)
 }

@@ -203,3 +203,13 @@ func FuzzValidID(f *testing.F) {
 		}
 	})
 }
+
+func TestDeriveID(t *testing.T) {
+	a := DeriveID(PrefixAccount, "ten_x", "clearing", "EUR")
+	if !ValidID(PrefixAccount, a) || a != DeriveID(PrefixAccount, "ten_x", "clearing", "EUR") {
+		t.Fatalf("derived %q not valid or not stable", a)
+	}
+	if a == DeriveID(PrefixAccount, "ten_x", "clearingE", "UR") || a == DeriveID(PrefixAccount, "ten_y", "clearing", "EUR") {
+		t.Fatal("different parts gave the same id")
+	}
+}
