@@ -22,6 +22,10 @@ var migrations = []migration{
 			d.appendOnly("transfers", "transfers_immutable", "transfers are immutable") +
 			d.appendOnly("audit_leaves", "audit_append_only", "the audit log is append-only")
 	}},
+	{2, func(d *Dialect) string { // the ledger
+		return d.types.Replace(schemaLedger) +
+			d.appendOnly("ledger_transfers", "ledger_transfers_immutable", "ledger transfers are immutable")
+	}},
 }
 
 // LatestVersion is the schema version this build migrates to.

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/iotpay/iotpay/payment/ledger/ledgertest"
 	"strings"
 	"sync"
 	"testing"
@@ -47,6 +48,10 @@ func Run(t *testing.T, open func(t *testing.T) *sqlstore.DB) {
 			s.fn(t, open(t))
 		})
 	}
+	// The ledger's own suite, on this store.
+	t.Run("Ledger", func(t *testing.T) {
+		ledgertest.Run(t, func(t *testing.T) ledgertest.DB[sqlstore.LedgerTx] { return sqlstore.LedgerStore{DB: open(t)} })
+	})
 }
 
 func newID(prefix string) string { return iotpay.NewID(prefix, time.Now(), nil) }

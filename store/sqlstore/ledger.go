@@ -1,0 +1,476 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/iotpay/iotpay"
+	"github.com/iotpay/iotpay/payment/ledger"
+)
+
+// schemaLedger is the ledger's: accounts with their four running totals,
+// transfers (append-only, each with both accounts' balances after it, for
+// point-in-time reads), and the set of holds still open, which the writer
+// loads at start instead of scanning every hold ever made.
+const schemaLedger = `
+CREATE TABLE ledger_accounts (
+	id TEXT PRIMARY KEY, tenant TEXT NOT NULL, currency TEXT NOT NULL, normal INT64 NOT NULL,
+	flags INT64 NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, created_ms INT64 NOT NULL,
+	debits_pending INT64 NOT NULL DEFAULT 0, debits_posted INT64 NOT NULL DEFAULT 0,
+	credits_pending INT64 NOT NULL DEFAULT 0, credits_posted INT64 NOT NULL DEFAULT 0
+);
+CREATE INDEX ledger_accounts_tenant ON ledger_accounts(tenant, id);
+CREATE TABLE ledger_transfers (
+	seq INT64 PRIMARY KEY, id TEXT NOT NULL UNIQUE, tenant TEXT NOT NULL,
+	debit TEXT NOT NULL, credit TEXT NOT NULL, amount INT64 NOT NULL, currency TEXT NOT NULL,
+	flags INT64 NOT NULL, pending_id TEXT NOT NULL, timeout_ms INT64 NOT NULL, expires_ms INT64 NOT NULL,
+	kind TEXT NOT NULL, ref TEXT NOT NULL, time_ms INT64 NOT NULL,
+	d_dpe INT64 NOT NULL, d_dpo INT64 NOT NULL, d_cpe INT64 NOT NULL, d_cpo INT64 NOT NULL,
+	c_dpe INT64 NOT NULL, c_dpo INT64 NOT NULL, c_cpe INT64 NOT NULL, c_cpo INT64 NOT NULL
+);
+CREATE INDEX ledger_transfers_debit ON ledger_transfers(debit, seq);
+CREATE INDEX ledger_transfers_credit ON ledger_transfers(credit, seq);
+CREATE INDEX ledger_transfers_pending ON ledger_transfers(pending_id) WHERE pending_id <> '';
+CREATE INDEX ledger_transfers_ref ON ledger_transfers(tenant, ref, seq) WHERE ref <> '';
+CREATE INDEX ledger_transfers_time ON ledger_transfers(time_ms, seq);
+CREATE TABLE ledger_open_holds (seq INT64 PRIMARY KEY, id TEXT NOT NULL UNIQUE);
+`
+
+// LedgerTx is a store transaction seen as the ledger's.
+type LedgerTx struct{ *Tx }
+
+var (
+	_ ledger.Tx     = LedgerTx{}
+	_ ledger.ReadTx = LedgerTx{}
+)
+
+const ledgerAccountCols = `id, tenant, currency, normal, flags, kind, name, created_ms,
+	debits_pending, debits_posted, credits_pending, credits_posted`
+
+func scanLedgerAccount(row interface{ Scan(...any) error }) (*ledger.Account, error) {
+	a := &ledger.Account{}
+	var created int64
+	err := row.Scan(&a.ID, &a.Tenant, &a.Currency, &a.Normal, &a.Flags, &a.Kind, &a.Name, &created,
+		&a.DebitsPending, &a.DebitsPosted, &a.CreditsPending, &a.CreditsPosted)
+	a.Created = fromMs(created)
+	return a, err
+}
+
+const transferColsN = 22
+
+const transferCols = `seq, id, tenant, debit, credit, amount, currency, flags, pending_id, timeout_ms, expires_ms,
+	kind, ref, time_ms, d_dpe, d_dpo, d_cpe, d_cpo, c_dpe, c_dpo, c_cpe, c_cpo`
+
+func transferArgs(t *ledger.Transfer) []any {
+	return []any{t.Seq, t.ID, t.Tenant, t.Debit, t.Credit, t.Amount, t.Currency, int64(t.Flags), t.PendingID,
+		t.Timeout.Milliseconds(), ms(t.ExpiresAt), t.Kind, t.Ref, ms(t.Time),
+		t.DebitBalance.DebitsPending, t.DebitBalance.DebitsPosted, t.DebitBalance.CreditsPending, t.DebitBalance.CreditsPosted,
+		t.CreditBalance.DebitsPending, t.CreditBalance.DebitsPosted, t.CreditBalance.CreditsPending, t.CreditBalance.CreditsPosted}
+}
+
+func scanTransfer(row interface{ Scan(...any) error }) (*ledger.Transfer, error) {
+	t := &ledger.Transfer{}
+	var flags, timeout, expires, at int64
+	d, c := &t.DebitBalance, &t.CreditBalance
+	err := row.Scan(&t.Seq, &t.ID, &t.Tenant, &t.Debit, &t.Credit, &t.Amount, &t.Currency, &flags, &t.PendingID,
+		&timeout, &expires, &t.Kind, &t.Ref, &at,
+		&d.DebitsPending, &d.DebitsPosted, &d.CreditsPending, &d.CreditsPosted,
+		&c.DebitsPending, &c.DebitsPosted, &c.CreditsPending, &c.CreditsPosted)
+	t.Flags, t.Timeout, t.ExpiresAt, t.Time = ledger.TransferFlags(flags), time.Duration(timeout)*time.Millisecond, fromMs(expires), fromMs(at)
+	return t, err
+}
+
+func collect[R any](rows *sql.Rows, err error, scan func(interface{ Scan(...any) error }) (R, error)) ([]R, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []R
+	for rows.Next() {
+		r, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// usesArrays reports whether the dialect takes whole columns as array
+// parameters (PostgreSQL's unnest), which makes a bulk write one fixed
+// statement; otherwise bulk writes are multi-row VALUES lists.
+func (d *Dialect) usesArrays() bool { return d.numbered }
+
+// valuesRowsMax bounds the rows of one multi-row INSERT (SQLite allows
+// 32766 parameters in a statement).
+const valuesRowsMax = 256
+
+var valuesSQL sync.Map // "table/cols/rows" → statement
+
+// insertValues inserts rows (each len(cols) values) with multi-row VALUES
+// statements of at most valuesRowsMax rows.
+func (tx *Tx) insertValues(ctx context.Context, table string, ncols int, cols string, rows int, arg func(i int) []any) error {
+	for start := 0; start < rows; start += valuesRowsMax {
+		n := min(valuesRowsMax, rows-start)
+		key := table + "/" + strconv.Itoa(n)
+		q, ok := valuesSQL.Load(key)
+		if !ok {
+			var b strings.Builder
+			b.WriteString("INSERT INTO " + table + " (" + cols + ") VALUES ")
+			row := "(" + strings.Repeat("?, ", ncols-1) + "?)"
+			for i := range n {
+				if i > 0 {
+					b.WriteString(", ")
+				}
+				b.WriteString(row)
+			}
+			q = b.String()
+			valuesSQL.Store(key, q)
+		}
+		args := make([]any, 0, n*ncols)
+		for i := start; i < start+n; i++ {
+			args = append(args, arg(i)...)
+		}
+		if _, err := tx.exec(ctx, q.(string), args...); err != nil {
+			return tx.mapErr(err)
+		}
+	}
+	return nil
+}
+
+// InsertAccounts implements ledger.Tx.
+func (lt LedgerTx) InsertAccounts(ctx context.Context, as []*ledger.Account) error {
+	return lt.insertValues(ctx, "ledger_accounts", 12, ledgerAccountCols, len(as), func(i int) []any {
+		a := as[i]
+		return []any{a.ID, a.Tenant, a.Currency, int64(a.Normal), int64(a.Flags), a.Kind, a.Name, ms(a.Created),
+			a.DebitsPending, a.DebitsPosted, a.CreditsPending, a.CreditsPosted}
+	})
+}
+
+// InsertTransfers implements ledger.Tx, and keeps the open holds' table.
+func (lt LedgerTx) InsertTransfers(ctx context.Context, ts []*ledger.Transfer) error {
+	var opened, closed []*ledger.Transfer
+	for _, t := range ts {
+		if t.Flags&ledger.Pending != 0 {
+			opened = append(opened, t)
+		}
+		if t.PendingID != "" {
+			closed = append(closed, t)
+		}
+	}
+	if lt.d.usesArrays() {
+		if err := lt.insertTransfersArrays(ctx, ts); err != nil {
+			return err
+		}
+	} else if err := lt.insertValues(ctx, "ledger_transfers", transferColsN, transferCols, len(ts), func(i int) []any {
+		return transferArgs(ts[i])
+	}); err != nil {
+		return err
+	}
+	if len(opened) > 0 {
+		if err := lt.insertValues(ctx, "ledger_open_holds", 2, "seq, id", len(opened), func(i int) []any {
+			return []any{opened[i].Seq, opened[i].ID}
+		}); err != nil {
+			return err
+		}
+	}
+	for _, t := range closed {
+		if _, err := lt.exec(ctx, `DELETE FROM ledger_open_holds WHERE id = ?`, t.PendingID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// insertTransfersArrays is one INSERT … SELECT FROM unnest of 22 arrays.
+func (lt LedgerTx) insertTransfersArrays(ctx context.Context, ts []*ledger.Transfer) error {
+	cols := make([][]any, transferColsN)
+	for i := range cols {
+		cols[i] = make([]any, len(ts))
+	}
+	for j, t := range ts {
+		for i, v := range transferArgs(t) {
+			cols[i][j] = v
+		}
+	}
+	// Typed slices, which the driver sends as arrays.
+	args := make([]any, transferColsN)
+	for i, c := range cols {
+		switch c[0].(type) {
+		case int64:
+			s := make([]int64, len(c))
+			for j, v := range c {
+				s[j] = v.(int64)
+			}
+			args[i] = s
+		default:
+			s := make([]string, len(c))
+			for j, v := range c {
+				s[j] = stringOf(v)
+			}
+			args[i] = s
+		}
+	}
+	types := []string{"bigint", "text", "text", "text", "text", "bigint", "text", "bigint", "text", "bigint", "bigint",
+		"text", "text", "bigint", "bigint", "bigint", "bigint", "bigint", "bigint", "bigint", "bigint", "bigint"}
+	var b strings.Builder
+	b.WriteString("INSERT INTO ledger_transfers (" + transferCols + ") SELECT * FROM unnest(")
+	for i, t := range types {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("?::" + t + "[]")
+	}
+	b.WriteString(")")
+	_, err := lt.exec(ctx, b.String(), args...)
+	return lt.mapErr(err)
+}
+
+func stringOf(v any) string {
+	switch s := v.(type) {
+	case string:
+		return s
+	case iotpay.TenantID:
+		return string(s)
+	case iotpay.AccountID:
+		return string(s)
+	case iotpay.TransferID:
+		return string(s)
+	case iotpay.Currency:
+		return string(s)
+	}
+	panic("sqlstore: not a string column")
+}
+
+// UpdateBalances implements ledger.Tx.
+func (lt LedgerTx) UpdateBalances(ctx context.Context, as []*ledger.Account) error {
+	if lt.d.usesArrays() {
+		ids := make([]string, len(as))
+		var dpe, dpo, cpe, cpo = make([]int64, len(as)), make([]int64, len(as)), make([]int64, len(as)), make([]int64, len(as))
+		for i, a := range as {
+			ids[i], dpe[i], dpo[i], cpe[i], cpo[i] = string(a.ID), a.DebitsPending, a.DebitsPosted, a.CreditsPending, a.CreditsPosted
+		}
+		_, err := lt.exec(ctx, `UPDATE ledger_accounts AS a SET debits_pending = u.dpe, debits_posted = u.dpo,
+			credits_pending = u.cpe, credits_posted = u.cpo
+			FROM unnest(?::text[], ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[]) AS u(id, dpe, dpo, cpe, cpo)
+			WHERE a.id = u.id`, ids, dpe, dpo, cpe, cpo)
+		return lt.mapErr(err)
+	}
+	for _, a := range as {
+		_, err := lt.exec(ctx, `UPDATE ledger_accounts SET debits_pending = ?, debits_posted = ?, credits_pending = ?,
+			credits_posted = ? WHERE id = ?`, a.DebitsPending, a.DebitsPosted, a.CreditsPending, a.CreditsPosted, a.ID)
+		if err != nil {
+			return lt.mapErr(err)
+		}
+	}
+	return nil
+}
+
+// lookupChunk bounds the ids of one IN list.
+const lookupChunk = 500
+
+// LookupTransfers implements ledger.Tx.
+func (lt LedgerTx) LookupTransfers(ctx context.Context, ids []iotpay.TransferID) ([]*ledger.Transfer, error) {
+	if lt.d.usesArrays() {
+		s := make([]string, len(ids))
+		for i, id := range ids {
+			s[i] = string(id)
+		}
+		rows, err := lt.query(ctx, `SELECT `+transferCols+` FROM ledger_transfers WHERE id = ANY(?::text[])`, s)
+		return collect(rows, err, scanTransfer)
+	}
+	var out []*ledger.Transfer
+	for start := 0; start < len(ids); start += lookupChunk {
+		chunk := ids[start:min(len(ids), start+lookupChunk)]
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			args[i] = id
+		}
+		rows, err := lt.query(ctx, `SELECT `+transferCols+` FROM ledger_transfers WHERE id IN (?`+
+			strings.Repeat(", ?", len(chunk)-1)+`)`, args...)
+		ts, err := collect(rows, err, scanTransfer)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ts...)
+	}
+	return out, nil
+}
+
+// Resolution implements ledger.Tx.
+func (lt LedgerTx) Resolution(ctx context.Context, pending iotpay.TransferID) (*ledger.Transfer, error) {
+	t, err := scanTransfer(lt.row(ctx, `SELECT `+transferCols+` FROM ledger_transfers WHERE pending_id = ? ORDER BY seq LIMIT 1`, pending))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("resolution of", pending)
+	}
+	return t, err
+}
+
+// LoadLedger implements ledger.Tx.
+func (lt LedgerTx) LoadLedger(ctx context.Context) ([]*ledger.Account, []*ledger.Transfer, int64, error) {
+	rows, err := lt.query(ctx, `SELECT `+ledgerAccountCols+` FROM ledger_accounts`)
+	as, err := collect(rows, err, scanLedgerAccount)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	rows, err = lt.query(ctx, `SELECT `+prefixed("t.", transferCols)+` FROM ledger_open_holds h
+		JOIN ledger_transfers t ON t.seq = h.seq ORDER BY t.seq`)
+	open, err := collect(rows, err, scanTransfer)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	var seq int64
+	err = lt.row(ctx, `SELECT COALESCE(MAX(seq), 0) FROM ledger_transfers`).Scan(&seq)
+	return as, open, seq, err
+}
+
+// prefixed qualifies each column of a list.
+func prefixed(p, cols string) string {
+	fs := strings.Split(cols, ",")
+	for i, f := range fs {
+		fs[i] = p + strings.TrimSpace(f)
+	}
+	return strings.Join(fs, ", ")
+}
+
+// Account implements ledger.ReadTx.
+func (lt LedgerTx) Account(ctx context.Context, tenant iotpay.TenantID, id iotpay.AccountID) (*ledger.Account, error) {
+	a, err := scanLedgerAccount(lt.row(ctx, `SELECT `+ledgerAccountCols+` FROM ledger_accounts WHERE id = ? AND tenant = ?`, id, tenant))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("account", id)
+	}
+	return a, err
+}
+
+func listLimit(n int) int {
+	if n <= 0 || n > ledger.ListLimitMax {
+		return ledger.ListLimitMax
+	}
+	return n
+}
+
+// Accounts implements ledger.ReadTx.
+func (lt LedgerTx) Accounts(ctx context.Context, tenant iotpay.TenantID, f ledger.AccountFilter) ([]*ledger.Account, error) {
+	rows, err := lt.query(ctx, `SELECT `+ledgerAccountCols+` FROM ledger_accounts
+		WHERE tenant = ? AND id > ? AND (? = '' OR kind = ?) ORDER BY id LIMIT ?`,
+		tenant, f.After, f.Kind, f.Kind, listLimit(f.Limit))
+	return collect(rows, err, scanLedgerAccount)
+}
+
+// Transfer implements ledger.ReadTx.
+func (lt LedgerTx) Transfer(ctx context.Context, tenant iotpay.TenantID, id iotpay.TransferID) (*ledger.Transfer, error) {
+	t, err := scanTransfer(lt.row(ctx, `SELECT `+transferCols+` FROM ledger_transfers WHERE id = ? AND tenant = ?`, id, tenant))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("transfer", id)
+	}
+	return t, err
+}
+
+// Transfers implements ledger.ReadTx. Each filter has its own query so
+// that each uses its index.
+func (lt LedgerTx) Transfers(ctx context.Context, tenant iotpay.TenantID, f ledger.TransferFilter) ([]*ledger.Transfer, error) {
+	var rows *sql.Rows
+	var err error
+	limit := listLimit(f.Limit)
+	switch {
+	case f.Account != "":
+		// Two index ranges merged: transfers debiting and crediting it.
+		rows, err = lt.query(ctx, `SELECT `+transferCols+` FROM (
+			SELECT `+transferCols+` FROM ledger_transfers WHERE debit = ? AND seq > ? AND tenant = ?
+			UNION ALL
+			SELECT `+transferCols+` FROM ledger_transfers WHERE credit = ? AND seq > ? AND tenant = ?
+		) x WHERE ? = '' OR ref = ? ORDER BY seq LIMIT ?`,
+			f.Account, f.AfterSeq, tenant, f.Account, f.AfterSeq, tenant, f.Ref, f.Ref, limit)
+	case f.Ref != "":
+		rows, err = lt.query(ctx, `SELECT `+transferCols+` FROM ledger_transfers
+			WHERE tenant = ? AND ref = ? AND seq > ? ORDER BY seq LIMIT ?`, tenant, f.Ref, f.AfterSeq, limit)
+	default:
+		rows, err = lt.query(ctx, `SELECT `+transferCols+` FROM ledger_transfers
+			WHERE tenant = ? AND seq > ? ORDER BY seq LIMIT ?`, tenant, f.AfterSeq, limit)
+	}
+	return collect(rows, err, scanTransfer)
+}
+
+// LastTransferOf implements ledger.ReadTx.
+func (lt LedgerTx) LastTransferOf(ctx context.Context, account iotpay.AccountID, asOf ledger.AsOf) (*ledger.Transfer, error) {
+	seq := asOf.Seq
+	if seq == 0 {
+		// Seq and time grow together: the last transfer at the instant
+		// bounds the sequence.
+		if err := lt.row(ctx, `SELECT COALESCE(MAX(seq), 0) FROM ledger_transfers WHERE time_ms <= ?`,
+			asOf.Time.UnixMilli()).Scan(&seq); err != nil {
+			return nil, err
+		}
+	}
+	t, err := scanTransfer(lt.row(ctx, `SELECT `+transferCols+` FROM (
+		SELECT `+transferCols+` FROM (SELECT `+transferCols+` FROM ledger_transfers WHERE debit = ? AND seq <= ? ORDER BY seq DESC LIMIT 1) d
+		UNION ALL
+		SELECT `+transferCols+` FROM (SELECT `+transferCols+` FROM ledger_transfers WHERE credit = ? AND seq <= ? ORDER BY seq DESC LIMIT 1) c
+	) x ORDER BY seq DESC LIMIT 1`, account, seq, account, seq))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("transfer of", account)
+	}
+	return t, err
+}
+
+// Totals implements ledger.ReadTx.
+func (lt LedgerTx) Totals(ctx context.Context) (map[iotpay.Currency]ledger.Balance, error) {
+	rows, err := lt.query(ctx, `SELECT currency, COALESCE(SUM(debits_pending), 0), COALESCE(SUM(debits_posted), 0),
+		COALESCE(SUM(credits_pending), 0), COALESCE(SUM(credits_posted), 0) FROM ledger_accounts GROUP BY currency`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[iotpay.Currency]ledger.Balance{}
+	for rows.Next() {
+		var c iotpay.Currency
+		var b ledger.Balance
+		if err := rows.Scan(&c, &b.DebitsPending, &b.DebitsPosted, &b.CreditsPending, &b.CreditsPosted); err != nil {
+			return nil, err
+		}
+		out[c] = b
+	}
+	return out, rows.Err()
+}
+
+// Replayed implements ledger.ReadTx: every balance recomputed from the
+// transfers (a hold counts while no transfer resolves it), independently
+// of the open holds' table.
+func (lt LedgerTx) Replayed(ctx context.Context) ([]iotpay.AccountID, error) {
+	held := `CASE WHEN (t.flags & ` + strconv.Itoa(int(ledger.Pending)) + `) <> 0
+		AND NOT EXISTS (SELECT 1 FROM ledger_transfers r WHERE r.pending_id = t.id) THEN t.amount ELSE 0 END`
+	posted := `CASE WHEN (t.flags & ` + strconv.Itoa(int(ledger.Pending|ledger.VoidPending|ledger.Expired)) + `) = 0
+		THEN t.amount ELSE 0 END`
+	rows, err := lt.query(ctx, `SELECT a.id FROM ledger_accounts a LEFT JOIN (
+		SELECT acct, SUM(dpe) AS dpe, SUM(dpo) AS dpo, SUM(cpe) AS cpe, SUM(cpo) AS cpo FROM (
+			SELECT t.debit AS acct, `+held+` AS dpe, `+posted+` AS dpo, 0 AS cpe, 0 AS cpo FROM ledger_transfers t
+			UNION ALL
+			SELECT t.credit, 0, 0, `+held+`, `+posted+` FROM ledger_transfers t
+		) m GROUP BY acct
+	) s ON s.acct = a.id
+	WHERE a.debits_pending <> COALESCE(s.dpe, 0) OR a.debits_posted <> COALESCE(s.dpo, 0)
+		OR a.credits_pending <> COALESCE(s.cpe, 0) OR a.credits_posted <> COALESCE(s.cpo, 0)
+	ORDER BY a.id`)
+	return collect(rows, err, func(r interface{ Scan(...any) error }) (iotpay.AccountID, error) {
+		var id iotpay.AccountID
+		return id, r.Scan(&id)
+	})
+}
+
+// LedgerStore is a DB as the ledger's store.
+type LedgerStore struct{ DB *DB }
+
+// Update runs fn in a write transaction.
+func (s LedgerStore) Update(ctx context.Context, fn func(LedgerTx) error) error {
+	return s.DB.Update(ctx, func(tx *Tx) error { return fn(LedgerTx{tx}) })
+}
+
+// View runs fn in a read-only transaction.
+func (s LedgerStore) View(ctx context.Context, fn func(LedgerTx) error) error {
+	return s.DB.View(ctx, func(tx *Tx) error { return fn(LedgerTx{tx}) })
+}
