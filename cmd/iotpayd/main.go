@@ -3,7 +3,8 @@
 //
 // With no flags it keeps its data in ./iotpay-data, creating on first start
 // the database, the platform CA, the receipt-signing key and an operator
-// API key, which it prints once.
+// API key, which it prints once. With -store postgres://… the database is
+// on PostgreSQL instead; the CA and keys stay in the data directory.
 package main
 
 import (
@@ -42,12 +43,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("iotpayd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dataDir := fs.String("data", env("IOTPAY_DATA", daemon.DefaultDataDir), "data directory: database, CA and keys (env IOTPAY_DATA)")
+	// Not env's value as the default: --help would print a password in it.
+	store := fs.String("store", "", "where the state lives: empty for SQLite in the data directory, or a PostgreSQL `URL`, postgres://user@host:5432/db (env IOTPAY_STORE)")
 	httpAddr := fs.String("http", env("IOTPAY_HTTP_ADDR", daemon.DefaultHTTPAddr), "HTTP API listen address (env IOTPAY_HTTP_ADDR)")
 	mqttAddr := fs.String("mqtt", env("IOTPAY_MQTT_ADDR", daemon.DefaultMQTTAddr), "MQTT over mutual TLS listen address (env IOTPAY_MQTT_ADDR)")
 	names := fs.String("server-names", env("IOTPAY_SERVER_NAMES", ""), "extra comma-separated host names or IPs for the MQTT server certificate (env IOTPAY_SERVER_NAMES)")
 	logLevel := fs.String("log-level", env("IOTPAY_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env IOTPAY_LOG_LEVEL)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: iotpayd [flags]\n\nRuns the iotpay platform: HTTP API, embedded MQTT broker (TLS, client certificates),\npayment processor and SQLite store. Each flag can also be set by its environment variable.\n\nFlags:\n")
+		fmt.Fprintf(stderr, "Usage: iotpayd [flags]\n\nRuns the iotpay platform: HTTP API, embedded MQTT broker (TLS, client certificates),\npayment processor and store (SQLite in the data directory, or PostgreSQL with -store).\nEach flag can also be set by its environment variable.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -57,12 +60,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
+	if *store == "" {
+		*store = env("IOTPAY_STORE", "")
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("bad -log-level: %w", err)
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	cfg := daemon.Config{DataDir: *dataDir, HTTPAddr: *httpAddr, MQTTAddr: *mqttAddr, Logger: logger}
+	cfg := daemon.Config{DataDir: *dataDir, Store: *store, HTTPAddr: *httpAddr, MQTTAddr: *mqttAddr, Logger: logger}
 	for _, n := range strings.Split(*names, ",") {
 		if n = strings.TrimSpace(n); n != "" {
 			cfg.ServerNames = append(cfg.ServerNames, n)

@@ -22,6 +22,7 @@ import (
 	"github.com/iotpay/iotpay"
 	"github.com/iotpay/iotpay/device"
 	devmqtt "github.com/iotpay/iotpay/device/mqtt"
+	"github.com/iotpay/iotpay/store/postgres/pgtest"
 	"github.com/iotpay/iotpay/wire"
 )
 
@@ -31,10 +32,19 @@ func TestHelp(t *testing.T) {
 	if err == nil {
 		t.Fatal("--help returned nil, want flag.ErrHelp")
 	}
-	for _, want := range []string{"-data", "IOTPAY_DATA", "-http", "IOTPAY_HTTP_ADDR", "-mqtt", "IOTPAY_MQTT_ADDR"} {
+	for _, want := range []string{"-data", "IOTPAY_DATA", "-http", "IOTPAY_HTTP_ADDR", "-mqtt", "IOTPAY_MQTT_ADDR", "-store", "IOTPAY_STORE", "postgres://"} {
 		if !strings.Contains(errOut.String(), want) {
 			t.Errorf("help lacks %q", want)
 		}
+	}
+}
+
+func TestUnknownStoreIsRefused(t *testing.T) {
+	var out, errOut bytes.Buffer
+	data := filepath.Join(t.TempDir(), "data")
+	err := run(context.Background(), []string{"-data", data, "-store", "mysql://u:secret@db/x"}, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "postgres://") || strings.Contains(err.Error(), "secret") {
+		t.Fatalf("unknown store: %v, want refused naming what is accepted, without the URL", err)
 	}
 }
 
@@ -47,9 +57,14 @@ type daemonProc struct {
 	apiKey    string
 }
 
-func startProc(t *testing.T, bin, data string) *daemonProc {
+// startProc runs bin on data, and on store, passed in IOTPAY_STORE, when
+// it is not empty.
+func startProc(t *testing.T, bin, data, store string) *daemonProc {
 	t.Helper()
 	cmd := exec.Command(bin, "-data", data, "-http", "127.0.0.1:0", "-mqtt", "127.0.0.1:0")
+	if store != "" {
+		cmd.Env = append(os.Environ(), "IOTPAY_STORE="+store)
+	}
 	cmd.Stderr = io.Discard
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -99,18 +114,23 @@ func (p *daemonProc) api(t *testing.T, key, method, path string, in, out any) {
 
 // TestProcessLifecycle builds iotpayd, runs it, pays, stops it with
 // SIGTERM and starts it again on the same data: the acknowledged payment is
-// there, the key files are private, and no new API key is printed.
+// there, the key files are private, and no new API key is printed. It does
+// so on SQLite and, through IOTPAY_STORE, on PostgreSQL.
 func TestProcessLifecycle(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "iotpayd")
+	bin := filepath.Join(t.TempDir(), "iotpayd")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	data := filepath.Join(dir, "data")
-	p := startProc(t, bin, data)
+	t.Run("sqlite", func(t *testing.T) { lifecycle(t, bin, "") })
+	t.Run("postgres", func(t *testing.T) { lifecycle(t, bin, pgtest.New(t)) })
+}
+
+func lifecycle(t *testing.T, bin, store string) {
+	data := filepath.Join(t.TempDir(), "data")
+	p := startProc(t, bin, data, store)
 	if p.apiKey == "" {
 		t.Fatal("first start printed no API key")
 	}
@@ -168,7 +188,7 @@ func TestProcessLifecycle(t *testing.T) {
 		t.Fatalf("iotpayd did not exit cleanly on SIGTERM: %v", err)
 	}
 
-	p2 := startProc(t, bin, data)
+	p2 := startProc(t, bin, data, store)
 	if p2.apiKey != "" {
 		t.Error("second start printed a new API key")
 	}

@@ -16,7 +16,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
+
+	"github.com/iotpay/iotpay"
 
 	"github.com/iotpay/iotpay/payment"
 	"github.com/iotpay/iotpay/platform"
@@ -24,7 +27,9 @@ import (
 	"github.com/iotpay/iotpay/platform/mqtt"
 	"github.com/iotpay/iotpay/platform/pki"
 	"github.com/iotpay/iotpay/platform/registry"
+	"github.com/iotpay/iotpay/store/postgres"
 	"github.com/iotpay/iotpay/store/sqlite"
+	"github.com/iotpay/iotpay/store/sqlstore"
 	"github.com/iotpay/iotpay/wire"
 )
 
@@ -44,7 +49,11 @@ const (
 
 // Config says where the platform keeps its data and listens.
 type Config struct {
-	DataDir  string
+	DataDir string
+	// Store is where the platform's state lives: empty for the SQLite file
+	// DBFile in DataDir, or a postgres:// (postgresql://) URL. The CA and
+	// keys stay in DataDir either way.
+	Store    string
 	HTTPAddr string
 	MQTTAddr string
 	// ServerNames are the names and addresses the MQTT server certificate
@@ -57,7 +66,7 @@ type Config struct {
 type Daemon struct {
 	cfg       Config
 	log       *slog.Logger
-	DB        *sqlite.DB
+	DB        *sqlstore.DB
 	CA        *pki.CA
 	Registry  *registry.Service
 	Payments  *payment.Service
@@ -87,6 +96,10 @@ func Open(ctx context.Context, cfg Config) (*Daemon, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	kind, err := storeKind(cfg.Store) // before anything is created
+	if err != nil {
+		return nil, err
+	}
 	d := &Daemon{cfg: cfg, log: cfg.Logger}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, err
@@ -94,7 +107,6 @@ func Open(ctx context.Context, cfg Config) (*Daemon, error) {
 	if err := os.Chmod(cfg.DataDir, 0o700); err != nil {
 		return nil, err
 	}
-	var err error
 	if d.CA, _, err = pki.LoadOrCreateCA(cfg.DataDir, time.Now()); err != nil {
 		return nil, err
 	}
@@ -106,13 +118,13 @@ func Open(ctx context.Context, cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	if d.DB, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, DBFile)); err != nil {
+	if d.DB, err = openStore(ctx, kind, cfg); err != nil {
 		return nil, err
 	}
-	d.Registry = &registry.Service{Store: sqlite.For[registry.Tx](d.DB), CA: d.CA, PlatformKey: receiptKey.Public()}
-	d.Payments = &payment.Service{Store: sqlite.For[payment.Tx](d.DB)}
+	d.Registry = &registry.Service{Store: sqlstore.For[registry.Tx](d.DB), CA: d.CA, PlatformKey: receiptKey.Public()}
+	d.Payments = &payment.Service{Store: sqlstore.For[payment.Tx](d.DB)}
 	d.Processor = &platform.Processor{
-		Store: sqlite.For[platform.Tx](d.DB), ReceiptSigner: receiptKey, ReceiptSuite: wire.Intl, ReceiptKid: kid,
+		Store: sqlstore.For[platform.Tx](d.DB), ReceiptSigner: receiptKey, ReceiptSuite: wire.Intl, ReceiptKid: kid,
 		Logger: d.log.With("component", "processor"),
 	}
 	if err := d.bootstrap(ctx); err != nil {
@@ -120,6 +132,25 @@ func Open(ctx context.Context, cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// storeKind names the kind of store Config.Store selects, "sqlite" or
+// "postgres". Its error never repeats the URL, which may hold a password.
+func storeKind(store string) (string, error) {
+	switch {
+	case store == "":
+		return "sqlite", nil
+	case strings.HasPrefix(store, "postgres://"), strings.HasPrefix(store, "postgresql://"):
+		return "postgres", nil
+	}
+	return "", iotpay.Errorf(iotpay.EINVALID, "store must be empty (SQLite in the data directory) or a postgres:// URL")
+}
+
+func openStore(ctx context.Context, kind string, cfg Config) (*sqlstore.DB, error) {
+	if kind == "postgres" {
+		return postgres.Open(ctx, cfg.Store)
+	}
+	return sqlite.Open(ctx, filepath.Join(cfg.DataDir, DBFile))
 }
 
 func (d *Daemon) bootstrap(ctx context.Context) error {
@@ -172,7 +203,8 @@ func (d *Daemon) Start() error {
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10}
 	d.httpDone = make(chan error, 1)
 	go func() { d.httpDone <- d.http.Serve(d.httpLn) }()
-	d.log.Info("iotpayd listening", "http", d.HTTPAddr(), "mqtt", d.MQTTAddr(), "data", d.cfg.DataDir)
+	kind, _ := storeKind(d.cfg.Store)
+	d.log.Info("iotpayd listening", "http", d.HTTPAddr(), "mqtt", d.MQTTAddr(), "data", d.cfg.DataDir, "store", kind)
 	return nil
 }
 

@@ -9,7 +9,9 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/iotpay/iotpay/device"
 	devmqtt "github.com/iotpay/iotpay/device/mqtt"
 	"github.com/iotpay/iotpay/platform/daemon"
+	"github.com/iotpay/iotpay/store/postgres/pgtest"
 	"github.com/iotpay/iotpay/wire"
 )
 
@@ -27,10 +30,27 @@ type platform struct {
 	url string
 }
 
-func start(t *testing.T) *platform {
+// stores are what every end-to-end scenario runs on: SQLite in the data
+// directory, and a fresh PostgreSQL database.
+var stores = []struct {
+	name string
+	url  func(testing.TB) string // Config.Store
+}{
+	{"sqlite", func(testing.TB) string { return "" }},
+	{"postgres", pgtest.New},
+}
+
+// onEachStore runs scenario once a store, as subtests.
+func onEachStore(t *testing.T, scenario func(t *testing.T, store string)) {
+	for _, s := range stores {
+		t.Run(s.name, func(t *testing.T) { scenario(t, s.url(t)) })
+	}
+}
+
+func start(t *testing.T, store string) *platform {
 	t.Helper()
 	ctx := context.Background()
-	d, err := daemon.Open(ctx, daemon.Config{DataDir: filepath.Join(t.TempDir(), "data"), HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0"})
+	d, err := daemon.Open(ctx, daemon.Config{DataDir: filepath.Join(t.TempDir(), "data"), Store: store, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,11 +119,11 @@ type fixture struct {
 	tr              *devmqtt.Transport
 }
 
-// setup creates a vending product (2.50 EUR per unit dispensed), one device
+// setup starts the platform on store and creates a vending product (2.50 EUR per unit dispensed), one device
 // enrolled over the API with a key it generated, a wallet of 20.00 EUR and
 // a binding of 5.00 per payment, 10.00 a day.
-func setup(t *testing.T) *fixture {
-	p := start(t)
+func setup(t *testing.T, store string) *fixture {
+	p := start(t, store)
 	f := &fixture{platform: p}
 	var acc struct{ ID iotpay.AccountID }
 	p.must("POST", "/v1/accounts", map[string]any{"name": "merchant", "kind": "merchant", "currency": "EUR"}, &acc)
@@ -164,8 +184,10 @@ func dispenseN(n int64) device.Payment {
 	return device.Payment{Event: &wire.Event{Type: "dispense", Num: map[string]int64{"units": n}, Str: map[string]string{"sku": "A3"}}}
 }
 
-func TestEndToEndPayment(t *testing.T) {
-	f := setup(t)
+func TestEndToEndPayment(t *testing.T) { onEachStore(t, testEndToEndPayment) }
+
+func testEndToEndPayment(t *testing.T, store string) {
+	f := setup(t, store)
 	ctx := context.Background()
 	rc, err := f.dev.Pay(ctx, f.tr, dispense())
 	if err != nil {
@@ -191,8 +213,10 @@ func TestEndToEndPayment(t *testing.T) {
 	f.assertBalanced()
 }
 
-func TestRedeliveryIsIdempotent(t *testing.T) {
-	f := setup(t)
+func TestRedeliveryIsIdempotent(t *testing.T) { onEachStore(t, testRedeliveryIsIdempotent) }
+
+func testRedeliveryIsIdempotent(t *testing.T, store string) {
+	f := setup(t, store)
 	ctx := context.Background()
 	s, err := f.dev.Sign(dispense())
 	if err != nil {
@@ -219,8 +243,10 @@ func TestRedeliveryIsIdempotent(t *testing.T) {
 
 // TestBadInput sends each kind of bad request over MQTT and checks it gets
 // a signed error receipt, and that no money moves.
-func TestBadInput(t *testing.T) {
-	f := setup(t)
+func TestBadInput(t *testing.T) { onEachStore(t, testBadInput) }
+
+func testBadInput(t *testing.T, store string) {
+	f := setup(t, store)
 	ctx := context.Background()
 	// One good payment first, so the device has state to replay against.
 	old, err := f.dev.Sign(dispense())
@@ -313,4 +339,25 @@ func TestBadInput(t *testing.T) {
 			f.assertBalanced()
 		})
 	}
+}
+
+func TestOpenRefusesAnUnknownStoreBeforeCreatingAnything(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	_, err := daemon.Open(context.Background(), daemon.Config{DataDir: data, Store: "mysql://root:secret@db/iotpay"})
+	if iotpay.ErrorCode(err) != iotpay.EINVALID || strings.Contains(err.Error(), "secret") {
+		t.Fatalf("unknown store: %v, want invalid without the URL", err)
+	}
+	if _, err := os.Stat(data); !os.IsNotExist(err) {
+		t.Errorf("data directory created for a refused store: %v", err)
+	}
+}
+
+func TestSecondDaemonOnOneDatabaseIsRefused(t *testing.T) {
+	url := pgtest.New(t)
+	p := start(t, url)
+	_, err := daemon.Open(context.Background(), daemon.Config{DataDir: filepath.Join(t.TempDir(), "other"), Store: url})
+	if err == nil || !strings.Contains(err.Error(), "database is in use by another iotpayd") {
+		t.Fatalf("second iotpayd on the database: %v, want in use", err)
+	}
+	p.assertBalanced() // the first goes on
 }
