@@ -18,6 +18,7 @@ const usage = `Usage: iotpay <command> [flags]
 
 Commands:
   demo                 run the platform in-process and a scenario of devices paying over MQTT/TLS
+  bench ledger         measure the ledger: transfers/s, with one hot account, and payments/s
   product create       create a product (device type and its pricing)
   account create       open a payer or merchant account
   account fund         fund a payer account
@@ -57,6 +58,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch cmd {
 	case "demo":
 		return runDemo(ctx, rest, stdout, stderr)
+	case "bench":
+		return runBench(ctx, rest, stdout, stderr)
 	case "product create":
 		return productCreate(ctx, rest, stdout, stderr)
 	case "account create":

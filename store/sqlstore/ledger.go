@@ -6,7 +6,6 @@ import (
 	"errors"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/iotpay/iotpay"
@@ -106,41 +105,93 @@ func collect[R any](rows *sql.Rows, err error, scan func(interface{ Scan(...any)
 // statement; otherwise bulk writes are multi-row VALUES lists.
 func (d *Dialect) usesArrays() bool { return d.numbered }
 
-// valuesRowsMax bounds the rows of one multi-row INSERT (SQLite allows
-// 32766 parameters in a statement).
-const valuesRowsMax = 256
+// bulkInsert begins a bulk INSERT. On SQLite a failure rolls the whole
+// transaction back (the writer then retries its operations one by one), so
+// a statement needs no statement journal of its own: building and freeing
+// one for every multi-row statement was a third of the writer's time.
+func (d *Dialect) bulkInsert() string {
+	if d.usesArrays() {
+		return "INSERT INTO"
+	}
+	return "INSERT OR ROLLBACK INTO"
+}
 
-var valuesSQL sync.Map // "table/cols/rows" → statement
+// bulkSizes are the row counts of the writer's prepared bulk statements:
+// n rows go as the fewest statements of these sizes.
+var bulkSizes = []int{256, 64, 16, 4, 1}
 
-// insertValues inserts rows (each len(cols) values) with multi-row VALUES
-// statements of at most valuesRowsMax rows.
-func (tx *Tx) insertValues(ctx context.Context, table string, ncols int, cols string, rows int, arg func(i int) []any) error {
-	for start := 0; start < rows; start += valuesRowsMax {
-		n := min(valuesRowsMax, rows-start)
-		key := table + "/" + strconv.Itoa(n)
-		q, ok := valuesSQL.Load(key)
-		if !ok {
-			var b strings.Builder
-			b.WriteString("INSERT INTO " + table + " (" + cols + ") VALUES ")
-			row := "(" + strings.Repeat("?, ", ncols-1) + "?)"
-			for i := range n {
-				if i > 0 {
-					b.WriteString(", ")
-				}
-				b.WriteString(row)
+// chunks calls fn with consecutive [start, start+size) ranges covering n
+// rows, each size one of bulkSizes.
+func chunks(n int, fn func(start, size int) error) error {
+	start := 0
+	for _, size := range bulkSizes {
+		for ; n-start >= size; start += size {
+			if err := fn(start, size); err != nil {
+				return err
 			}
-			q = b.String()
-			valuesSQL.Store(key, q)
 		}
+	}
+	return nil
+}
+
+// tuples is n parenthesized groups of k placeholders.
+func tuples(n, k int) string {
+	row := "(" + strings.Repeat("?, ", k-1) + "?)"
+	return strings.Repeat(row+", ", n-1) + row
+}
+
+func insertSQL(d *Dialect, table, cols string, ncols, rows int) string {
+	return d.bulkInsert() + " " + table + " (" + cols + ") VALUES " + tuples(rows, ncols)
+}
+
+func updateBalancesSQL(rows int) string {
+	return `WITH u(id, dpe, dpo, cpe, cpo) AS (VALUES ` + tuples(rows, 5) + `)
+		UPDATE OR ROLLBACK ledger_accounts SET debits_pending = u.dpe, debits_posted = u.dpo, credits_pending = u.cpe,
+		credits_posted = u.cpo FROM u WHERE ledger_accounts.id = u.id`
+}
+
+func lookupSQL(rows int) string {
+	return `SELECT ` + transferCols + ` FROM ledger_transfers WHERE id IN (?` + strings.Repeat(", ?", rows-1) + `)`
+}
+
+const (
+	insertTransfersArraysSQL = `INSERT INTO ledger_transfers (` + transferCols + `) SELECT * FROM unnest(
+		?::bigint[], ?::text[], ?::text[], ?::text[], ?::text[], ?::bigint[], ?::text[], ?::bigint[], ?::text[],
+		?::bigint[], ?::bigint[], ?::text[], ?::text[], ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[],
+		?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[])`
+	updateBalancesArraysSQL = `UPDATE ledger_accounts AS a SET debits_pending = u.dpe, debits_posted = u.dpo,
+		credits_pending = u.cpe, credits_posted = u.cpo
+		FROM unnest(?::text[], ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[]) AS u(id, dpe, dpo, cpe, cpo)
+		WHERE a.id = u.id`
+	lookupArraysSQL = `SELECT ` + transferCols + ` FROM ledger_transfers WHERE id = ANY(?::text[])`
+)
+
+// hotStatements are the writer's statements worth preparing once.
+func hotStatements(d *Dialect) []string {
+	qs := []string{`DELETE FROM ledger_open_holds WHERE id = ?`}
+	if d.usesArrays() {
+		qs = append(qs, insertTransfersArraysSQL, updateBalancesArraysSQL, lookupArraysSQL)
+	}
+	for _, n := range bulkSizes {
+		qs = append(qs, insertSQL(d, "ledger_open_holds", "seq, id", 2, n))
+		if !d.usesArrays() {
+			qs = append(qs, insertSQL(d, "ledger_transfers", transferCols, transferColsN, n), updateBalancesSQL(n), lookupSQL(n))
+		}
+	}
+	return qs
+}
+
+// insertValues inserts rows (each ncols values) in prepared multi-row
+// statements.
+func (tx *Tx) insertValues(ctx context.Context, table string, ncols int, cols string, rows int, arg func(i int) []any) error {
+	return chunks(rows, func(start, n int) error {
 		args := make([]any, 0, n*ncols)
 		for i := start; i < start+n; i++ {
 			args = append(args, arg(i)...)
 		}
-		if _, err := tx.exec(ctx, q.(string), args...); err != nil {
-			return tx.mapErr(err)
-		}
-	}
-	return nil
+		_, err := tx.exec(ctx, insertSQL(tx.d, table, cols, ncols, n), args...)
+		return tx.mapErr(err)
+	})
 }
 
 // InsertAccounts implements ledger.Tx.
@@ -216,18 +267,7 @@ func (lt LedgerTx) insertTransfersArrays(ctx context.Context, ts []*ledger.Trans
 			args[i] = s
 		}
 	}
-	types := []string{"bigint", "text", "text", "text", "text", "bigint", "text", "bigint", "text", "bigint", "bigint",
-		"text", "text", "bigint", "bigint", "bigint", "bigint", "bigint", "bigint", "bigint", "bigint", "bigint"}
-	var b strings.Builder
-	b.WriteString("INSERT INTO ledger_transfers (" + transferCols + ") SELECT * FROM unnest(")
-	for i, t := range types {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString("?::" + t + "[]")
-	}
-	b.WriteString(")")
-	_, err := lt.exec(ctx, b.String(), args...)
+	_, err := lt.exec(ctx, insertTransfersArraysSQL, args...)
 	return lt.mapErr(err)
 }
 
@@ -255,24 +295,19 @@ func (lt LedgerTx) UpdateBalances(ctx context.Context, as []*ledger.Account) err
 		for i, a := range as {
 			ids[i], dpe[i], dpo[i], cpe[i], cpo[i] = string(a.ID), a.DebitsPending, a.DebitsPosted, a.CreditsPending, a.CreditsPosted
 		}
-		_, err := lt.exec(ctx, `UPDATE ledger_accounts AS a SET debits_pending = u.dpe, debits_posted = u.dpo,
-			credits_pending = u.cpe, credits_posted = u.cpo
-			FROM unnest(?::text[], ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[]) AS u(id, dpe, dpo, cpe, cpo)
-			WHERE a.id = u.id`, ids, dpe, dpo, cpe, cpo)
+		_, err := lt.exec(ctx, updateBalancesArraysSQL, ids, dpe, dpo, cpe, cpo)
 		return lt.mapErr(err)
 	}
-	for _, a := range as {
-		_, err := lt.exec(ctx, `UPDATE ledger_accounts SET debits_pending = ?, debits_posted = ?, credits_pending = ?,
-			credits_posted = ? WHERE id = ?`, a.DebitsPending, a.DebitsPosted, a.CreditsPending, a.CreditsPosted, a.ID)
-		if err != nil {
-			return lt.mapErr(err)
+	// One statement a chunk: a VALUES list joined to the accounts.
+	return chunks(len(as), func(start, n int) error {
+		args := make([]any, 0, 5*n)
+		for _, a := range as[start : start+n] {
+			args = append(args, a.ID, a.DebitsPending, a.DebitsPosted, a.CreditsPending, a.CreditsPosted)
 		}
-	}
-	return nil
+		_, err := lt.exec(ctx, updateBalancesSQL(n), args...)
+		return lt.mapErr(err)
+	})
 }
-
-// lookupChunk bounds the ids of one IN list.
-const lookupChunk = 500
 
 // LookupTransfers implements ledger.Tx.
 func (lt LedgerTx) LookupTransfers(ctx context.Context, ids []iotpay.TransferID) ([]*ledger.Transfer, error) {
@@ -281,25 +316,21 @@ func (lt LedgerTx) LookupTransfers(ctx context.Context, ids []iotpay.TransferID)
 		for i, id := range ids {
 			s[i] = string(id)
 		}
-		rows, err := lt.query(ctx, `SELECT `+transferCols+` FROM ledger_transfers WHERE id = ANY(?::text[])`, s)
+		rows, err := lt.query(ctx, lookupArraysSQL, s)
 		return collect(rows, err, scanTransfer)
 	}
 	var out []*ledger.Transfer
-	for start := 0; start < len(ids); start += lookupChunk {
-		chunk := ids[start:min(len(ids), start+lookupChunk)]
-		args := make([]any, len(chunk))
-		for i, id := range chunk {
+	err := chunks(len(ids), func(start, n int) error {
+		args := make([]any, n)
+		for i, id := range ids[start : start+n] {
 			args[i] = id
 		}
-		rows, err := lt.query(ctx, `SELECT `+transferCols+` FROM ledger_transfers WHERE id IN (?`+
-			strings.Repeat(", ?", len(chunk)-1)+`)`, args...)
+		rows, err := lt.query(ctx, lookupSQL(n), args...)
 		ts, err := collect(rows, err, scanTransfer)
-		if err != nil {
-			return nil, err
-		}
 		out = append(out, ts...)
-	}
-	return out, nil
+		return err
+	})
+	return out, err
 }
 
 // Resolution implements ledger.Tx.

@@ -18,6 +18,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/iotpay/iotpay"
@@ -39,6 +40,7 @@ var (
 type DB struct {
 	d     *Dialect
 	write *sql.DB // one connection: the single writer
+	stmts map[string]*sql.Stmt
 	read  *sql.DB
 }
 
@@ -51,11 +53,17 @@ func New(ctx context.Context, d *Dialect, write, read *sql.DB) (*DB, error) {
 	if err := db.Migrate(ctx); err != nil {
 		return nil, err
 	}
+	if err := db.prepare(ctx); err != nil {
+		return nil, err
+	}
 	return db, nil
 }
 
 // Close closes both pools.
 func (db *DB) Close() error {
+	for _, s := range db.stmts {
+		s.Close()
+	}
 	return errors.Join(db.read.Close(), db.write.Close())
 }
 
@@ -72,13 +80,38 @@ func (db *DB) WriteConn(ctx context.Context) (*sql.Conn, error) {
 
 // Tx is a store transaction.
 type Tx struct {
-	tx *sql.Tx
-	d  *Dialect
+	tx    *sql.Tx
+	d     *Dialect
+	stmts map[string]*sql.Stmt // the writer's prepared statements; nil in reads
 }
 
 // Update runs fn in a write transaction, committed when fn returns nil.
 func (db *DB) Update(ctx context.Context, fn func(*Tx) error) error {
 	return db.run(ctx, db.write, nil, fn)
+}
+
+// stmt returns query as prepared on the writer's connection when it is
+// one of the writer's hot statements (prepare), nil otherwise. Preparing
+// once spares SQLite parsing the long bulk statements in every batch.
+func (tx *Tx) stmt(ctx context.Context, query string) *sql.Stmt {
+	if s := tx.stmts[query]; s != nil {
+		return tx.tx.StmtContext(ctx, s)
+	}
+	return nil
+}
+
+// prepare prepares the writer's hot statements, while no transaction
+// holds its connection.
+func (db *DB) prepare(ctx context.Context) error {
+	db.stmts = map[string]*sql.Stmt{}
+	for _, q := range hotStatements(db.d) {
+		s, err := db.write.PrepareContext(ctx, db.d.bind(q))
+		if err != nil {
+			return fmt.Errorf("prepare %.60s…: %w", q, err)
+		}
+		db.stmts[q] = s
+	}
+	return nil
 }
 
 // readOnly is a snapshot: SQLite's read transactions are one already, and
@@ -96,7 +129,11 @@ func (db *DB) run(ctx context.Context, conn *sql.DB, opts *sql.TxOptions, fn fun
 	if err != nil {
 		return iotpay.Wrap(iotpay.EUNAVAILABLE, "store unavailable", err)
 	}
-	if err := fn(&Tx{tx: tx, d: db.d}); err != nil {
+	t := &Tx{tx: tx, d: db.d}
+	if conn == db.write {
+		t.stmts = db.stmts
+	}
+	if err := fn(t); err != nil {
 		_ = tx.Rollback()
 		return err
 	}
@@ -114,10 +151,16 @@ func (tx *Tx) Exec(ctx context.Context, query string, args ...any) error {
 }
 
 func (tx *Tx) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if s := tx.stmt(ctx, query); s != nil {
+		return s.ExecContext(ctx, args...)
+	}
 	return tx.tx.ExecContext(ctx, tx.d.bind(query), args...)
 }
 
 func (tx *Tx) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if s := tx.stmt(ctx, query); s != nil {
+		return s.QueryContext(ctx, args...)
+	}
 	return tx.tx.QueryContext(ctx, tx.d.bind(query), args...)
 }
 

@@ -1,0 +1,253 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/iotpay/iotpay"
+	"github.com/iotpay/iotpay/payment/ledger"
+	"github.com/iotpay/iotpay/store/postgres"
+	"github.com/iotpay/iotpay/store/sqlite"
+	"github.com/iotpay/iotpay/store/sqlstore"
+)
+
+// benchResult is what `iotpay bench ledger` measures.
+type benchResult struct {
+	Store                     string  `json:"store"`
+	Clients                   int     `json:"clients"`
+	Seconds                   float64 `json:"seconds_per_phase"`
+	TransfersPerSec           float64 `json:"transfers_per_sec"`
+	HotAccountTransfersPerSec float64 `json:"hot_account_transfers_per_sec"`
+	PaymentsPerSec            float64 `json:"payments_per_sec"`
+	TransfersPerBatch         float64 `json:"transfers_per_batch"`
+	LedgerBalanced            bool    `json:"ledger_balanced"`
+}
+
+// benchStore opens the store a benchmark runs on: SQLite in a temporary
+// directory, or a scratch database on a PostgreSQL server.
+func benchStore(ctx context.Context, spec string) (db *sqlstore.DB, name string, cleanup func(), err error) {
+	switch {
+	case spec == "sqlite":
+		dir, err := os.MkdirTemp("", "iotpay-bench-")
+		if err != nil {
+			return nil, "", nil, err
+		}
+		db, err := sqlite.Open(ctx, filepath.Join(dir, "bench.db"))
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, "", nil, err
+		}
+		return db, "sqlite", func() { db.Close(); os.RemoveAll(dir) }, nil
+	case strings.HasPrefix(spec, "postgres://") || strings.HasPrefix(spec, "postgresql://"):
+		u, drop, err := postgres.Scratch(ctx, spec, "iotpay_bench_")
+		if err != nil {
+			return nil, "", nil, err
+		}
+		db, err := postgres.Open(ctx, u)
+		if err != nil {
+			drop()
+			return nil, "", nil, err
+		}
+		return db, "postgres", func() { db.Close(); drop() }, nil
+	}
+	return nil, "", nil, fmt.Errorf("--store must be sqlite or a postgres:// URL")
+}
+
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "ledger" {
+		return errors.New("usage: iotpay bench ledger --store sqlite|postgres://… [--json]")
+	}
+	fs := flag.NewFlagSet("bench ledger", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	store := fs.String("store", "sqlite", "sqlite (a temporary file) or a postgres:// server URL (a scratch database is created and dropped)")
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	dur := fs.Duration("duration", 5*time.Second, "how long each phase runs")
+	clients := fs.Int("clients", 4096, "concurrent clients, each submitting one transfer or payment at a time")
+	wallets := fs.Int("accounts", 10_000, "payer accounts (and a tenth as many merchants)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if *clients < 1 || *wallets < 10 || *dur <= 0 || *dur > 10*time.Minute {
+		return errors.New("need --clients ≥ 1, --accounts ≥ 10 and 0 < --duration ≤ 10m")
+	}
+	db, name, cleanup, err := benchStore(ctx, *store)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	say := func(format string, a ...any) {
+		if !*asJSON {
+			fmt.Fprintf(stdout, format+"\n", a...)
+		}
+	}
+	res := benchResult{Store: name, Clients: *clients, Seconds: dur.Seconds()}
+	w, err := ledger.Open(ctx, sqlstore.LedgerStore{DB: db}, ledger.Config[sqlstore.LedgerTx]{})
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	b := &ledgerBench{w: w, tenant: iotpay.TenantID(iotpay.NewID(iotpay.PrefixTenant, time.Now(), nil))}
+	say("setting up %d payer and %d merchant accounts on %s…", *wallets, *wallets/10, name)
+	if err := b.setup(ctx, *wallets); err != nil {
+		return err
+	}
+	phase := func(label string, hot bool) (float64, error) {
+		before := w.Stats()
+		n, elapsed, err := b.run(ctx, *clients, *dur, hot)
+		if err != nil {
+			return 0, err
+		}
+		after := w.Stats()
+		rate := float64(n) / elapsed.Seconds()
+		per := float64(after.Transfers-before.Transfers) / float64(max(1, after.Batches-before.Batches))
+		say("%-28s %9.0f transfers/s  (%d in %v, %.0f transfers per commit)", label, rate, n, elapsed.Round(time.Millisecond), per)
+		if !hot {
+			res.TransfersPerBatch = per
+		}
+		return rate, nil
+	}
+	if res.TransfersPerSec, err = phase("uncontended", false); err != nil {
+		return err
+	}
+	if res.HotAccountTransfersPerSec, err = phase("one hot merchant account", true); err != nil {
+		return err
+	}
+	var rep *ledger.Report
+	err = sqlstore.LedgerStore{DB: db}.View(ctx, func(tx sqlstore.LedgerTx) (err error) { rep, err = ledger.Check(ctx, tx); return })
+	if err != nil {
+		return err
+	}
+	res.LedgerBalanced = rep.Balanced
+	say("ledger balanced: %v", rep.Balanced)
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(res)
+	}
+	if !rep.Balanced {
+		return errors.New("ledger not balanced after the benchmark")
+	}
+	return nil
+}
+
+type ledgerBench struct {
+	w         *ledger.Writer[sqlstore.LedgerTx]
+	tenant    iotpay.TenantID
+	bank, hot iotpay.AccountID
+	wallets   []iotpay.AccountID
+	merchants []iotpay.AccountID
+}
+
+func (b *ledgerBench) newAccount(kind string, normal ledger.Side) *ledger.Account {
+	return &ledger.Account{ID: iotpay.AccountID(iotpay.NewID(iotpay.PrefixAccount, time.Now(), nil)), Tenant: b.tenant,
+		Currency: "EUR", Normal: normal, Kind: kind, Name: kind}
+}
+
+// setup opens the accounts and funds every wallet, a thousand at a time.
+func (b *ledgerBench) setup(ctx context.Context, wallets int) error {
+	bank, hot := b.newAccount("funding", ledger.Debit), b.newAccount("merchant", ledger.Credit)
+	b.bank, b.hot = bank.ID, hot.ID
+	all := []*ledger.Account{bank, hot}
+	for range wallets {
+		a := b.newAccount("payer", ledger.Credit)
+		b.wallets = append(b.wallets, a.ID)
+		all = append(all, a)
+	}
+	for range wallets / 10 {
+		a := b.newAccount("merchant", ledger.Credit)
+		b.merchants = append(b.merchants, a.ID)
+		all = append(all, a)
+	}
+	for start := 0; start < len(all); start += 1000 {
+		if err := b.w.CreateAccounts(ctx, all[start:min(len(all), start+1000)]...); err != nil {
+			return err
+		}
+	}
+	for start := 0; start < len(b.wallets); start += 1000 {
+		var ts []*ledger.Transfer
+		for _, id := range b.wallets[start:min(len(b.wallets), start+1000)] {
+			ts = append(ts, &ledger.Transfer{ID: newTransferID(), Tenant: b.tenant, Debit: b.bank, Credit: id,
+				Amount: 1 << 40, Currency: "EUR", Kind: "fund"})
+		}
+		if err := firstErr(b.w.Transfer(ctx, ts)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func newTransferID() iotpay.TransferID {
+	return iotpay.TransferID(iotpay.NewID(iotpay.PrefixTransfer, time.Now(), nil))
+}
+
+func firstErr(errs []error, err error) error {
+	if err != nil {
+		return err
+	}
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+// run has clients submit one transfer at a time each, from a random
+// wallet to a random merchant (or the hot one), for d; it returns how many
+// were applied and how long that took.
+func (b *ledgerBench) run(ctx context.Context, clients int, d time.Duration, hot bool) (int64, time.Duration, error) {
+	var n atomic.Int64
+	var failed atomic.Value
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var wg sync.WaitGroup
+	start := time.Now()
+	for c := range clients {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(c), uint64(start.UnixNano())))
+			for ctx.Err() == nil {
+				to := b.hot
+				if !hot {
+					to = b.merchants[r.IntN(len(b.merchants))]
+				}
+				t := &ledger.Transfer{ID: newTransferID(), Tenant: b.tenant, Debit: b.wallets[r.IntN(len(b.wallets))],
+					Credit: to, Amount: r.Int64N(1000) + 1, Currency: "EUR", Kind: "bench"}
+				err := firstErr(b.w.Transfer(context.Background(), []*ledger.Transfer{t}))
+				if err != nil {
+					failed.Store(err)
+					cancel()
+					return
+				}
+				n.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if err, _ := failed.Load().(error); err != nil {
+		return 0, 0, err
+	}
+	return n.Load(), elapsed, nil
+}
