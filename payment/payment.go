@@ -1,10 +1,15 @@
-// Package payment is the payment layer: payment accounts, the binding of a
-// device to the account it pays from (with limits), payments, and the
-// double-entry ledger they post to.
+// Package payment is the payment layer: payment accounts on the double-entry
+// ledger (payment/ledger), mandates that let a device pay from a payer's
+// account within limits the payer consented to, and the payment engine —
+// authorize (a hold), capture (in full or in parts, split into merchant,
+// operator and platform legs), incremental authorization, void, refund and
+// hold expiry.
 //
-// Every amount is integer minor units of one currency. A transfer moves an
-// amount from a debit account to a credit account, so the balances of all
-// accounts of a currency always sum to zero; money never appears or vanishes.
+// Every state change runs as an operation of the ledger's single Writer,
+// so a payment's record, its mandate's usage and its ledger transfers
+// commit in one database transaction, batched with other payments'.
+//
+// Every amount is integer minor units of one currency.
 package payment
 
 import (
@@ -12,134 +17,143 @@ import (
 	"time"
 
 	"github.com/iotpay/iotpay"
+	"github.com/iotpay/iotpay/payment/ledger"
 )
 
-// AccountKind is what an account is for.
-type AccountKind string
-
-// Account kinds.
+// Bounds.
 const (
-	// Payer accounts are prepaid wallets devices pay from.
-	Payer AccountKind = "payer"
-	// Merchant accounts are credited by payments.
-	Merchant AccountKind = "merchant"
-	// Funding is the tenant's outside world (bank, card top-ups): the only
-	// kind allowed a negative balance, it is debited when a wallet is funded.
-	Funding AccountKind = "funding"
+	NameLenMax   = 128
+	ListLimitMax = 500
+	// AmountMax bounds a single payment or funding.
+	AmountMax = ledger.AmountMax
+	// HoldTimeoutDefault is how long an authorization holds funds unless
+	// the request says otherwise; HoldTimeoutMax bounds what it may say.
+	HoldTimeoutDefault = 7 * 24 * time.Hour
+	HoldTimeoutMax     = 30 * 24 * time.Hour
+	// MandateProductsMax and MandateCategoriesMax bound a mandate's lists.
+	MandateProductsMax   = 64
+	MandateCategoriesMax = 64
 )
 
-// Account is a ledger account. Balance is credits minus debits: what the
-// platform owes the account holder.
-type Account struct {
-	ID       iotpay.AccountID `json:"id"`
-	Tenant   iotpay.TenantID  `json:"tenant"`
-	Name     string           `json:"name"`
-	Kind     AccountKind      `json:"kind"`
-	Currency iotpay.Currency  `json:"currency"`
-	Balance  int64            `json:"balance"` // minor units
-	Created  time.Time        `json:"created"`
-}
-
-// MayGoNegative reports whether debits may exceed credits.
-func (a *Account) MayGoNegative() bool { return a.Kind == Funding }
-
-// TransferKind says why money moved.
-type TransferKind string
-
-// Transfer kinds.
+// Account kinds. Payer and merchant accounts are opened by operators; the
+// others are the tenant's own, one per currency, opened on first use.
 const (
-	TransferFund    TransferKind = "fund"
-	TransferPayment TransferKind = "payment"
+	KindPayer    = "payer"    // a prepaid wallet devices pay from
+	KindMerchant = "merchant" // credited by captures
+	KindFunding  = "funding"  // money held at the bank: debited when a wallet is funded
+	KindClearing = "clearing" // where a capture's money passes before its split; nets to zero
+	KindOperator = "operator" // the operator's fee on each capture
+	KindPlatform = "platform" // the platform's fee on each capture
 )
 
-// Transfer is an immutable ledger entry.
-type Transfer struct {
-	ID       iotpay.TransferID `json:"id"`
-	Tenant   iotpay.TenantID   `json:"tenant"`
-	Kind     TransferKind      `json:"kind"`
-	Debit    iotpay.AccountID  `json:"debit_account"`
-	Credit   iotpay.AccountID  `json:"credit_account"`
-	Amount   int64             `json:"amount"`
-	Currency iotpay.Currency   `json:"currency"`
-	Payment  iotpay.PaymentID  `json:"payment,omitempty"`
-	Created  time.Time         `json:"created"`
-}
-
-// Binding ties a device to the payer account it pays from, with limits.
-type Binding struct {
-	ID              iotpay.BindingID `json:"id"`
-	Tenant          iotpay.TenantID  `json:"tenant"`
-	Device          iotpay.DeviceID  `json:"device"`
-	Account         iotpay.AccountID `json:"account"`
-	Currency        iotpay.Currency  `json:"currency"`
-	PerPaymentLimit int64            `json:"per_payment_limit"` // minor units
-	DailyLimit      int64            `json:"daily_limit"`       // minor units per UTC day
-	Created         time.Time        `json:"created"`
-}
-
-// Status is where a payment ended.
+// Status is where a payment is in its life.
 type Status string
 
-// Payment statuses.
+// Payment statuses. A payment starts authorized (or declined); captures
+// move it to partially_captured (a hold remains for the rest) or captured;
+// a void or an expired hold ends it voided or expired when nothing was
+// captured; refunds of everything captured end it refunded.
 const (
-	StatusApproved Status = "approved"
-	StatusDeclined Status = "declined"
+	StatusDeclined          Status = "declined"
+	StatusAuthorized        Status = "authorized"
+	StatusPartiallyCaptured Status = "partially_captured"
+	StatusCaptured          Status = "captured"
+	StatusRefunded          Status = "refunded"
+	StatusVoided            Status = "voided"
+	StatusExpired           Status = "expired"
 )
 
-// Payment is the platform's record of one device request it decided on.
-// A request id is used once per device: its payment and receipt are what
-// any redelivery of that request gets back.
+// Open reports whether the payment still holds funds that may be captured.
+func (s Status) Open() bool { return s == StatusAuthorized || s == StatusPartiallyCaptured }
+
+// Payment is one payment: what was authorized, captured and refunded, and
+// the hold still open.
 type Payment struct {
-	ID          iotpay.PaymentID    `json:"id"`
-	Tenant      iotpay.TenantID     `json:"tenant"`
-	Device      iotpay.DeviceID     `json:"device"`
-	RequestID   string              `json:"request_id"`
-	RequestHash []byte              `json:"request_hash"`
-	Status      Status              `json:"status"`
-	Reason      string              `json:"reason,omitempty"`
-	Amount      int64               `json:"amount"`
-	Currency    iotpay.Currency     `json:"currency"`
-	Payer       iotpay.AccountID    `json:"payer,omitempty"`
-	Merchant    iotpay.AccountID    `json:"merchant,omitempty"`
-	Transfers   []iotpay.TransferID `json:"transfers,omitempty"`
-	LogIndex    uint64              `json:"log_index"`
-	Receipt     []byte              `json:"receipt"` // the signed receipt, COSE_Sign1
-	Created     time.Time           `json:"created"`
+	ID       iotpay.PaymentID `json:"id"`
+	Tenant   iotpay.TenantID  `json:"tenant"`
+	Device   iotpay.DeviceID  `json:"device,omitempty"`
+	Mandate  iotpay.MandateID `json:"mandate,omitempty"`
+	Product  iotpay.ProductID `json:"product,omitempty"`
+	Category string           `json:"category,omitempty"`
+	Status   Status           `json:"status"`
+	Decline  Reason           `json:"decline_code,omitempty"`
+	Reason   string           `json:"reason,omitempty"`
+	Currency iotpay.Currency  `json:"currency"`
+	// Amount is what was authorized, increments included; Captured and
+	// Refunded what moved; Held what the open hold still holds.
+	Amount   int64 `json:"amount"`
+	Captured int64 `json:"captured"`
+	Refunded int64 `json:"refunded"`
+	Held     int64 `json:"held"`
+	// FeeOperator and FeePlatform are the fees taken from the captures.
+	FeeOperator int64             `json:"fee_operator"`
+	FeePlatform int64             `json:"fee_platform"`
+	Payer       iotpay.AccountID  `json:"payer,omitempty"`
+	Merchant    iotpay.AccountID  `json:"merchant,omitempty"`
+	Hold        iotpay.TransferID `json:"hold,omitempty"`
+	HoldExpires time.Time         `json:"hold_expires,omitzero"`
+	// RequestID and RequestHash identify the device request that made the
+	// payment; a redelivery gets Receipt back.
+	RequestID   string    `json:"request_id,omitempty"`
+	RequestHash []byte    `json:"request_hash,omitempty"`
+	LogIndex    uint64    `json:"log_index"`
+	Receipt     []byte    `json:"receipt,omitempty"`
+	Created     time.Time `json:"created"`
+	Updated     time.Time `json:"updated"`
+	// Legs are the ledger transfers the last operation on the payment
+	// applied (not stored with it: the ledger keeps them, by Ref).
+	Legs []ledger.Transfer `json:"-"`
 }
 
-// Filter selects payments in a listing.
+// Filter selects payments in a listing, newest first.
 type Filter struct {
-	Device iotpay.DeviceID
-	After  iotpay.PaymentID // cursor: payments with a greater id
-	Limit  int
+	Device  iotpay.DeviceID
+	Mandate iotpay.MandateID
+	Status  Status
+	Since   time.Time        // created at or after, when set
+	Until   time.Time        // created before, when set
+	Before  iotpay.PaymentID // cursor: payments with a smaller id
+	Limit   int
 }
 
-// Tx is what the payment layer needs from a store inside one transaction.
+// Tx is what the payment layer needs from a store in one transaction: the
+// ledger's own needs, and its records.
 type Tx interface {
-	CreateAccount(ctx context.Context, a *Account) error
-	// Account returns an account of a tenant, ENOTFOUND for another's.
-	Account(ctx context.Context, tenant iotpay.TenantID, id iotpay.AccountID) (*Account, error)
-	Accounts(ctx context.Context, tenant iotpay.TenantID) ([]*Account, error)
-	// PostTransfer applies t to both balances, refusing with EDECLINED a
-	// debit that would take an account that may not go negative below zero.
-	PostTransfer(ctx context.Context, t *Transfer) error
-	Transfers(ctx context.Context, tenant iotpay.TenantID, account iotpay.AccountID) ([]*Transfer, error)
-	CreateBinding(ctx context.Context, b *Binding) error
-	Binding(ctx context.Context, device iotpay.DeviceID) (*Binding, error)
+	ledger.Tx
+	ledger.ReadTx
+	CreateMandate(ctx context.Context, m *Mandate) error
+	UpdateMandate(ctx context.Context, m *Mandate) error
+	// Mandate returns one of a tenant's mandates, ENOTFOUND otherwise.
+	Mandate(ctx context.Context, tenant iotpay.TenantID, id iotpay.MandateID) (*Mandate, error)
+	// DeviceMandate returns the device's latest mandate, ENOTFOUND when
+	// it has none.
+	DeviceMandate(ctx context.Context, device iotpay.DeviceID) (*Mandate, error)
+	Mandates(ctx context.Context, tenant iotpay.TenantID, f MandateFilter) ([]*Mandate, error)
 	CreatePayment(ctx context.Context, p *Payment) error
+	UpdatePayment(ctx context.Context, p *Payment) error
 	Payment(ctx context.Context, tenant iotpay.TenantID, id iotpay.PaymentID) (*Payment, error)
 	PaymentByRequest(ctx context.Context, device iotpay.DeviceID, requestID string) (*Payment, error)
+	// PaymentByHold returns the payment whose open hold is hold.
+	PaymentByHold(ctx context.Context, hold iotpay.TransferID) (*Payment, error)
 	Payments(ctx context.Context, tenant iotpay.TenantID, f Filter) ([]*Payment, error)
-	// ApprovedSince sums a device's approved payments created at or after since.
-	ApprovedSince(ctx context.Context, device iotpay.DeviceID, since time.Time) (int64, error)
-	// LedgerCheck returns, per currency, the sum of all account balances
-	// across every tenant, and the accounts whose balance differs from the
-	// sum of their transfers.
-	LedgerCheck(ctx context.Context) (map[iotpay.Currency]int64, []iotpay.AccountID, error)
+	// Idempotency returns the result recorded under an idempotency key,
+	// ENOTFOUND when none; PutIdempotency records one.
+	Idempotency(ctx context.Context, tenant iotpay.TenantID, key string) (*IdempotencyRecord, error)
+	PutIdempotency(ctx context.Context, r *IdempotencyRecord) error
 }
 
-// Store runs functions in transactions.
-type Store interface {
-	Update(ctx context.Context, fn func(Tx) error) error
-	View(ctx context.Context, fn func(Tx) error) error
+// Store runs read-only functions; writes go through the ledger's Writer.
+type Store[T Tx] interface {
+	View(ctx context.Context, fn func(T) error) error
+}
+
+// IdempotencyRecord is the result of a request made with an idempotency
+// key: a repeat with the same request gets Body back.
+type IdempotencyRecord struct {
+	Tenant      iotpay.TenantID
+	Key         string
+	RequestHash []byte // method, path and body
+	Status      int
+	Body        []byte
+	Created     time.Time
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/iotpay/iotpay"
 	"github.com/iotpay/iotpay/audit"
 	"github.com/iotpay/iotpay/payment"
+	"github.com/iotpay/iotpay/payment/ledger"
 	"github.com/iotpay/iotpay/platform/registry"
 	"github.com/iotpay/iotpay/wire"
 )
@@ -36,7 +37,9 @@ type Store interface {
 // Processor admits device payment requests and answers each with a signed
 // receipt.
 type Processor struct {
-	Store Store
+	// Store reads; every write goes through Engine's single writer.
+	Store  Store
+	Engine *payment.Engine[Tx]
 	// ReceiptSigner signs receipts under ReceiptSuite; devices hold its
 	// public key from enrollment.
 	ReceiptSigner crypto.Signer
@@ -92,6 +95,10 @@ type rejection struct{ err error }
 
 func (r *rejection) Error() string { return r.err.Error() }
 
+// Unwrap gives the rejection its code: a refusal, which leaves the
+// writer's batch alone.
+func (r *rejection) Unwrap() error { return r.err }
+
 // Process admits raw, a signed request that arrived on the channel the
 // transport authenticated as device, and decides it. Checks run in a fixed
 // order: form, identity and signature, then (in the write transaction)
@@ -126,9 +133,9 @@ func (p *Processor) Process(ctx context.Context, device iotpay.DeviceID, raw []b
 
 	// Authenticated: from here on every outcome is in the audit log.
 	var res Result
-	err = p.Store.Update(ctx, func(tx Tx) error {
+	err = p.Engine.Do(ctx, func(b *ledger.Batch[Tx]) error {
 		var err error
-		res, err = p.decide(ctx, tx, rh, req)
+		res, err = p.decide(b, rh, req)
 		return err
 	})
 	var rej *rejection
@@ -159,7 +166,8 @@ func (p *Processor) device(ctx context.Context, id iotpay.DeviceID) (*registry.D
 	return d, nil
 }
 
-func (p *Processor) decide(ctx context.Context, tx Tx, rh []byte, req *wire.Request) (Result, error) {
+func (p *Processor) decide(b *ledger.Batch[Tx], rh []byte, req *wire.Request) (Result, error) {
+	ctx, tx, now := b.Context(), b.Tx, b.Now
 	dev, err := tx.Device(ctx, iotpay.DeviceID(req.Device))
 	if err != nil {
 		return Result{}, err
@@ -176,7 +184,6 @@ func (p *Processor) decide(ctx context.Context, tx Tx, rh []byte, req *wire.Requ
 	case iotpay.ErrorCode(err) != iotpay.ENOTFOUND:
 		return Result{}, err
 	}
-	now := p.now()
 	skew := p.ClockSkew
 	if skew == 0 {
 		skew = ClockSkewMax
@@ -195,68 +202,83 @@ func (p *Processor) decide(ctx context.Context, tx Tx, rh []byte, req *wire.Requ
 		return Result{}, err
 	}
 	amount, err := Price(prod, req)
+	if err == nil && (amount.Amount <= 0 || amount.Amount > payment.AmountMax) {
+		err = iotpay.Errorf(iotpay.EINVALID, "amount out of range")
+	}
 	if err != nil {
 		return Result{}, &rejection{err}
 	}
 
-	// Admitted: the device's state moves on whatever the decision.
+	// Admitted: the device's state moves on whatever the decision. From
+	// here on only a store failure may stop the operation.
 	dev.Counter = req.Counter
 	dev.Challenge = p.challenge()
 	dev.LastSeen = now
 	if err := tx.UpdateDevice(ctx, dev); err != nil {
 		return Result{}, err
 	}
-
-	pay := &payment.Payment{
+	var rc *wire.Receipt
+	pay, err := p.Engine.Authorize(b, &payment.AuthRequest{
 		ID: iotpay.PaymentID(iotpay.NewID(iotpay.PrefixPayment, now, p.rand())), Tenant: dev.Tenant, Device: dev.ID,
-		RequestID: req.RequestID, RequestHash: rh, Status: payment.StatusApproved,
-		Amount: amount.Amount, Currency: amount.Currency, Merchant: prod.Merchant, Created: now,
-	}
-	xfr := &payment.Transfer{ID: iotpay.TransferID(iotpay.NewID(iotpay.PrefixTransfer, now, p.rand())), Payment: pay.ID, Created: now}
-	b, err := payment.Charge(ctx, tx, dev.Tenant, dev.ID, prod.Merchant, amount, xfr)
-	if b != nil {
-		pay.Payer = b.Account
-	}
-	leaf := &audit.Leaf{Kind: audit.KindPayment, Tenant: string(dev.Tenant), Device: string(dev.ID), RequestID: req.RequestID,
-		RequestHash: rh, Payment: string(pay.ID), Amount: amount.Amount, Currency: string(amount.Currency)}
-	switch {
-	case iotpay.ErrorCode(err) == iotpay.EDECLINED:
-		pay.Status, pay.Reason = payment.StatusDeclined, iotpay.ErrorMessage(err)
-	case err != nil:
-		return Result{}, err
-	default:
-		pay.Transfers = []iotpay.TransferID{xfr.ID}
-		leaf.Postings = []audit.Posting{{Transfer: string(xfr.ID), Debit: string(xfr.Debit), Credit: string(xfr.Credit), Amount: xfr.Amount, Currency: string(xfr.Currency)}}
-	}
-	leaf.Outcome, leaf.Reason = string(pay.Status), pay.Reason
-	if pay.LogIndex, err = audit.Append(ctx, tx, leaf, now); err != nil {
-		return Result{}, err
-	}
-	rc := &wire.Receipt{
-		Device: string(dev.ID), RequestID: req.RequestID, RequestHash: rh, Outcome: outcomeOf(pay.Status),
-		Reason: pay.Reason, PaymentID: string(pay.ID), AmountMinor: pay.Amount, Currency: string(pay.Currency),
-		LogIndex: &pay.LogIndex, Challenge: dev.Challenge,
-	}
-	if pay.Status == payment.StatusDeclined {
-		rc.Code = string(iotpay.EDECLINED)
-	}
-	for _, t := range pay.Transfers {
-		rc.Transfers = append(rc.Transfers, string(t))
-	}
-	if pay.Receipt, err = p.sign(rc, now); err != nil {
-		return Result{}, err
-	}
-	if err := tx.CreatePayment(ctx, pay); err != nil {
+		Product: prod.ID, Category: prod.Category, Merchant: prod.Merchant, Amount: amount, Capture: true,
+		RequestID: req.RequestID, RequestHash: rh,
+		Finish: func(pay *payment.Payment) (err error) {
+			rc, err = p.evidence(ctx, tx, dev, req, rh, pay, now)
+			return err
+		},
+	})
+	if err != nil {
 		return Result{}, err
 	}
 	return Result{Receipt: pay.Receipt, Outcome: rc.Outcome, Code: iotpay.Code(rc.Code), Reason: pay.Reason, Payment: pay.ID}, nil
 }
 
-func outcomeOf(s payment.Status) wire.Outcome {
-	if s == payment.StatusApproved {
-		return wire.Approved
+// evidence appends the payment's audit leaf and signs its receipt, just
+// before the payment is stored.
+func (p *Processor) evidence(ctx context.Context, tx Tx, dev *registry.Device, req *wire.Request, rh []byte,
+	pay *payment.Payment, now time.Time) (*wire.Receipt, error) {
+	leaf := &audit.Leaf{Kind: audit.KindPayment, Tenant: string(dev.Tenant), Device: string(dev.ID), RequestID: req.RequestID,
+		RequestHash: rh, Payment: string(pay.ID), Amount: pay.Amount, Currency: string(pay.Currency),
+		Outcome: outcomeLeaf(pay.Status), Reason: pay.Reason}
+	rc := &wire.Receipt{
+		Device: string(dev.ID), RequestID: req.RequestID, RequestHash: rh, Outcome: outcomeOf(pay.Status),
+		Reason: pay.Reason, PaymentID: string(pay.ID), AmountMinor: pay.Amount, Currency: string(pay.Currency),
+		Challenge: dev.Challenge,
 	}
-	return wire.Declined
+	if pay.Status == payment.StatusDeclined {
+		rc.Code = string(iotpay.EDECLINED)
+	}
+	for _, t := range pay.Legs {
+		rc.Transfers = append(rc.Transfers, string(t.ID))
+		if t.Posts() {
+			leaf.Postings = append(leaf.Postings, audit.Posting{Transfer: string(t.ID), Debit: string(t.Debit),
+				Credit: string(t.Credit), Amount: t.Amount, Currency: string(t.Currency)})
+		}
+	}
+	var err error
+	if pay.LogIndex, err = audit.Append(ctx, tx, leaf, now); err != nil {
+		return nil, err
+	}
+	rc.LogIndex = &pay.LogIndex
+	if pay.Receipt, err = p.sign(rc, now); err != nil {
+		return nil, err
+	}
+	return rc, nil
+}
+
+// outcomeLeaf is the outcome an audit leaf records for a payment.
+func outcomeLeaf(s payment.Status) string {
+	if s == payment.StatusDeclined {
+		return string(payment.StatusDeclined)
+	}
+	return "approved"
+}
+
+func outcomeOf(s payment.Status) wire.Outcome {
+	if s == payment.StatusDeclined {
+		return wire.Declined
+	}
+	return wire.Approved
 }
 
 // rejectLogged records the refusal of an authenticated request as an audit
@@ -265,7 +287,8 @@ func (p *Processor) rejectLogged(ctx context.Context, dev *registry.Device, rh [
 	now := p.now()
 	var idx uint64
 	var challenge []byte
-	err := p.Store.Update(ctx, func(tx Tx) error {
+	err := p.Engine.Do(ctx, func(b *ledger.Batch[Tx]) error {
+		tx := b.Tx
 		cur, err := tx.Device(ctx, dev.ID)
 		if err != nil {
 			return err

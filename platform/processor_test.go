@@ -12,6 +12,7 @@ import (
 	"github.com/iotpay/iotpay"
 	"github.com/iotpay/iotpay/device"
 	"github.com/iotpay/iotpay/payment"
+	"github.com/iotpay/iotpay/payment/ledger"
 	"github.com/iotpay/iotpay/platform"
 	"github.com/iotpay/iotpay/platform/pki"
 	"github.com/iotpay/iotpay/platform/registry"
@@ -20,14 +21,22 @@ import (
 )
 
 // world is a processor over a real SQLite store with one enrolled, funded
-// and bound device.
+// device under a mandate; every write goes through the ledger's writer.
 type world struct {
 	proc     *platform.Processor
-	pay      *payment.Service
+	pay      *payment.Engine[platform.Tx]
 	dev      *device.Device
 	tenant   iotpay.TenantID
 	payer    iotpay.AccountID
 	merchant iotpay.AccountID
+}
+
+// do runs fn as one writer operation, failing the test on error.
+func (w *world) do(tb testing.TB, fn func(b *ledger.Batch[platform.Tx]) error) {
+	tb.Helper()
+	if err := w.pay.Do(context.Background(), fn); err != nil {
+		tb.Fatal(err)
+	}
 }
 
 func newWorld(tb testing.TB) *world {
@@ -43,20 +52,35 @@ func newWorld(tb testing.TB) *world {
 		tb.Fatal(err)
 	}
 	rk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	reg := &registry.Service{Store: sqlite.For[registry.Tx](db), CA: ca, PlatformKey: rk.Public()}
-	w := &world{pay: &payment.Service{Store: sqlite.For[payment.Tx](db)}}
-	w.proc = &platform.Processor{Store: sqlite.For[platform.Tx](db), ReceiptSigner: rk, ReceiptSuite: wire.Intl, ReceiptKid: []byte("k")}
+	read := sqlite.For[platform.Tx](db)
+	w := &world{pay: &payment.Engine[platform.Tx]{Store: read, Fees: payment.FeePlan{OperatorBps: 200, PlatformBps: 100}}}
+	wr, err := ledger.Open(ctx, read, ledger.Config[platform.Tx]{OnExpire: w.pay.OnExpire})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { wr.Close() })
+	w.pay.W = wr
+	reg := &registry.Service{Store: platform.WriterStore[registry.Tx]{W: wr, Read: read}, CA: ca, PlatformKey: rk.Public()}
+	w.proc = &platform.Processor{Store: read, Engine: w.pay, ReceiptSigner: rk, ReceiptSuite: wire.Intl, ReceiptKid: []byte("k")}
 	ten, _, err := reg.Bootstrap(ctx, "t")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	m, _ := w.pay.CreateAccount(ctx, ten.ID, "m", payment.Merchant, "EUR")
-	p, _ := w.pay.CreateAccount(ctx, ten.ID, "p", payment.Payer, "EUR")
-	w.tenant, w.merchant, w.payer = ten.ID, m.ID, p.ID
-	if _, err := w.pay.Fund(ctx, ten.ID, p.ID, 10000); err != nil {
-		tb.Fatal(err)
-	}
-	prod := &registry.Product{Tenant: ten.ID, Name: "x", Merchant: m.ID, Pricing: registry.Pricing{Mode: registry.PriceAmount, Currency: "EUR"}}
+	w.tenant = ten.ID
+	w.do(tb, func(b *ledger.Batch[platform.Tx]) error {
+		m, err := payment.CreateAccount(b, ten.ID, "m", payment.KindMerchant, "EUR")
+		if err != nil {
+			return err
+		}
+		p, err := payment.CreateAccount(b, ten.ID, "p", payment.KindPayer, "EUR")
+		if err != nil {
+			return err
+		}
+		w.merchant, w.payer = m.ID, p.ID
+		_, err = payment.Fund(b, ten.ID, p.ID, 10000)
+		return err
+	})
+	prod := &registry.Product{Tenant: ten.ID, Name: "x", Merchant: w.merchant, Pricing: registry.Pricing{Mode: registry.PriceAmount, Currency: "EUR"}}
 	if err := reg.CreateProduct(ctx, prod); err != nil {
 		tb.Fatal(err)
 	}
@@ -70,9 +94,10 @@ func newWorld(tb testing.TB) *world {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if err := w.pay.Bind(ctx, &payment.Binding{Tenant: ten.ID, Device: d.ID, Account: p.ID, PerPaymentLimit: 1000, DailyLimit: 5000}); err != nil {
-		tb.Fatal(err)
-	}
+	w.do(tb, func(b *ledger.Batch[platform.Tx]) error {
+		return payment.CreateMandate(b, &payment.Mandate{Tenant: ten.ID, Device: d.ID, Payer: w.payer,
+			PerPayment: 1000, PerDay: 5000, PerMonth: 20000})
+	})
 	cert, _ := pki.ParseCertPEM([]byte(en.Certificate))
 	st := &device.MemState{}
 	st.Save(device.State{Challenge: en.Challenge})
@@ -80,10 +105,12 @@ func newWorld(tb testing.TB) *world {
 	return w
 }
 
-func (w *world) balances(tb testing.TB) (payer, merchant int64) {
+// balances checks the ledger and returns the payer's balance and what the
+// merchant, operator and platform were paid together.
+func (w *world) balances(tb testing.TB) (payer, paid int64) {
 	tb.Helper()
 	ctx := context.Background()
-	rep, err := w.pay.LedgerCheck(ctx)
+	rep, err := w.pay.Check(ctx)
 	if err != nil || !rep.Balanced {
 		tb.Fatalf("ledger: %+v %v", rep, err)
 	}
@@ -91,11 +118,16 @@ func (w *world) balances(tb testing.TB) (payer, merchant int64) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	m, err := w.pay.Account(ctx, w.tenant, w.merchant)
+	as, err := w.pay.Accounts(ctx, w.tenant, ledger.AccountFilter{})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return p.Balance, m.Balance
+	for _, a := range as {
+		if a.Kind == payment.KindMerchant || a.Kind == payment.KindOperator || a.Kind == payment.KindPlatform {
+			paid += a.Posted(a.Normal)
+		}
+	}
+	return p.Posted(p.Normal), paid
 }
 
 func TestProcessorPaysOnceAndBalances(t *testing.T) {
@@ -113,7 +145,11 @@ func TestProcessorPaysOnceAndBalances(t *testing.T) {
 		t.Fatalf("redelivery not answered with the original receipt: %+v", again)
 	}
 	if p, m := w.balances(t); p != 9300 || m != 700 {
-		t.Fatalf("balances payer=%d merchant=%d", p, m)
+		t.Fatalf("balances payer=%d paid=%d", p, m)
+	}
+	m, err := w.pay.Account(context.Background(), w.tenant, w.merchant)
+	if err != nil || m.Posted(m.Normal) != 700-14-7 {
+		t.Fatalf("merchant got %+v (%v), want 700 less 2%% and 1%% fees", m, err)
 	}
 }
 

@@ -12,10 +12,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/iotpay/iotpay/payment"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -32,6 +34,13 @@ func main() {
 }
 
 // env returns the environment variable's value, or def.
+// envInt is an integer environment variable, 0 when unset or malformed
+// (the flag's own parsing then reports a bad value given on the command line).
+func envInt(name string) int64 {
+	n, _ := strconv.ParseInt(os.Getenv(name), 10, 64)
+	return n
+}
+
 func env(name, def string) string {
 	if v, ok := os.LookupEnv(name); ok {
 		return v
@@ -48,6 +57,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	httpAddr := fs.String("http", env("IOTPAY_HTTP_ADDR", daemon.DefaultHTTPAddr), "HTTP API listen address (env IOTPAY_HTTP_ADDR)")
 	mqttAddr := fs.String("mqtt", env("IOTPAY_MQTT_ADDR", daemon.DefaultMQTTAddr), "MQTT over mutual TLS listen address (env IOTPAY_MQTT_ADDR)")
 	names := fs.String("server-names", env("IOTPAY_SERVER_NAMES", ""), "extra comma-separated host names or IPs for the MQTT server certificate (env IOTPAY_SERVER_NAMES)")
+	feeOp := fs.Int64("fee-operator-bps", envInt("IOTPAY_FEE_OPERATOR_BPS"), "the operator's fee on each capture, in basis points (env IOTPAY_FEE_OPERATOR_BPS)")
+	feePlat := fs.Int64("fee-platform-bps", envInt("IOTPAY_FEE_PLATFORM_BPS"), "the platform's fee on each capture, in basis points (env IOTPAY_FEE_PLATFORM_BPS)")
 	logLevel := fs.String("log-level", env("IOTPAY_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env IOTPAY_LOG_LEVEL)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: iotpayd [flags]\n\nRuns the iotpay platform: HTTP API, embedded MQTT broker (TLS, client certificates),\npayment processor and store (SQLite in the data directory, or PostgreSQL with -store).\nEach flag can also be set by its environment variable.\n\nFlags:\n")
@@ -68,7 +79,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("bad -log-level: %w", err)
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	cfg := daemon.Config{DataDir: *dataDir, Store: *store, HTTPAddr: *httpAddr, MQTTAddr: *mqttAddr, Logger: logger}
+	cfg := daemon.Config{DataDir: *dataDir, Store: *store, HTTPAddr: *httpAddr, MQTTAddr: *mqttAddr, Logger: logger,
+		Fees: payment.FeePlan{OperatorBps: *feeOp, PlatformBps: *feePlat}}
 	for _, n := range strings.Split(*names, ",") {
 		if n = strings.TrimSpace(n); n != "" {
 			cfg.ServerNames = append(cfg.ServerNames, n)

@@ -156,7 +156,7 @@ func lifecycle(t *testing.T, bin, store string) {
 	p.api(t, key, "POST", "/v1/devices", map[string]any{"product": prod.ID, "name": "barrier"}, &created)
 	p.api(t, key, "POST", "/v1/accounts", map[string]any{"name": "p", "kind": "payer", "currency": "EUR"}, &payer)
 	p.api(t, key, "POST", "/v1/accounts/"+string(payer.ID)+"/fund", map[string]any{"amount": 1000}, nil)
-	p.api(t, key, "POST", "/v1/bindings", map[string]any{"device": created.Device.ID, "account": payer.ID, "per_payment_limit": 500, "daily_limit": 1000}, nil)
+	p.api(t, key, "POST", "/v1/mandates", map[string]any{"device": created.Device.ID, "payer": payer.ID, "per_payment_limit": 500, "daily_limit": 1000, "monthly_limit": 10000}, nil)
 
 	ctx := context.Background()
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -194,7 +194,7 @@ func lifecycle(t *testing.T, bin, store string) {
 	}
 	var pay struct{ Status string }
 	p2.api(t, key, "GET", "/v1/payments/"+rc.PaymentID, nil, &pay)
-	if pay.Status != "approved" {
+	if pay.Status != "captured" {
 		t.Fatalf("payment after restart = %+v", pay)
 	}
 	var a struct{ Balance int64 }

@@ -22,6 +22,7 @@ import (
 	"github.com/iotpay/iotpay"
 
 	"github.com/iotpay/iotpay/payment"
+	"github.com/iotpay/iotpay/payment/ledger"
 	"github.com/iotpay/iotpay/platform"
 	"github.com/iotpay/iotpay/platform/httpapi"
 	"github.com/iotpay/iotpay/platform/mqtt"
@@ -59,6 +60,11 @@ type Config struct {
 	// ServerNames are the names and addresses the MQTT server certificate
 	// is valid for, besides localhost and the loopback addresses.
 	ServerNames []string
+	// Fees are what each capture pays the operator and the platform.
+	Fees payment.FeePlan
+	// BatchOpsMax bounds the operations of one write transaction
+	// (ledger.BatchOpsMax when zero).
+	BatchOpsMax int
 	Logger      *slog.Logger
 }
 
@@ -69,7 +75,8 @@ type Daemon struct {
 	DB        *sqlstore.DB
 	CA        *pki.CA
 	Registry  *registry.Service
-	Payments  *payment.Service
+	Writer    *ledger.Writer[platform.Tx]
+	Payments  *payment.Engine[platform.Tx]
 	Processor *platform.Processor
 	Broker    *mqtt.Broker
 	// APIKey is the operator API key, set only on the first start: it is
@@ -100,6 +107,9 @@ func Open(ctx context.Context, cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !cfg.Fees.Valid() {
+		return nil, iotpay.Errorf(iotpay.EINVALID, "fees must be between 0 and 10000 basis points together")
+	}
 	d := &Daemon{cfg: cfg, log: cfg.Logger}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, err
@@ -121,13 +131,25 @@ func Open(ctx context.Context, cfg Config) (*Daemon, error) {
 	if d.DB, err = openStore(ctx, kind, cfg); err != nil {
 		return nil, err
 	}
-	d.Registry = &registry.Service{Store: sqlstore.For[registry.Tx](d.DB), CA: d.CA, PlatformKey: receiptKey.Public()}
-	d.Payments = &payment.Service{Store: sqlstore.For[payment.Tx](d.DB)}
+	// Every write, whatever it is for, is an operation of the ledger's
+	// single writer, batched with the others into one transaction.
+	read := sqlstore.For[platform.Tx](d.DB)
+	d.Payments = &payment.Engine[platform.Tx]{Store: read, Fees: cfg.Fees}
+	d.Writer, err = ledger.Open(ctx, read, ledger.Config[platform.Tx]{
+		OnExpire: d.Payments.OnExpire, Logger: d.log.With("component", "ledger"), BatchOpsMax: cfg.BatchOpsMax})
+	if err != nil {
+		d.DB.Close()
+		return nil, err
+	}
+	d.Payments.W = d.Writer
+	d.Registry = &registry.Service{Store: platform.WriterStore[registry.Tx]{W: d.Writer, Read: read}, CA: d.CA,
+		PlatformKey: receiptKey.Public()}
 	d.Processor = &platform.Processor{
-		Store: sqlstore.For[platform.Tx](d.DB), ReceiptSigner: receiptKey, ReceiptSuite: wire.Intl, ReceiptKid: kid,
+		Store: read, Engine: d.Payments, ReceiptSigner: receiptKey, ReceiptSuite: wire.Intl, ReceiptKid: kid,
 		Logger: d.log.With("component", "processor"),
 	}
 	if err := d.bootstrap(ctx); err != nil {
+		d.Writer.Close()
 		d.DB.Close()
 		return nil, err
 	}
@@ -230,6 +252,6 @@ func (d *Daemon) Close() error {
 	if d.Broker != nil {
 		errs = append(errs, d.Broker.Close())
 	}
-	errs = append(errs, d.DB.Close())
+	errs = append(errs, d.Writer.Close(), d.DB.Close())
 	return errors.Join(errs...)
 }

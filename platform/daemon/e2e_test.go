@@ -103,7 +103,7 @@ func (p *platform) balance(id iotpay.AccountID) int64 {
 
 func (p *platform) assertBalanced() {
 	p.t.Helper()
-	rep, err := p.d.Payments.LedgerCheck(context.Background())
+	rep, err := p.d.Payments.Check(context.Background())
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ type fixture struct {
 
 // setup starts the platform on store and creates a vending product (2.50 EUR per unit dispensed), one device
 // enrolled over the API with a key it generated, a wallet of 20.00 EUR and
-// a binding of 5.00 per payment, 10.00 a day.
+// a mandate of 5.00 per payment, 10.00 a day.
 func setup(t *testing.T, store string) *fixture {
 	p := start(t, store)
 	f := &fixture{platform: p}
@@ -135,7 +135,8 @@ func setup(t *testing.T, store string) *fixture {
 	p.must("POST", "/v1/accounts", map[string]any{"name": "payer", "kind": "payer", "currency": "EUR"}, &acc)
 	f.payer = acc.ID
 	p.must("POST", "/v1/accounts/"+string(f.payer)+"/fund", map[string]any{"amount": 2000}, nil)
-	p.must("POST", "/v1/bindings", map[string]any{"device": f.dev.ID(), "account": f.payer, "per_payment_limit": 500, "daily_limit": 1000}, nil)
+	p.must("POST", "/v1/mandates", map[string]any{"device": f.dev.ID(), "payer": f.payer, "per_payment_limit": 500,
+		"daily_limit": 1000, "monthly_limit": 10000}, nil)
 	return f
 }
 
@@ -193,7 +194,8 @@ func testEndToEndPayment(t *testing.T, store string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rc.Outcome != wire.Approved || rc.AmountMinor != 250 || rc.Currency != "EUR" || rc.LogIndex == nil || len(rc.Transfers) != 1 {
+	if rc.Outcome != wire.Approved || rc.AmountMinor != 250 || rc.Currency != "EUR" || rc.LogIndex == nil || len(rc.Transfers) != 3 {
+		// A sale is a hold, its capture and the merchant's leg (no fees configured).
 		t.Fatalf("receipt = %+v", rc)
 	}
 	if got := f.balance(f.payer); got != 1750 {
@@ -207,7 +209,7 @@ func testEndToEndPayment(t *testing.T, store string) {
 		LogIndex uint64 `json:"log_index"`
 	}
 	f.must("GET", "/v1/payments/"+rc.PaymentID, nil, &pay)
-	if pay.Status != "approved" || pay.LogIndex != *rc.LogIndex {
+	if pay.Status != "captured" || pay.LogIndex != *rc.LogIndex {
 		t.Errorf("payment = %+v", pay)
 	}
 	f.assertBalanced()

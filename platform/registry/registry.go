@@ -58,7 +58,10 @@ type Product struct {
 	Name     string           `json:"name"`
 	Pricing  Pricing          `json:"pricing"`
 	Merchant iotpay.AccountID `json:"merchant_account"` // credited by the product's payments
-	Created  time.Time        `json:"created"`
+	// Category is the merchant category (ISO 18245, 4 digits) of what the
+	// product sells, which mandates may restrict; empty when unset.
+	Category string    `json:"category,omitempty"`
+	Created  time.Time `json:"created"`
 }
 
 // Device is one enrolled (or enrolling) device and the state admission

@@ -126,6 +126,9 @@ func (s *Service) CreateProduct(ctx context.Context, p *Product) error {
 	if !iotpay.ValidID(iotpay.PrefixAccount, string(p.Merchant)) {
 		return iotpay.Errorf(iotpay.EINVALID, "merchant_account must be an account id")
 	}
+	if p.Category != "" && (len(p.Category) != 4 || strings.Trim(p.Category, "0123456789") != "") {
+		return iotpay.Errorf(iotpay.EINVALID, "category must be a 4-digit ISO 18245 merchant category code")
+	}
 	p.Created = s.now()
 	p.ID = iotpay.ProductID(iotpay.NewID(iotpay.PrefixProduct, p.Created, s.rand()))
 	return s.Store.Update(ctx, func(tx Tx) error { return tx.CreateProduct(ctx, p) })

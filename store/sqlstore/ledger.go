@@ -40,13 +40,6 @@ CREATE INDEX ledger_transfers_time ON ledger_transfers(time_ms, seq);
 CREATE TABLE ledger_open_holds (seq INT64 PRIMARY KEY, id TEXT NOT NULL UNIQUE);
 `
 
-// LedgerTx is a store transaction seen as the ledger's.
-type LedgerTx struct{ *Tx }
-
-var (
-	_ ledger.Tx     = LedgerTx{}
-	_ ledger.ReadTx = LedgerTx{}
-)
 
 const ledgerAccountCols = `id, tenant, currency, normal, flags, kind, name, created_ms,
 	debits_pending, debits_posted, credits_pending, credits_posted`
@@ -195,8 +188,8 @@ func (tx *Tx) insertValues(ctx context.Context, table string, ncols int, cols st
 }
 
 // InsertAccounts implements ledger.Tx.
-func (lt LedgerTx) InsertAccounts(ctx context.Context, as []*ledger.Account) error {
-	return lt.insertValues(ctx, "ledger_accounts", 12, ledgerAccountCols, len(as), func(i int) []any {
+func (tx *Tx) InsertAccounts(ctx context.Context, as []*ledger.Account) error {
+	return tx.insertValues(ctx, "ledger_accounts", 12, ledgerAccountCols, len(as), func(i int) []any {
 		a := as[i]
 		return []any{a.ID, a.Tenant, a.Currency, int64(a.Normal), int64(a.Flags), a.Kind, a.Name, ms(a.Created),
 			a.DebitsPending, a.DebitsPosted, a.CreditsPending, a.CreditsPosted}
@@ -204,7 +197,7 @@ func (lt LedgerTx) InsertAccounts(ctx context.Context, as []*ledger.Account) err
 }
 
 // InsertTransfers implements ledger.Tx, and keeps the open holds' table.
-func (lt LedgerTx) InsertTransfers(ctx context.Context, ts []*ledger.Transfer) error {
+func (tx *Tx) InsertTransfers(ctx context.Context, ts []*ledger.Transfer) error {
 	var opened, closed []*ledger.Transfer
 	for _, t := range ts {
 		if t.Flags&ledger.Pending != 0 {
@@ -214,24 +207,24 @@ func (lt LedgerTx) InsertTransfers(ctx context.Context, ts []*ledger.Transfer) e
 			closed = append(closed, t)
 		}
 	}
-	if lt.d.usesArrays() {
-		if err := lt.insertTransfersArrays(ctx, ts); err != nil {
+	if tx.d.usesArrays() {
+		if err := tx.insertTransfersArrays(ctx, ts); err != nil {
 			return err
 		}
-	} else if err := lt.insertValues(ctx, "ledger_transfers", transferColsN, transferCols, len(ts), func(i int) []any {
+	} else if err := tx.insertValues(ctx, "ledger_transfers", transferColsN, transferCols, len(ts), func(i int) []any {
 		return transferArgs(ts[i])
 	}); err != nil {
 		return err
 	}
 	if len(opened) > 0 {
-		if err := lt.insertValues(ctx, "ledger_open_holds", 2, "seq, id", len(opened), func(i int) []any {
+		if err := tx.insertValues(ctx, "ledger_open_holds", 2, "seq, id", len(opened), func(i int) []any {
 			return []any{opened[i].Seq, opened[i].ID}
 		}); err != nil {
 			return err
 		}
 	}
 	for _, t := range closed {
-		if _, err := lt.exec(ctx, `DELETE FROM ledger_open_holds WHERE id = ?`, t.PendingID); err != nil {
+		if _, err := tx.exec(ctx, `DELETE FROM ledger_open_holds WHERE id = ?`, t.PendingID); err != nil {
 			return err
 		}
 	}
@@ -239,7 +232,7 @@ func (lt LedgerTx) InsertTransfers(ctx context.Context, ts []*ledger.Transfer) e
 }
 
 // insertTransfersArrays is one INSERT … SELECT FROM unnest of 22 arrays.
-func (lt LedgerTx) insertTransfersArrays(ctx context.Context, ts []*ledger.Transfer) error {
+func (tx *Tx) insertTransfersArrays(ctx context.Context, ts []*ledger.Transfer) error {
 	cols := make([][]any, transferColsN)
 	for i := range cols {
 		cols[i] = make([]any, len(ts))
@@ -267,8 +260,8 @@ func (lt LedgerTx) insertTransfersArrays(ctx context.Context, ts []*ledger.Trans
 			args[i] = s
 		}
 	}
-	_, err := lt.exec(ctx, insertTransfersArraysSQL, args...)
-	return lt.mapErr(err)
+	_, err := tx.exec(ctx, insertTransfersArraysSQL, args...)
+	return tx.mapErr(err)
 }
 
 func stringOf(v any) string {
@@ -288,15 +281,15 @@ func stringOf(v any) string {
 }
 
 // UpdateBalances implements ledger.Tx.
-func (lt LedgerTx) UpdateBalances(ctx context.Context, as []*ledger.Account) error {
-	if lt.d.usesArrays() {
+func (tx *Tx) UpdateBalances(ctx context.Context, as []*ledger.Account) error {
+	if tx.d.usesArrays() {
 		ids := make([]string, len(as))
 		var dpe, dpo, cpe, cpo = make([]int64, len(as)), make([]int64, len(as)), make([]int64, len(as)), make([]int64, len(as))
 		for i, a := range as {
 			ids[i], dpe[i], dpo[i], cpe[i], cpo[i] = string(a.ID), a.DebitsPending, a.DebitsPosted, a.CreditsPending, a.CreditsPosted
 		}
-		_, err := lt.exec(ctx, updateBalancesArraysSQL, ids, dpe, dpo, cpe, cpo)
-		return lt.mapErr(err)
+		_, err := tx.exec(ctx, updateBalancesArraysSQL, ids, dpe, dpo, cpe, cpo)
+		return tx.mapErr(err)
 	}
 	// One statement a chunk: a VALUES list joined to the accounts.
 	return chunks(len(as), func(start, n int) error {
@@ -304,19 +297,19 @@ func (lt LedgerTx) UpdateBalances(ctx context.Context, as []*ledger.Account) err
 		for _, a := range as[start : start+n] {
 			args = append(args, a.ID, a.DebitsPending, a.DebitsPosted, a.CreditsPending, a.CreditsPosted)
 		}
-		_, err := lt.exec(ctx, updateBalancesSQL(n), args...)
-		return lt.mapErr(err)
+		_, err := tx.exec(ctx, updateBalancesSQL(n), args...)
+		return tx.mapErr(err)
 	})
 }
 
 // LookupTransfers implements ledger.Tx.
-func (lt LedgerTx) LookupTransfers(ctx context.Context, ids []iotpay.TransferID) ([]*ledger.Transfer, error) {
-	if lt.d.usesArrays() {
+func (tx *Tx) LookupTransfers(ctx context.Context, ids []iotpay.TransferID) ([]*ledger.Transfer, error) {
+	if tx.d.usesArrays() {
 		s := make([]string, len(ids))
 		for i, id := range ids {
 			s[i] = string(id)
 		}
-		rows, err := lt.query(ctx, lookupArraysSQL, s)
+		rows, err := tx.query(ctx, lookupArraysSQL, s)
 		return collect(rows, err, scanTransfer)
 	}
 	var out []*ledger.Transfer
@@ -325,7 +318,7 @@ func (lt LedgerTx) LookupTransfers(ctx context.Context, ids []iotpay.TransferID)
 		for i, id := range ids[start : start+n] {
 			args[i] = id
 		}
-		rows, err := lt.query(ctx, lookupSQL(n), args...)
+		rows, err := tx.query(ctx, lookupSQL(n), args...)
 		ts, err := collect(rows, err, scanTransfer)
 		out = append(out, ts...)
 		return err
@@ -334,8 +327,8 @@ func (lt LedgerTx) LookupTransfers(ctx context.Context, ids []iotpay.TransferID)
 }
 
 // Resolution implements ledger.Tx.
-func (lt LedgerTx) Resolution(ctx context.Context, pending iotpay.TransferID) (*ledger.Transfer, error) {
-	t, err := scanTransfer(lt.row(ctx, `SELECT `+transferCols+` FROM ledger_transfers WHERE pending_id = ? ORDER BY seq LIMIT 1`, pending))
+func (tx *Tx) Resolution(ctx context.Context, pending iotpay.TransferID) (*ledger.Transfer, error) {
+	t, err := scanTransfer(tx.row(ctx, `SELECT `+transferCols+` FROM ledger_transfers WHERE pending_id = ? ORDER BY seq LIMIT 1`, pending))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("resolution of", pending)
 	}
@@ -343,20 +336,20 @@ func (lt LedgerTx) Resolution(ctx context.Context, pending iotpay.TransferID) (*
 }
 
 // LoadLedger implements ledger.Tx.
-func (lt LedgerTx) LoadLedger(ctx context.Context) ([]*ledger.Account, []*ledger.Transfer, int64, error) {
-	rows, err := lt.query(ctx, `SELECT `+ledgerAccountCols+` FROM ledger_accounts`)
+func (tx *Tx) LoadLedger(ctx context.Context) ([]*ledger.Account, []*ledger.Transfer, int64, error) {
+	rows, err := tx.query(ctx, `SELECT `+ledgerAccountCols+` FROM ledger_accounts`)
 	as, err := collect(rows, err, scanLedgerAccount)
 	if err != nil {
 		return nil, nil, 0, err
 	}
-	rows, err = lt.query(ctx, `SELECT `+prefixed("t.", transferCols)+` FROM ledger_open_holds h
+	rows, err = tx.query(ctx, `SELECT `+prefixed("t.", transferCols)+` FROM ledger_open_holds h
 		JOIN ledger_transfers t ON t.seq = h.seq ORDER BY t.seq`)
 	open, err := collect(rows, err, scanTransfer)
 	if err != nil {
 		return nil, nil, 0, err
 	}
 	var seq int64
-	err = lt.row(ctx, `SELECT COALESCE(MAX(seq), 0) FROM ledger_transfers`).Scan(&seq)
+	err = tx.row(ctx, `SELECT COALESCE(MAX(seq), 0) FROM ledger_transfers`).Scan(&seq)
 	return as, open, seq, err
 }
 
@@ -370,8 +363,8 @@ func prefixed(p, cols string) string {
 }
 
 // Account implements ledger.ReadTx.
-func (lt LedgerTx) Account(ctx context.Context, tenant iotpay.TenantID, id iotpay.AccountID) (*ledger.Account, error) {
-	a, err := scanLedgerAccount(lt.row(ctx, `SELECT `+ledgerAccountCols+` FROM ledger_accounts WHERE id = ? AND tenant = ?`, id, tenant))
+func (tx *Tx) Account(ctx context.Context, tenant iotpay.TenantID, id iotpay.AccountID) (*ledger.Account, error) {
+	a, err := scanLedgerAccount(tx.row(ctx, `SELECT `+ledgerAccountCols+` FROM ledger_accounts WHERE id = ? AND tenant = ?`, id, tenant))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("account", id)
 	}
@@ -386,16 +379,16 @@ func listLimit(n int) int {
 }
 
 // Accounts implements ledger.ReadTx.
-func (lt LedgerTx) Accounts(ctx context.Context, tenant iotpay.TenantID, f ledger.AccountFilter) ([]*ledger.Account, error) {
-	rows, err := lt.query(ctx, `SELECT `+ledgerAccountCols+` FROM ledger_accounts
+func (tx *Tx) Accounts(ctx context.Context, tenant iotpay.TenantID, f ledger.AccountFilter) ([]*ledger.Account, error) {
+	rows, err := tx.query(ctx, `SELECT `+ledgerAccountCols+` FROM ledger_accounts
 		WHERE tenant = ? AND id > ? AND (? = '' OR kind = ?) ORDER BY id LIMIT ?`,
 		tenant, f.After, f.Kind, f.Kind, listLimit(f.Limit))
 	return collect(rows, err, scanLedgerAccount)
 }
 
 // Transfer implements ledger.ReadTx.
-func (lt LedgerTx) Transfer(ctx context.Context, tenant iotpay.TenantID, id iotpay.TransferID) (*ledger.Transfer, error) {
-	t, err := scanTransfer(lt.row(ctx, `SELECT `+transferCols+` FROM ledger_transfers WHERE id = ? AND tenant = ?`, id, tenant))
+func (tx *Tx) Transfer(ctx context.Context, tenant iotpay.TenantID, id iotpay.TransferID) (*ledger.Transfer, error) {
+	t, err := scanTransfer(tx.row(ctx, `SELECT `+transferCols+` FROM ledger_transfers WHERE id = ? AND tenant = ?`, id, tenant))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("transfer", id)
 	}
@@ -404,41 +397,41 @@ func (lt LedgerTx) Transfer(ctx context.Context, tenant iotpay.TenantID, id iotp
 
 // Transfers implements ledger.ReadTx. Each filter has its own query so
 // that each uses its index.
-func (lt LedgerTx) Transfers(ctx context.Context, tenant iotpay.TenantID, f ledger.TransferFilter) ([]*ledger.Transfer, error) {
+func (tx *Tx) Transfers(ctx context.Context, tenant iotpay.TenantID, f ledger.TransferFilter) ([]*ledger.Transfer, error) {
 	var rows *sql.Rows
 	var err error
 	limit := listLimit(f.Limit)
 	switch {
 	case f.Account != "":
 		// Two index ranges merged: transfers debiting and crediting it.
-		rows, err = lt.query(ctx, `SELECT `+transferCols+` FROM (
+		rows, err = tx.query(ctx, `SELECT `+transferCols+` FROM (
 			SELECT `+transferCols+` FROM ledger_transfers WHERE debit = ? AND seq > ? AND tenant = ?
 			UNION ALL
 			SELECT `+transferCols+` FROM ledger_transfers WHERE credit = ? AND seq > ? AND tenant = ?
 		) x WHERE ? = '' OR ref = ? ORDER BY seq LIMIT ?`,
 			f.Account, f.AfterSeq, tenant, f.Account, f.AfterSeq, tenant, f.Ref, f.Ref, limit)
 	case f.Ref != "":
-		rows, err = lt.query(ctx, `SELECT `+transferCols+` FROM ledger_transfers
+		rows, err = tx.query(ctx, `SELECT `+transferCols+` FROM ledger_transfers
 			WHERE tenant = ? AND ref = ? AND seq > ? ORDER BY seq LIMIT ?`, tenant, f.Ref, f.AfterSeq, limit)
 	default:
-		rows, err = lt.query(ctx, `SELECT `+transferCols+` FROM ledger_transfers
+		rows, err = tx.query(ctx, `SELECT `+transferCols+` FROM ledger_transfers
 			WHERE tenant = ? AND seq > ? ORDER BY seq LIMIT ?`, tenant, f.AfterSeq, limit)
 	}
 	return collect(rows, err, scanTransfer)
 }
 
 // LastTransferOf implements ledger.ReadTx.
-func (lt LedgerTx) LastTransferOf(ctx context.Context, account iotpay.AccountID, asOf ledger.AsOf) (*ledger.Transfer, error) {
+func (tx *Tx) LastTransferOf(ctx context.Context, account iotpay.AccountID, asOf ledger.AsOf) (*ledger.Transfer, error) {
 	seq := asOf.Seq
 	if seq == 0 {
 		// Seq and time grow together: the last transfer at the instant
 		// bounds the sequence.
-		if err := lt.row(ctx, `SELECT COALESCE(MAX(seq), 0) FROM ledger_transfers WHERE time_ms <= ?`,
+		if err := tx.row(ctx, `SELECT COALESCE(MAX(seq), 0) FROM ledger_transfers WHERE time_ms <= ?`,
 			asOf.Time.UnixMilli()).Scan(&seq); err != nil {
 			return nil, err
 		}
 	}
-	t, err := scanTransfer(lt.row(ctx, `SELECT `+transferCols+` FROM (
+	t, err := scanTransfer(tx.row(ctx, `SELECT `+transferCols+` FROM (
 		SELECT `+transferCols+` FROM (SELECT `+transferCols+` FROM ledger_transfers WHERE debit = ? AND seq <= ? ORDER BY seq DESC LIMIT 1) d
 		UNION ALL
 		SELECT `+transferCols+` FROM (SELECT `+transferCols+` FROM ledger_transfers WHERE credit = ? AND seq <= ? ORDER BY seq DESC LIMIT 1) c
@@ -450,8 +443,8 @@ func (lt LedgerTx) LastTransferOf(ctx context.Context, account iotpay.AccountID,
 }
 
 // Totals implements ledger.ReadTx.
-func (lt LedgerTx) Totals(ctx context.Context) (map[iotpay.Currency]ledger.Balance, error) {
-	rows, err := lt.query(ctx, `SELECT currency, COALESCE(SUM(debits_pending), 0), COALESCE(SUM(debits_posted), 0),
+func (tx *Tx) Totals(ctx context.Context) (map[iotpay.Currency]ledger.Balance, error) {
+	rows, err := tx.query(ctx, `SELECT currency, COALESCE(SUM(debits_pending), 0), COALESCE(SUM(debits_posted), 0),
 		COALESCE(SUM(credits_pending), 0), COALESCE(SUM(credits_posted), 0) FROM ledger_accounts GROUP BY currency`)
 	if err != nil {
 		return nil, err
@@ -472,12 +465,12 @@ func (lt LedgerTx) Totals(ctx context.Context) (map[iotpay.Currency]ledger.Balan
 // Replayed implements ledger.ReadTx: every balance recomputed from the
 // transfers (a hold counts while no transfer resolves it), independently
 // of the open holds' table.
-func (lt LedgerTx) Replayed(ctx context.Context) ([]iotpay.AccountID, error) {
+func (tx *Tx) Replayed(ctx context.Context) ([]iotpay.AccountID, error) {
 	held := `CASE WHEN (t.flags & ` + strconv.Itoa(int(ledger.Pending)) + `) <> 0
 		AND NOT EXISTS (SELECT 1 FROM ledger_transfers r WHERE r.pending_id = t.id) THEN t.amount ELSE 0 END`
 	posted := `CASE WHEN (t.flags & ` + strconv.Itoa(int(ledger.Pending|ledger.VoidPending|ledger.Expired)) + `) = 0
 		THEN t.amount ELSE 0 END`
-	rows, err := lt.query(ctx, `SELECT a.id FROM ledger_accounts a LEFT JOIN (
+	rows, err := tx.query(ctx, `SELECT a.id FROM ledger_accounts a LEFT JOIN (
 		SELECT acct, SUM(dpe) AS dpe, SUM(dpo) AS dpo, SUM(cpe) AS cpe, SUM(cpo) AS cpo FROM (
 			SELECT t.debit AS acct, `+held+` AS dpe, `+posted+` AS dpo, 0 AS cpe, 0 AS cpo FROM ledger_transfers t
 			UNION ALL
@@ -491,17 +484,4 @@ func (lt LedgerTx) Replayed(ctx context.Context) ([]iotpay.AccountID, error) {
 		var id iotpay.AccountID
 		return id, r.Scan(&id)
 	})
-}
-
-// LedgerStore is a DB as the ledger's store.
-type LedgerStore struct{ DB *DB }
-
-// Update runs fn in a write transaction.
-func (s LedgerStore) Update(ctx context.Context, fn func(LedgerTx) error) error {
-	return s.DB.Update(ctx, func(tx *Tx) error { return fn(LedgerTx{tx}) })
-}
-
-// View runs fn in a read-only transaction.
-func (s LedgerStore) View(ctx context.Context, fn func(LedgerTx) error) error {
-	return s.DB.View(ctx, func(tx *Tx) error { return fn(LedgerTx{tx}) })
 }

@@ -26,6 +26,9 @@ var migrations = []migration{
 		return d.types.Replace(schemaLedger) +
 			d.appendOnly("ledger_transfers", "ledger_transfers_immutable", "ledger transfers are immutable")
 	}},
+	{3, func(d *Dialect) string { // mandates and the payment engine; the foundation's wallet carried over
+		return d.types.Replace(schemaPayments) + migrateV1Payments
+	}},
 }
 
 // LatestVersion is the schema version this build migrates to.

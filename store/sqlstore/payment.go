@@ -5,268 +5,267 @@ import (
 	"database/sql"
 	"errors"
 	"strings"
-	"time"
 
 	"github.com/iotpay/iotpay"
 	"github.com/iotpay/iotpay/payment"
 )
 
-const accountCols = `id, tenant, name, kind, currency, balance, created_ms`
+// schemaPayments is the payment layer's, version 3: mandates, payments
+// with their amounts authorized, captured, refunded and held, and the
+// results kept for idempotency keys.
+const schemaPayments = `
+ALTER TABLE products ADD COLUMN category TEXT NOT NULL DEFAULT '';
+CREATE TABLE mandates (
+	id TEXT PRIMARY KEY, tenant TEXT NOT NULL REFERENCES tenants(id), device TEXT NOT NULL REFERENCES devices(id),
+	payer TEXT NOT NULL, currency TEXT NOT NULL,
+	per_payment INT64 NOT NULL, per_day INT64 NOT NULL, per_month INT64 NOT NULL,
+	products TEXT NOT NULL, categories TEXT NOT NULL, valid_from_ms INT64 NOT NULL, valid_to_ms INT64 NOT NULL,
+	status TEXT NOT NULL CHECK (status IN ('active','suspended','revoked')),
+	day TEXT NOT NULL, day_used INT64 NOT NULL, month TEXT NOT NULL, month_used INT64 NOT NULL,
+	created_ms INT64 NOT NULL, updated_ms INT64 NOT NULL
+);
+CREATE INDEX mandates_device ON mandates(device, id);
+CREATE INDEX mandates_tenant ON mandates(tenant, id);
+ALTER TABLE payments RENAME TO payments_v1;
+CREATE TABLE payments (
+	id TEXT PRIMARY KEY, tenant TEXT NOT NULL, device TEXT NOT NULL, mandate TEXT NOT NULL,
+	product TEXT NOT NULL, category TEXT NOT NULL,
+	status TEXT NOT NULL CHECK (status IN ('declined','authorized','partially_captured','captured','refunded','voided','expired')),
+	decline_code TEXT NOT NULL, reason TEXT NOT NULL, currency TEXT NOT NULL,
+	amount INT64 NOT NULL, captured INT64 NOT NULL, refunded INT64 NOT NULL, held INT64 NOT NULL,
+	fee_operator INT64 NOT NULL, fee_platform INT64 NOT NULL, payer TEXT NOT NULL, merchant TEXT NOT NULL,
+	hold TEXT NOT NULL, hold_expires_ms INT64 NOT NULL, request_id TEXT NOT NULL, request_hash BYTES,
+	log_index INT64 NOT NULL, receipt BYTES, created_ms INT64 NOT NULL, updated_ms INT64 NOT NULL,
+	CHECK (captured <= amount AND refunded <= captured AND held <= amount - captured)
+);
+CREATE TABLE idempotency_keys (
+	tenant TEXT NOT NULL, key TEXT NOT NULL, request_hash BYTES NOT NULL, status INT64 NOT NULL, body BYTES NOT NULL,
+	created_ms INT64 NOT NULL, PRIMARY KEY (tenant, key)
+);
+`
 
-func scanAccount(row interface{ Scan(...any) error }) (*payment.Account, error) {
-	a := &payment.Account{}
-	var created int64
-	if err := row.Scan(&a.ID, &a.Tenant, &a.Name, &a.Kind, &a.Currency, &a.Balance, &created); err != nil {
-		return nil, err
+// migrateV1Payments carries the foundation's wallet over: its accounts
+// and transfers into the ledger (balances after each transfer recomputed),
+// its bindings into mandates (the daily limit 31 times over as the monthly
+// one, which adds no limit the payer did not set), its payments into the
+// new table (approved ones as captured), and then drops the old tables.
+const migrateV1Payments = `
+INSERT INTO ledger_accounts (id, tenant, currency, normal, flags, kind, name, created_ms,
+	debits_pending, debits_posted, credits_pending, credits_posted)
+SELECT a.id, a.tenant, a.currency, CASE WHEN a.kind = 'funding' THEN 1 ELSE 2 END, 0, a.kind, a.name, a.created_ms,
+	0, COALESCE((SELECT SUM(t.amount) FROM transfers t WHERE t.debit = a.id), 0),
+	0, COALESCE((SELECT SUM(t.amount) FROM transfers t WHERE t.credit = a.id), 0)
+FROM accounts a;
+INSERT INTO ledger_transfers (` + transferCols + `)
+SELECT ROW_NUMBER() OVER (ORDER BY t.created_ms, t.id), t.id, t.tenant, t.debit, t.credit, t.amount, t.currency,
+	0, '', 0, 0, t.kind, t.payment, t.created_ms,
+	0, COALESCE((SELECT SUM(x.amount) FROM transfers x WHERE x.debit = t.debit AND (x.created_ms < t.created_ms OR (x.created_ms = t.created_ms AND x.id <= t.id))), 0),
+	0, COALESCE((SELECT SUM(x.amount) FROM transfers x WHERE x.credit = t.debit AND (x.created_ms < t.created_ms OR (x.created_ms = t.created_ms AND x.id <= t.id))), 0),
+	0, COALESCE((SELECT SUM(x.amount) FROM transfers x WHERE x.debit = t.credit AND (x.created_ms < t.created_ms OR (x.created_ms = t.created_ms AND x.id <= t.id))), 0),
+	0, COALESCE((SELECT SUM(x.amount) FROM transfers x WHERE x.credit = t.credit AND (x.created_ms < t.created_ms OR (x.created_ms = t.created_ms AND x.id <= t.id))), 0)
+FROM transfers t;
+INSERT INTO mandates (id, tenant, device, payer, currency, per_payment, per_day, per_month, products, categories,
+	valid_from_ms, valid_to_ms, status, day, day_used, month, month_used, created_ms, updated_ms)
+SELECT 'mdt_' || substr(b.id, 5), b.tenant, b.device, b.account, b.currency, b.per_payment_limit, b.daily_limit,
+	b.daily_limit * 31, '', '', b.created_ms, 0, 'active', '', 0, '', 0, b.created_ms, b.created_ms
+FROM bindings b;
+INSERT INTO payments (id, tenant, device, mandate, product, category, status, decline_code, reason, currency,
+	amount, captured, refunded, held, fee_operator, fee_platform, payer, merchant, hold, hold_expires_ms,
+	request_id, request_hash, log_index, receipt, created_ms, updated_ms)
+SELECT p.id, p.tenant, p.device, COALESCE((SELECT 'mdt_' || substr(b.id, 5) FROM bindings b WHERE b.device = p.device), ''),
+	'', '', CASE WHEN p.status = 'approved' THEN 'captured' ELSE 'declined' END, '', p.reason, p.currency,
+	p.amount, CASE WHEN p.status = 'approved' THEN p.amount ELSE 0 END, 0, 0, 0, 0, p.payer, p.merchant, '', 0,
+	p.request_id, p.request_hash, p.log_index, p.receipt, p.created_ms, p.created_ms
+FROM payments_v1 p;
+DROP TABLE payments_v1;
+DROP TABLE transfers;
+DROP TABLE bindings;
+DROP TABLE accounts;
+CREATE UNIQUE INDEX payments_request ON payments(device, request_id) WHERE request_id <> '';
+CREATE INDEX payments_tenant ON payments(tenant, id);
+CREATE INDEX payments_device ON payments(device, id);
+CREATE INDEX payments_mandate ON payments(mandate, id);
+CREATE INDEX payments_hold ON payments(hold) WHERE hold <> '';
+`
+
+const mandateCols = `id, tenant, device, payer, currency, per_payment, per_day, per_month, products, categories,
+	valid_from_ms, valid_to_ms, status, day, day_used, month, month_used, created_ms, updated_ms`
+
+func joinList[S ~string](xs []S) string {
+	ss := make([]string, len(xs))
+	for i, x := range xs {
+		ss[i] = string(x)
 	}
-	a.Created = fromMs(created)
-	return a, nil
+	return strings.Join(ss, ",")
 }
 
-// CreateAccount implements payment.Tx.
-func (tx *Tx) CreateAccount(ctx context.Context, a *payment.Account) error {
-	_, err := tx.exec(ctx, `INSERT INTO accounts (`+accountCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		a.ID, a.Tenant, a.Name, a.Kind, a.Currency, a.Balance, ms(a.Created))
+func splitList[S ~string](s string) []S {
+	if s == "" {
+		return nil
+	}
+	var out []S
+	for _, x := range strings.Split(s, ",") {
+		out = append(out, S(x))
+	}
+	return out
+}
+
+func mandateArgs(m *payment.Mandate) []any {
+	return []any{m.ID, m.Tenant, m.Device, m.Payer, m.Currency, m.PerPayment, m.PerDay, m.PerMonth,
+		joinList(m.Products), joinList(m.Categories), ms(m.ValidFrom), ms(m.ValidTo), m.Status,
+		m.Day, m.DayUsed, m.Month, m.MonthUsed, ms(m.Created), ms(m.Updated)}
+}
+
+func scanMandate(row interface{ Scan(...any) error }) (*payment.Mandate, error) {
+	m := &payment.Mandate{}
+	var products, categories string
+	var from, to, created, updated int64
+	err := row.Scan(&m.ID, &m.Tenant, &m.Device, &m.Payer, &m.Currency, &m.PerPayment, &m.PerDay, &m.PerMonth,
+		&products, &categories, &from, &to, &m.Status, &m.Day, &m.DayUsed, &m.Month, &m.MonthUsed, &created, &updated)
+	m.Products, m.Categories = splitList[iotpay.ProductID](products), splitList[string](categories)
+	m.ValidFrom, m.ValidTo, m.Created, m.Updated = fromMs(from), fromMs(to), fromMs(created), fromMs(updated)
+	return m, err
+}
+
+// CreateMandate implements payment.Tx.
+func (tx *Tx) CreateMandate(ctx context.Context, m *payment.Mandate) error {
+	_, err := tx.exec(ctx, `INSERT INTO mandates (`+mandateCols+`) VALUES (`+placeholders(19)+`)`, mandateArgs(m)...)
 	return tx.mapErr(err)
 }
 
-// Account implements payment.Tx.
-func (tx *Tx) Account(ctx context.Context, tenant iotpay.TenantID, id iotpay.AccountID) (*payment.Account, error) {
-	a, err := scanAccount(tx.row(ctx, `SELECT `+accountCols+` FROM accounts WHERE id = ? AND tenant = ?`, id, tenant))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, notFound("account", id)
-	}
-	return a, err
-}
-
-// Accounts implements payment.Tx.
-func (tx *Tx) Accounts(ctx context.Context, tenant iotpay.TenantID) ([]*payment.Account, error) {
-	rows, err := tx.query(ctx, `SELECT `+accountCols+` FROM accounts WHERE tenant = ? ORDER BY id`, tenant)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*payment.Account
-	for rows.Next() {
-		a, err := scanAccount(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, a)
-	}
-	return out, rows.Err()
-}
-
-// PostTransfer implements payment.Tx. Both accounts are read and checked
-// before either balance changes, so a refusal leaves nothing half-applied.
-func (tx *Tx) PostTransfer(ctx context.Context, t *payment.Transfer) error {
-	if t.Amount <= 0 {
-		return iotpay.Errorf(iotpay.EINVALID, "transfer amount must be positive")
-	}
-	if t.Debit == t.Credit {
-		return iotpay.Errorf(iotpay.EINVALID, "transfer to the same account")
-	}
-	deb, err := tx.Account(ctx, t.Tenant, t.Debit)
-	if err != nil {
-		return err
-	}
-	cre, err := tx.Account(ctx, t.Tenant, t.Credit)
-	if err != nil {
-		return err
-	}
-	if deb.Currency != t.Currency || cre.Currency != t.Currency {
-		return iotpay.Errorf(iotpay.EINVALID, "transfer currency %s does not match its accounts", t.Currency)
-	}
-	newDeb, ok1 := iotpay.AddInt64(deb.Balance, -t.Amount)
-	newCre, ok2 := iotpay.AddInt64(cre.Balance, t.Amount)
-	if !ok1 || !ok2 {
-		return iotpay.Errorf(iotpay.EDECLINED, "balance out of range")
-	}
-	if newDeb < 0 && !deb.MayGoNegative() {
-		return iotpay.Errorf(iotpay.EDECLINED, "insufficient funds")
-	}
-	for _, u := range []struct {
-		id  iotpay.AccountID
-		bal int64
-	}{{deb.ID, newDeb}, {cre.ID, newCre}} {
-		if _, err := tx.exec(ctx, `UPDATE accounts SET balance = ? WHERE id = ?`, u.bal, u.id); err != nil {
-			return err
-		}
-	}
-	_, err = tx.exec(ctx, `INSERT INTO transfers (id, tenant, kind, debit, credit, amount, currency, payment, created_ms)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, t.ID, t.Tenant, t.Kind, t.Debit, t.Credit, t.Amount, t.Currency, t.Payment, ms(t.Created))
+// UpdateMandate implements payment.Tx.
+func (tx *Tx) UpdateMandate(ctx context.Context, m *payment.Mandate) error {
+	_, err := tx.exec(ctx, `UPDATE mandates SET status = ?, day = ?, day_used = ?, month = ?, month_used = ?, updated_ms = ?
+		WHERE id = ?`, m.Status, m.Day, m.DayUsed, m.Month, m.MonthUsed, ms(m.Updated), m.ID)
 	return tx.mapErr(err)
 }
 
-// Transfers implements payment.Tx.
-func (tx *Tx) Transfers(ctx context.Context, tenant iotpay.TenantID, account iotpay.AccountID) ([]*payment.Transfer, error) {
-	rows, err := tx.query(ctx, `SELECT id, kind, debit, credit, amount, currency, payment, created_ms FROM transfers
-		WHERE tenant = ? AND (debit = ? OR credit = ?) ORDER BY id`, tenant, account, account)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*payment.Transfer
-	for rows.Next() {
-		t := &payment.Transfer{Tenant: tenant}
-		var created int64
-		if err := rows.Scan(&t.ID, &t.Kind, &t.Debit, &t.Credit, &t.Amount, &t.Currency, &t.Payment, &created); err != nil {
-			return nil, err
-		}
-		t.Created = fromMs(created)
-		out = append(out, t)
-	}
-	return out, rows.Err()
-}
-
-// CreateBinding implements payment.Tx.
-func (tx *Tx) CreateBinding(ctx context.Context, b *payment.Binding) error {
-	var devTenant iotpay.TenantID
-	err := tx.row(ctx, `SELECT tenant FROM devices WHERE id = ?`, b.Device).Scan(&devTenant)
-	if errors.Is(err, sql.ErrNoRows) || (err == nil && devTenant != b.Tenant) {
-		return notFound("device", b.Device)
-	}
-	if err != nil {
-		return err
-	}
-	_, err = tx.exec(ctx, `INSERT INTO bindings (id, tenant, device, account, currency, per_payment_limit, daily_limit, created_ms)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, b.ID, b.Tenant, b.Device, b.Account, b.Currency, b.PerPaymentLimit, b.DailyLimit, ms(b.Created))
-	if err = tx.mapErr(err); iotpay.ErrorCode(err) == iotpay.ECONFLICT {
-		return iotpay.Errorf(iotpay.ECONFLICT, "device %s is already bound", b.Device)
-	}
-	return err
-}
-
-// Binding implements payment.Tx.
-func (tx *Tx) Binding(ctx context.Context, device iotpay.DeviceID) (*payment.Binding, error) {
-	b := &payment.Binding{Device: device}
-	var created int64
-	err := tx.row(ctx, `SELECT id, tenant, account, currency, per_payment_limit, daily_limit, created_ms
-		FROM bindings WHERE device = ?`, device).Scan(&b.ID, &b.Tenant, &b.Account, &b.Currency, &b.PerPaymentLimit, &b.DailyLimit, &created)
+// Mandate implements payment.Tx.
+func (tx *Tx) Mandate(ctx context.Context, tenant iotpay.TenantID, id iotpay.MandateID) (*payment.Mandate, error) {
+	m, err := scanMandate(tx.row(ctx, `SELECT `+mandateCols+` FROM mandates WHERE id = ? AND tenant = ?`, id, tenant))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, notFound("binding for device", device)
+		return nil, notFound("mandate", id)
 	}
-	b.Created = fromMs(created)
-	return b, err
+	return m, err
 }
 
-const paymentCols = `id, tenant, device, request_id, request_hash, status, reason, amount, currency, payer, merchant,
-	transfers, log_index, receipt, created_ms`
+// DeviceMandate implements payment.Tx.
+func (tx *Tx) DeviceMandate(ctx context.Context, device iotpay.DeviceID) (*payment.Mandate, error) {
+	m, err := scanMandate(tx.row(ctx, `SELECT `+mandateCols+` FROM mandates WHERE device = ? ORDER BY id DESC LIMIT 1`, device))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("mandate of device", device)
+	}
+	return m, err
+}
+
+// Mandates implements payment.Tx.
+func (tx *Tx) Mandates(ctx context.Context, tenant iotpay.TenantID, f payment.MandateFilter) ([]*payment.Mandate, error) {
+	rows, err := tx.query(ctx, `SELECT `+mandateCols+` FROM mandates WHERE tenant = ? AND id > ?
+		AND (? = '' OR device = ?) AND (? = '' OR status = ?) ORDER BY id LIMIT ?`,
+		tenant, f.After, f.Device, f.Device, f.Status, f.Status, listLimit(f.Limit))
+	return collect(rows, err, scanMandate)
+}
+
+const paymentCols = `id, tenant, device, mandate, product, category, status, decline_code, reason, currency,
+	amount, captured, refunded, held, fee_operator, fee_platform, payer, merchant, hold, hold_expires_ms,
+	request_id, request_hash, log_index, receipt, created_ms, updated_ms`
+
+func paymentArgs(p *payment.Payment) []any {
+	return []any{p.ID, p.Tenant, p.Device, p.Mandate, p.Product, p.Category, p.Status, p.Decline, p.Reason, p.Currency,
+		p.Amount, p.Captured, p.Refunded, p.Held, p.FeeOperator, p.FeePlatform, p.Payer, p.Merchant, p.Hold,
+		ms(p.HoldExpires), p.RequestID, p.RequestHash, int64(p.LogIndex), p.Receipt, ms(p.Created), ms(p.Updated)}
+}
 
 func scanPayment(row interface{ Scan(...any) error }) (*payment.Payment, error) {
 	p := &payment.Payment{}
-	var xfrs string
-	var idx, created int64
-	err := row.Scan(&p.ID, &p.Tenant, &p.Device, &p.RequestID, &p.RequestHash, &p.Status, &p.Reason, &p.Amount, &p.Currency,
-		&p.Payer, &p.Merchant, &xfrs, &idx, &p.Receipt, &created)
-	if err != nil {
-		return nil, err
-	}
-	if xfrs != "" {
-		for _, x := range strings.Split(xfrs, ",") {
-			p.Transfers = append(p.Transfers, iotpay.TransferID(x))
-		}
-	}
-	p.LogIndex, p.Created = uint64(idx), fromMs(created)
-	return p, nil
+	var expires, logIndex, created, updated int64
+	err := row.Scan(&p.ID, &p.Tenant, &p.Device, &p.Mandate, &p.Product, &p.Category, &p.Status, &p.Decline, &p.Reason,
+		&p.Currency, &p.Amount, &p.Captured, &p.Refunded, &p.Held, &p.FeeOperator, &p.FeePlatform, &p.Payer, &p.Merchant,
+		&p.Hold, &expires, &p.RequestID, &p.RequestHash, &logIndex, &p.Receipt, &created, &updated)
+	p.HoldExpires, p.LogIndex, p.Created, p.Updated = fromMs(expires), uint64(logIndex), fromMs(created), fromMs(updated)
+	return p, err
 }
+
+func placeholders(n int) string { return strings.Repeat("?, ", n-1) + "?" }
 
 // CreatePayment implements payment.Tx.
 func (tx *Tx) CreatePayment(ctx context.Context, p *payment.Payment) error {
-	xfrs := make([]string, len(p.Transfers))
-	for i, x := range p.Transfers {
-		xfrs[i] = string(x)
-	}
-	_, err := tx.exec(ctx, `INSERT INTO payments (`+paymentCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		p.ID, p.Tenant, p.Device, p.RequestID, p.RequestHash, p.Status, p.Reason, p.Amount, p.Currency, p.Payer, p.Merchant,
-		strings.Join(xfrs, ","), int64(p.LogIndex), p.Receipt, ms(p.Created))
+	_, err := tx.exec(ctx, `INSERT INTO payments (`+paymentCols+`) VALUES (`+placeholders(26)+`)`, paymentArgs(p)...)
 	return tx.mapErr(err)
+}
+
+// UpdatePayment implements payment.Tx.
+func (tx *Tx) UpdatePayment(ctx context.Context, p *payment.Payment) error {
+	_, err := tx.exec(ctx, `UPDATE payments SET status = ?, amount = ?, captured = ?, refunded = ?, held = ?,
+		fee_operator = ?, fee_platform = ?, hold = ?, hold_expires_ms = ?, updated_ms = ? WHERE id = ?`,
+		p.Status, p.Amount, p.Captured, p.Refunded, p.Held, p.FeeOperator, p.FeePlatform, p.Hold, ms(p.HoldExpires),
+		ms(p.Updated), p.ID)
+	return tx.mapErr(err)
+}
+
+func (tx *Tx) onePayment(ctx context.Context, what any, where string, args ...any) (*payment.Payment, error) {
+	p, err := scanPayment(tx.row(ctx, `SELECT `+paymentCols+` FROM payments WHERE `+where, args...))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("payment", what)
+	}
+	return p, err
 }
 
 // Payment implements payment.Tx.
 func (tx *Tx) Payment(ctx context.Context, tenant iotpay.TenantID, id iotpay.PaymentID) (*payment.Payment, error) {
-	p, err := scanPayment(tx.row(ctx, `SELECT `+paymentCols+` FROM payments WHERE id = ? AND tenant = ?`, id, tenant))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, notFound("payment", id)
-	}
-	return p, err
+	return tx.onePayment(ctx, id, `id = ? AND tenant = ?`, id, tenant)
 }
 
 // PaymentByRequest implements payment.Tx.
 func (tx *Tx) PaymentByRequest(ctx context.Context, device iotpay.DeviceID, requestID string) (*payment.Payment, error) {
-	p, err := scanPayment(tx.row(ctx, `SELECT `+paymentCols+` FROM payments WHERE device = ? AND request_id = ?`, device, requestID))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, notFound("request", requestID)
-	}
-	return p, err
+	return tx.onePayment(ctx, requestID, `device = ? AND request_id = ? AND request_id <> ''`, device, requestID)
 }
 
-// Payments implements payment.Tx.
+// PaymentByHold implements payment.Tx.
+func (tx *Tx) PaymentByHold(ctx context.Context, hold iotpay.TransferID) (*payment.Payment, error) {
+	return tx.onePayment(ctx, hold, `hold = ? AND hold <> ''`, hold)
+}
+
+// Payments implements payment.Tx: newest first, before the cursor.
 func (tx *Tx) Payments(ctx context.Context, tenant iotpay.TenantID, f payment.Filter) ([]*payment.Payment, error) {
-	q := `SELECT ` + paymentCols + ` FROM payments WHERE tenant = ? AND id > ?`
-	args := []any{tenant, f.After}
-	if f.Device != "" {
-		q += ` AND device = ?`
-		args = append(args, f.Device)
+	before := string(f.Before)
+	if before == "" {
+		before = "~" // after every id
 	}
-	q += ` ORDER BY id LIMIT ?`
-	args = append(args, f.Limit)
-	rows, err := tx.query(ctx, q, args...)
-	if err != nil {
-		return nil, err
+	var since, until int64 = 0, 1<<62
+	if !f.Since.IsZero() {
+		since = f.Since.UnixMilli()
 	}
-	defer rows.Close()
-	var out []*payment.Payment
-	for rows.Next() {
-		p, err := scanPayment(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, p)
+	if !f.Until.IsZero() {
+		until = f.Until.UnixMilli()
 	}
-	return out, rows.Err()
+	rows, err := tx.query(ctx, `SELECT `+paymentCols+` FROM payments WHERE tenant = ? AND id < ?
+		AND (? = '' OR device = ?) AND (? = '' OR mandate = ?) AND (? = '' OR status = ?)
+		AND created_ms >= ? AND created_ms < ? ORDER BY id DESC LIMIT ?`,
+		tenant, before, f.Device, f.Device, f.Mandate, f.Mandate, f.Status, f.Status, since, until, listLimit(f.Limit))
+	return collect(rows, err, scanPayment)
 }
 
-// ApprovedSince implements payment.Tx.
-func (tx *Tx) ApprovedSince(ctx context.Context, device iotpay.DeviceID, since time.Time) (int64, error) {
-	var sum int64
-	err := tx.row(ctx, `SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM payments
-		WHERE device = ? AND status = 'approved' AND created_ms >= ?`,
-		device, ms(since)).Scan(&sum)
-	return sum, err
+// Idempotency implements payment.Tx.
+func (tx *Tx) Idempotency(ctx context.Context, tenant iotpay.TenantID, key string) (*payment.IdempotencyRecord, error) {
+	r := &payment.IdempotencyRecord{Tenant: tenant, Key: key}
+	var status, created int64
+	err := tx.row(ctx, `SELECT request_hash, status, body, created_ms FROM idempotency_keys WHERE tenant = ? AND key = ?`,
+		tenant, key).Scan(&r.RequestHash, &status, &r.Body, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("idempotency key", key)
+	}
+	r.Status, r.Created = int(status), fromMs(created)
+	return r, err
 }
 
-// LedgerCheck implements payment.Tx.
-func (tx *Tx) LedgerCheck(ctx context.Context) (map[iotpay.Currency]int64, []iotpay.AccountID, error) {
-	sums := map[iotpay.Currency]int64{}
-	rows, err := tx.query(ctx, `SELECT currency, CAST(SUM(balance) AS BIGINT) FROM accounts GROUP BY currency`)
-	if err != nil {
-		return nil, nil, err
+// PutIdempotency implements payment.Tx: a key's record replaces an
+// expired one.
+func (tx *Tx) PutIdempotency(ctx context.Context, r *payment.IdempotencyRecord) error {
+	_, err := tx.exec(ctx, `DELETE FROM idempotency_keys WHERE tenant = ? AND key = ?`, r.Tenant, r.Key)
+	if err == nil {
+		_, err = tx.exec(ctx, `INSERT INTO idempotency_keys (tenant, key, request_hash, status, body, created_ms)
+			VALUES (?, ?, ?, ?, ?, ?)`, r.Tenant, r.Key, r.RequestHash, int64(r.Status), r.Body, ms(r.Created))
 	}
-	for rows.Next() {
-		var c iotpay.Currency
-		var s int64
-		if err := rows.Scan(&c, &s); err != nil {
-			rows.Close()
-			return nil, nil, err
-		}
-		sums[c] = s
-	}
-	rows.Close()
-	rows, err = tx.query(ctx, `SELECT a.id FROM accounts a WHERE a.balance <>
-		COALESCE((SELECT SUM(amount) FROM transfers WHERE credit = a.id), 0) -
-		COALESCE((SELECT SUM(amount) FROM transfers WHERE debit = a.id), 0) ORDER BY a.id`)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer rows.Close()
-	var bad []iotpay.AccountID
-	for rows.Next() {
-		var id iotpay.AccountID
-		if err := rows.Scan(&id); err != nil {
-			return nil, nil, err
-		}
-		bad = append(bad, id)
-	}
-	return sums, bad, rows.Err()
+	return tx.mapErr(err)
 }

@@ -41,8 +41,8 @@ func (tx *Tx) CreateProduct(ctx context.Context, p *registry.Product) error {
 	if err != nil {
 		return err
 	}
-	_, err = tx.exec(ctx, `INSERT INTO products (id, tenant, name, pricing, merchant, created_ms) VALUES (?, ?, ?, ?, ?, ?)`,
-		p.ID, p.Tenant, p.Name, string(pricing), p.Merchant, ms(p.Created))
+	_, err = tx.exec(ctx, `INSERT INTO products (id, tenant, name, pricing, merchant, category, created_ms)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`, p.ID, p.Tenant, p.Name, string(pricing), p.Merchant, p.Category, ms(p.Created))
 	return tx.mapErr(err)
 }
 
@@ -51,8 +51,8 @@ func (tx *Tx) Product(ctx context.Context, tenant iotpay.TenantID, id iotpay.Pro
 	p := &registry.Product{ID: id, Tenant: tenant}
 	var pricing string
 	var created int64
-	err := tx.row(ctx, `SELECT name, pricing, merchant, created_ms FROM products WHERE id = ? AND tenant = ?`, id, tenant).
-		Scan(&p.Name, &pricing, &p.Merchant, &created)
+	err := tx.row(ctx, `SELECT name, pricing, merchant, category, created_ms FROM products WHERE id = ? AND tenant = ?`, id, tenant).
+		Scan(&p.Name, &pricing, &p.Merchant, &p.Category, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("product", id)
 	}

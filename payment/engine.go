@@ -1,0 +1,485 @@
+package payment
+
+import (
+	"context"
+	"errors"
+	"math/bits"
+	"time"
+
+	"github.com/iotpay/iotpay"
+	"github.com/iotpay/iotpay/payment/ledger"
+)
+
+// FeePlan is what each capture pays the operator and the platform, in
+// basis points of the captured amount (rounded down); the merchant gets
+// the rest.
+type FeePlan struct {
+	OperatorBps int64 `json:"operator_bps"`
+	PlatformBps int64 `json:"platform_bps"`
+}
+
+// Valid reports whether the fees are between 0 and 100% together.
+func (f FeePlan) Valid() bool {
+	return f.OperatorBps >= 0 && f.PlatformBps >= 0 && f.OperatorBps+f.PlatformBps <= 10_000
+}
+
+// split divides a captured amount into the merchant's, operator's and
+// platform's shares.
+func (f FeePlan) split(amount int64) (merchant, operator, platform int64) {
+	operator, platform = bpsOf(amount, f.OperatorBps), bpsOf(amount, f.PlatformBps)
+	return amount - operator - platform, operator, platform
+}
+
+// bpsOf is amount*bps/10000 rounded down, without overflow.
+func bpsOf(amount, bps int64) int64 {
+	hi, lo := bits.Mul64(uint64(amount), uint64(bps))
+	q, _ := bits.Div64(hi, lo, 10_000)
+	return int64(q)
+}
+
+// Engine is the payment engine. Its operations take a ledger.Batch: they
+// run as (part of) an operation of the ledger's Writer, so a payment's
+// record and its transfers commit together. Do runs one on its own.
+type Engine[T Tx] struct {
+	W     *ledger.Writer[T]
+	Store Store[T]
+	Fees  FeePlan
+}
+
+// Do runs fn as one writer operation.
+func (e *Engine[T]) Do(ctx context.Context, fn func(b *ledger.Batch[T]) error) error {
+	return e.W.Do(ctx, fn)
+}
+
+// ErrTransition is the code of a request a payment's or mandate's status
+// does not allow.
+func transition(what string, from any, action string) error {
+	return iotpay.Errorf(iotpay.ECONFLICT, "%s is %s: cannot %s", what, from, action)
+}
+
+// SystemAccount returns the id of a tenant's own account of kind in cur
+// (clearing, operator, platform, funding), opening it on first use.
+func SystemAccount[T Tx](b *ledger.Batch[T], tenant iotpay.TenantID, kind string, cur iotpay.Currency) (iotpay.AccountID, error) {
+	id := iotpay.AccountID(iotpay.DeriveID(iotpay.PrefixAccount, string(tenant), kind, string(cur)))
+	if _, ok := b.Account(id); ok {
+		return id, nil
+	}
+	normal := ledger.Credit
+	if kind == KindFunding {
+		normal = ledger.Debit
+	}
+	return id, b.CreateAccount(&ledger.Account{ID: id, Tenant: tenant, Currency: cur, Normal: normal, Kind: kind, Name: kind + " " + string(cur)})
+}
+
+// CreateAccount opens a payer or merchant account (credit-normal: the
+// platform owes its holder the balance).
+func CreateAccount[T Tx](b *ledger.Batch[T], tenant iotpay.TenantID, name, kind string, cur iotpay.Currency) (*ledger.Account, error) {
+	if name == "" || len(name) > NameLenMax {
+		return nil, iotpay.Errorf(iotpay.EINVALID, "name must be 1 to %d bytes", NameLenMax)
+	}
+	if kind != KindPayer && kind != KindMerchant {
+		return nil, iotpay.Errorf(iotpay.EINVALID, "kind must be payer or merchant")
+	}
+	if !cur.Valid() {
+		return nil, iotpay.Errorf(iotpay.EINVALID, "unknown currency %q", cur)
+	}
+	a := &ledger.Account{ID: iotpay.AccountID(iotpay.NewID(iotpay.PrefixAccount, b.Now, nil)), Tenant: tenant,
+		Currency: cur, Normal: ledger.Credit, Kind: kind, Name: name}
+	if err := b.CreateAccount(a); err != nil {
+		if errors.Is(err, ledger.ErrAccountInvalid) {
+			return nil, iotpay.Errorf(iotpay.EINVALID, "account name must be printable text")
+		}
+		return nil, err
+	}
+	return a, nil
+}
+
+// Fund credits a payer account from the tenant's funding account: money
+// that arrived at the bank for that payer.
+func Fund[T Tx](b *ledger.Batch[T], tenant iotpay.TenantID, id iotpay.AccountID, amount int64) (*ledger.Transfer, error) {
+	if amount <= 0 || amount > AmountMax {
+		return nil, iotpay.Errorf(iotpay.EINVALID, "amount must be between 1 and %d minor units", AmountMax)
+	}
+	a, ok := b.Account(id)
+	if !ok || a.Tenant != tenant {
+		return nil, iotpay.Errorf(iotpay.ENOTFOUND, "account %s not found", id)
+	}
+	if a.Kind != KindPayer {
+		return nil, iotpay.Errorf(iotpay.EINVALID, "only payer accounts are funded")
+	}
+	src, err := SystemAccount(b, tenant, KindFunding, a.Currency)
+	if err != nil {
+		return nil, err
+	}
+	t := &ledger.Transfer{ID: b.NewTransferID(), Tenant: tenant, Debit: src, Credit: id, Amount: amount,
+		Currency: a.Currency, Kind: "fund"}
+	if err := apply(b, t); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// applyFor applies a linked chain for p and records its legs on p.
+func applyFor[T Tx](b *ledger.Batch[T], p *Payment, ts ...*ledger.Transfer) error {
+	if err := apply(b, ts...); err != nil {
+		return err
+	}
+	for _, t := range ts {
+		p.Legs = append(p.Legs, *t)
+	}
+	return nil
+}
+
+// apply applies a linked chain of transfers and returns the first
+// refusal, or the store's failure.
+func apply[T Tx](b *ledger.Batch[T], ts ...*ledger.Transfer) error {
+	for i := range len(ts) - 1 {
+		ts[i].Flags |= ledger.Linked
+	}
+	errs, err := b.Apply(ts...)
+	if err != nil {
+		return err
+	}
+	for _, e := range errs {
+		if e != nil && !errors.Is(e, ledger.ErrLinkedFailed) {
+			return e
+		}
+	}
+	return nil
+}
+
+// AuthRequest asks to authorize a payment.
+type AuthRequest struct {
+	ID       iotpay.PaymentID // when empty, a new id
+	Tenant   iotpay.TenantID
+	Device   iotpay.DeviceID
+	Product  iotpay.ProductID
+	Category string // the merchant's category (ISO 18245), when known
+	Merchant iotpay.AccountID
+	Amount   iotpay.Money
+	// Capture captures the whole amount at once: a sale.
+	Capture bool
+	// HoldTimeout is how long the hold lasts (HoldTimeoutDefault when 0).
+	HoldTimeout time.Duration
+	RequestID   string
+	RequestHash []byte
+	// Finish, when set, completes the payment just before it is stored
+	// (the platform attaches its audit log index and signed receipt).
+	Finish func(p *Payment) error
+}
+
+// Authorize decides a payment: the device's mandate must allow it and the
+// payer's account hold it. A declined payment is recorded too, with its
+// reason; err is only for invalid requests and store failures.
+func (e *Engine[T]) Authorize(b *ledger.Batch[T], req *AuthRequest) (*Payment, error) {
+	ctx, now := b.Context(), b.Now
+	amt := req.Amount.Amount
+	if amt <= 0 || amt > AmountMax || !req.Amount.Currency.Valid() {
+		return nil, iotpay.Errorf(iotpay.EINVALID, "amount must be between 1 and %d minor units of a known currency", AmountMax)
+	}
+	timeout := req.HoldTimeout
+	if timeout == 0 {
+		timeout = HoldTimeoutDefault
+	}
+	if timeout < time.Second || timeout > HoldTimeoutMax {
+		return nil, iotpay.Errorf(iotpay.EINVALID, "hold timeout must be between 1s and %v", HoldTimeoutMax)
+	}
+	timeout = timeout.Truncate(time.Millisecond)
+	id := req.ID
+	if id == "" {
+		id = iotpay.PaymentID(iotpay.NewID(iotpay.PrefixPayment, now, nil))
+	}
+	p := &Payment{ID: id, Tenant: req.Tenant, Device: req.Device, Product: req.Product, Category: req.Category,
+		Status: StatusAuthorized, Currency: req.Amount.Currency, Amount: amt, Merchant: req.Merchant,
+		RequestID: req.RequestID, RequestHash: req.RequestHash, Created: now, Updated: now}
+	m, err := b.Tx.DeviceMandate(ctx, req.Device)
+	var refusal error
+	switch {
+	case iotpay.ErrorCode(err) == iotpay.ENOTFOUND:
+		refusal = decline(DeclineNoMandate)
+	case err != nil:
+		return nil, err
+	case m.Tenant != req.Tenant:
+		refusal = decline(DeclineNoMandate)
+	default:
+		p.Mandate, p.Payer = m.ID, m.Payer
+		refusal = m.admit(amt, amt, p.Currency, p.Product, p.Category, now)
+	}
+	if refusal == nil {
+		refusal = e.hold(b, p, timeout)
+	}
+	if refusal == nil && req.Capture {
+		refusal = e.capture(b, p, 0, true)
+	}
+	var d *DeclineError
+	switch {
+	case errors.As(refusal, &d):
+		p.Status, p.Decline, p.Reason = StatusDeclined, d.Reason, d.Reason.Message()
+		p.Hold, p.Held, p.HoldExpires, p.Captured, p.Legs = "", 0, time.Time{}, 0, nil
+	case refusal != nil:
+		return nil, refusal
+	default:
+		m.use(amt, now)
+		if err := b.Tx.UpdateMandate(ctx, m); err != nil {
+			return nil, err
+		}
+	}
+	if req.Finish != nil {
+		if err := req.Finish(p); err != nil {
+			return nil, err
+		}
+	}
+	return p, b.Tx.CreatePayment(ctx, p)
+}
+
+// hold places the authorization's hold: payer to clearing.
+func (e *Engine[T]) hold(b *ledger.Batch[T], p *Payment, timeout time.Duration) error {
+	payer, ok1 := b.Account(p.Payer)
+	mer, ok2 := b.Account(p.Merchant)
+	if !ok1 || !ok2 || payer.Tenant != p.Tenant || mer.Tenant != p.Tenant || payer.Kind != KindPayer ||
+		mer.Kind != KindMerchant || payer.Currency != p.Currency || mer.Currency != p.Currency {
+		return decline(DeclineAccountUnavailable)
+	}
+	clearing, err := SystemAccount(b, p.Tenant, KindClearing, p.Currency)
+	if err != nil {
+		return err
+	}
+	t := &ledger.Transfer{ID: b.NewTransferID(), Tenant: p.Tenant, Debit: p.Payer, Credit: clearing, Amount: p.Amount,
+		Currency: p.Currency, Flags: ledger.Pending, Timeout: timeout, Kind: "authorize", Ref: string(p.ID)}
+	switch err := applyFor(b, p, t); {
+	case errors.Is(err, ledger.ErrInsufficientFunds):
+		return decline(DeclineInsufficientFunds)
+	case err != nil:
+		return err
+	}
+	p.Hold, p.Held, p.HoldExpires = t.ID, t.Amount, t.ExpiresAt
+	return nil
+}
+
+// rehold is a new hold for amount on p's payer that ends when p's hold
+// does.
+func rehold[T Tx](b *ledger.Batch[T], p *Payment, clearing iotpay.AccountID, amount int64) *ledger.Transfer {
+	t := &ledger.Transfer{ID: b.NewTransferID(), Tenant: p.Tenant, Debit: p.Payer, Credit: clearing, Amount: amount,
+		Currency: p.Currency, Flags: ledger.Pending, Kind: "authorize", Ref: string(p.ID)}
+	if !p.HoldExpires.IsZero() {
+		t.Timeout = max(p.HoldExpires.Sub(b.Now), time.Millisecond)
+	}
+	return t
+}
+
+// capture captures amount (0: all that is held) of p's hold, split into
+// its merchant, operator and platform legs. Unless final, a remainder
+// stays held for later captures.
+func (e *Engine[T]) capture(b *ledger.Batch[T], p *Payment, amount int64, final bool) error {
+	if !p.Status.Open() {
+		return transition("payment", p.Status, "capture")
+	}
+	if amount == 0 {
+		amount = p.Held
+	}
+	if amount < 0 || amount > p.Held {
+		return iotpay.Errorf(iotpay.EINVALID, "capture amount must be between 1 and the %d held", p.Held)
+	}
+	tenant, cur := p.Tenant, p.Currency
+	clearing, err := SystemAccount(b, tenant, KindClearing, cur)
+	if err != nil {
+		return err
+	}
+	mer, op, pf := e.Fees.split(amount)
+	legs := []*ledger.Transfer{{ID: b.NewTransferID(), Tenant: tenant, Flags: ledger.PostPending, PendingID: p.Hold,
+		Amount: amount, Kind: "capture", Ref: string(p.ID)}}
+	for _, leg := range []struct {
+		to     iotpay.AccountID
+		kind   string
+		amount int64
+	}{{p.Merchant, "", mer}, {"", KindOperator, op}, {"", KindPlatform, pf}} {
+		if leg.amount == 0 {
+			continue
+		}
+		to := leg.to
+		if to == "" {
+			if to, err = SystemAccount(b, tenant, leg.kind, cur); err != nil {
+				return err
+			}
+		}
+		kind := "split"
+		if leg.kind != "" {
+			kind = "fee " + leg.kind
+		}
+		legs = append(legs, &ledger.Transfer{ID: b.NewTransferID(), Tenant: tenant, Debit: clearing, Credit: to,
+			Amount: leg.amount, Currency: cur, Kind: kind, Ref: string(p.ID)})
+	}
+	var next *ledger.Transfer
+	if rest := p.Held - amount; !final && rest > 0 {
+		next = rehold(b, p, clearing, rest)
+		legs = append(legs, next)
+	}
+	if err := applyFor(b, p, legs...); err != nil {
+		return err
+	}
+	p.Captured += amount
+	p.FeeOperator += op
+	p.FeePlatform += pf
+	p.Updated = b.Now
+	if next != nil {
+		p.Hold, p.Held, p.HoldExpires, p.Status = next.ID, next.Amount, next.ExpiresAt, StatusPartiallyCaptured
+	} else {
+		p.Hold, p.Held, p.HoldExpires, p.Status = "", 0, time.Time{}, StatusCaptured
+	}
+	return nil
+}
+
+func (e *Engine[T]) load(b *ledger.Batch[T], tenant iotpay.TenantID, id iotpay.PaymentID) (*Payment, error) {
+	return b.Tx.Payment(b.Context(), tenant, id)
+}
+
+// Capture captures amount (0: all) of an open payment; final releases
+// what is not captured, otherwise it stays held for further captures.
+func (e *Engine[T]) Capture(b *ledger.Batch[T], tenant iotpay.TenantID, id iotpay.PaymentID, amount int64, final bool) (*Payment, error) {
+	p, err := e.load(b, tenant, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.capture(b, p, amount, final); err != nil {
+		return nil, err
+	}
+	return p, b.Tx.UpdatePayment(b.Context(), p)
+}
+
+// Void releases an open payment's hold. A payment with captures keeps
+// them and ends captured.
+func (e *Engine[T]) Void(b *ledger.Batch[T], tenant iotpay.TenantID, id iotpay.PaymentID) (*Payment, error) {
+	p, err := e.load(b, tenant, id)
+	if err != nil {
+		return nil, err
+	}
+	if !p.Status.Open() {
+		return nil, transition("payment", p.Status, "void")
+	}
+	t := &ledger.Transfer{ID: b.NewTransferID(), Tenant: tenant, Flags: ledger.VoidPending, PendingID: p.Hold,
+		Kind: "void", Ref: string(p.ID)}
+	if err := applyFor(b, p, t); err != nil {
+		return nil, err
+	}
+	p.release(StatusVoided, b.Now)
+	return p, b.Tx.UpdatePayment(b.Context(), p)
+}
+
+// release records that p's hold is gone: ended is p's status when nothing
+// was captured.
+func (p *Payment) release(ended Status, now time.Time) {
+	p.Hold, p.Held, p.HoldExpires, p.Updated = "", 0, time.Time{}, now
+	p.Status = ended
+	if p.Captured > 0 {
+		p.Status = StatusCaptured
+		if p.Refunded == p.Captured {
+			p.Status = StatusRefunded
+		}
+	}
+}
+
+// Increment raises an open payment's authorization by amount (an EV
+// session that goes on): the mandate must allow the new total, and the
+// payer's account hold it. The hold keeps its expiry. A refusal is a
+// *DeclineError and changes nothing.
+func (e *Engine[T]) Increment(b *ledger.Batch[T], tenant iotpay.TenantID, id iotpay.PaymentID, amount int64) (*Payment, error) {
+	ctx := b.Context()
+	p, err := e.load(b, tenant, id)
+	if err != nil {
+		return nil, err
+	}
+	if !p.Status.Open() {
+		return nil, transition("payment", p.Status, "increment")
+	}
+	if amount <= 0 || amount > AmountMax || p.Amount+amount > AmountMax {
+		return nil, iotpay.Errorf(iotpay.EINVALID, "increment must be between 1 and %d minor units", AmountMax-p.Amount)
+	}
+	m, err := b.Tx.Mandate(ctx, tenant, p.Mandate)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.admit(amount, p.Amount+amount, p.Currency, p.Product, p.Category, b.Now); err != nil {
+		return nil, err
+	}
+	clearing, err := SystemAccount(b, tenant, KindClearing, p.Currency)
+	if err != nil {
+		return nil, err
+	}
+	void := &ledger.Transfer{ID: b.NewTransferID(), Tenant: tenant, Flags: ledger.VoidPending, PendingID: p.Hold,
+		Kind: "increment", Ref: string(p.ID)}
+	next := rehold(b, p, clearing, p.Held+amount)
+	switch err := applyFor(b, p, void, next); {
+	case errors.Is(err, ledger.ErrInsufficientFunds):
+		return nil, decline(DeclineInsufficientFunds)
+	case err != nil:
+		return nil, err
+	}
+	p.Amount += amount
+	p.Hold, p.Held, p.HoldExpires, p.Updated = next.ID, next.Amount, next.ExpiresAt, b.Now
+	m.use(amount, b.Now)
+	if err := b.Tx.UpdateMandate(ctx, m); err != nil {
+		return nil, err
+	}
+	return p, b.Tx.UpdatePayment(ctx, p)
+}
+
+// Refund returns amount (0: all that is left) of what a payment captured
+// from the merchant to the payer. Fees are not returned. Several partial
+// refunds may follow one another up to the captured amount.
+func (e *Engine[T]) Refund(b *ledger.Batch[T], tenant iotpay.TenantID, id iotpay.PaymentID, amount int64) (*Payment, error) {
+	p, err := e.load(b, tenant, id)
+	if err != nil {
+		return nil, err
+	}
+	left := p.Captured - p.Refunded
+	if left == 0 {
+		return nil, transition("payment", p.Status, "refund (nothing captured is left to refund)")
+	}
+	if amount == 0 {
+		amount = left
+	}
+	if amount < 0 || amount > left {
+		return nil, iotpay.Errorf(iotpay.EINVALID, "refund amount must be between 1 and the %d left", left)
+	}
+	t := &ledger.Transfer{ID: b.NewTransferID(), Tenant: tenant, Debit: p.Merchant, Credit: p.Payer, Amount: amount,
+		Currency: p.Currency, Kind: "refund", Ref: string(p.ID)}
+	switch err := applyFor(b, p, t); {
+	case errors.Is(err, ledger.ErrInsufficientFunds):
+		return nil, iotpay.Errorf(iotpay.EDECLINED, "merchant balance does not cover the refund")
+	case err != nil:
+		return nil, err
+	}
+	p.Refunded += amount
+	p.Updated = b.Now
+	if p.Refunded == p.Captured && !p.Status.Open() {
+		p.Status = StatusRefunded
+	}
+	return p, b.Tx.UpdatePayment(b.Context(), p)
+}
+
+// OnExpire records the expiry of payments' holds; the ledger's Writer
+// calls it (ledger.Config.OnExpire) in the batch the holds expired in.
+func (e *Engine[T]) OnExpire(ctx context.Context, tx T, expired []*ledger.Transfer) error {
+	for _, t := range expired {
+		p, err := tx.PaymentByHold(ctx, t.PendingID)
+		if iotpay.ErrorCode(err) == iotpay.ENOTFOUND {
+			continue // a hold that is not a payment's
+		}
+		if err != nil {
+			return err
+		}
+		p.release(StatusExpired, t.Time)
+		if err := tx.UpdatePayment(ctx, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// bound clamps a listing's limit.
+func bound(n int) int {
+	if n <= 0 || n > ListLimitMax {
+		return ListLimitMax
+	}
+	return n
+}
