@@ -31,11 +31,7 @@ func (f FeePlan) split(amount int64) (merchant, operator, platform int64) {
 }
 
 // bpsOf is amount*bps/10000 rounded down, without overflow.
-func bpsOf(amount, bps int64) int64 {
-	hi, lo := bits.Mul64(uint64(amount), uint64(bps))
-	q, _ := bits.Div64(hi, lo, 10_000)
-	return int64(q)
-}
+func bpsOf(amount, bps int64) int64 { return mulDiv(amount, bps, 10_000) }
 
 // Engine is the payment engine. Its operations take a ledger.Batch: they
 // run as (part of) an operation of the ledger's Writer, so a payment's
@@ -424,7 +420,9 @@ func (e *Engine[T]) Increment(b *ledger.Batch[T], tenant iotpay.TenantID, id iot
 }
 
 // Refund returns amount (0: all that is left) of what a payment captured
-// from the merchant to the payer. Fees are not returned. Several partial
+// to the payer. The operator and the platform give back their fees in
+// proportion (all of them once everything is refunded), the merchant the
+// rest: linked legs through clearing, all or nothing. Several partial
 // refunds may follow one another up to the captured amount.
 func (e *Engine[T]) Refund(b *ledger.Batch[T], tenant iotpay.TenantID, id iotpay.PaymentID, amount int64) (*Payment, error) {
 	p, err := e.load(b, tenant, id)
@@ -441,11 +439,38 @@ func (e *Engine[T]) Refund(b *ledger.Batch[T], tenant iotpay.TenantID, id iotpay
 	if amount < 0 || amount > left {
 		return nil, iotpay.Errorf(iotpay.EINVALID, "refund amount must be between 1 and the %d left", left)
 	}
-	t := &ledger.Transfer{ID: b.NewTransferID(), Tenant: tenant, Debit: p.Merchant, Credit: p.Payer, Amount: amount,
-		Currency: p.Currency, Kind: "refund", Ref: string(p.ID)}
-	switch err := applyFor(b, p, t); {
+	cur := p.Currency
+	clearing, err := SystemAccount(b, tenant, KindClearing, cur)
+	if err != nil {
+		return nil, err
+	}
+	share := func(fee int64) int64 { // fee's part of the refunds so far and now, less what went back before
+		return mulDiv(fee, p.Refunded+amount, p.Captured) - mulDiv(fee, p.Refunded, p.Captured)
+	}
+	op, pf := share(p.FeeOperator), share(p.FeePlatform)
+	var legs []*ledger.Transfer
+	for _, leg := range []struct {
+		from   iotpay.AccountID
+		kind   string
+		amount int64
+	}{{p.Merchant, "", amount - op - pf}, {"", KindOperator, op}, {"", KindPlatform, pf}} {
+		if leg.amount == 0 {
+			continue
+		}
+		from := leg.from
+		if from == "" {
+			if from, err = SystemAccount(b, tenant, leg.kind, cur); err != nil {
+				return nil, err
+			}
+		}
+		legs = append(legs, &ledger.Transfer{ID: b.NewTransferID(), Tenant: tenant, Debit: from, Credit: clearing,
+			Amount: leg.amount, Currency: cur, Kind: "refund", Ref: string(p.ID)})
+	}
+	legs = append(legs, &ledger.Transfer{ID: b.NewTransferID(), Tenant: tenant, Debit: clearing, Credit: p.Payer,
+		Amount: amount, Currency: cur, Kind: "refund", Ref: string(p.ID)})
+	switch err := applyFor(b, p, legs...); {
 	case errors.Is(err, ledger.ErrInsufficientFunds):
-		return nil, iotpay.Errorf(iotpay.EDECLINED, "merchant balance does not cover the refund")
+		return nil, iotpay.Errorf(iotpay.EDECLINED, "the merchant's (or a fee account's) balance does not cover the refund")
 	case err != nil:
 		return nil, err
 	}
@@ -455,6 +480,13 @@ func (e *Engine[T]) Refund(b *ledger.Batch[T], tenant iotpay.TenantID, id iotpay
 		p.Status = StatusRefunded
 	}
 	return p, b.Tx.UpdatePayment(b.Context(), p)
+}
+
+// mulDiv is a*b/c rounded down, for 0 ≤ a, b and b ≤ c, without overflow.
+func mulDiv(a, b, c int64) int64 {
+	hi, lo := bits.Mul64(uint64(a), uint64(b))
+	q, _ := bits.Div64(hi, lo, uint64(c))
+	return int64(q)
 }
 
 // OnExpire records the expiry of payments' holds; the ledger's Writer
