@@ -241,7 +241,9 @@ func TestAuthorizeCaptureRefund(t *testing.T) {
 			t.Fatalf("refund %d: %+v %v", i, p, err)
 		}
 	}
-	_, err = x.op(func(b *ledger.Batch[platform.Tx]) (*payment.Payment, error) { return x.e.Refund(b, x.tenant, p.ID, 2_01) })
+	_, err = x.op(func(b *ledger.Batch[platform.Tx]) (*payment.Payment, error) {
+		return x.e.Refund(b, x.tenant, p.ID, 2_01)
+	})
 	if iotpay.ErrorCode(err) != iotpay.EINVALID {
 		t.Fatalf("refund beyond the captured amount: %v", err)
 	}
@@ -275,11 +277,15 @@ func TestSaleVoidIncrementExpiry(t *testing.T) {
 
 	// An EV session: the hold grows with the session, within the mandate.
 	ev := x.authorize(dev, 4_00, false)
-	ev, err = x.op(func(b *ledger.Batch[platform.Tx]) (*payment.Payment, error) { return x.e.Increment(b, x.tenant, ev.ID, 5_00) })
+	ev, err = x.op(func(b *ledger.Batch[platform.Tx]) (*payment.Payment, error) {
+		return x.e.Increment(b, x.tenant, ev.ID, 5_00)
+	})
 	if err != nil || ev.Amount != 9_00 || ev.Held != 9_00 {
 		t.Fatalf("increment %+v %v", ev, err)
 	}
-	_, err = x.op(func(b *ledger.Batch[platform.Tx]) (*payment.Payment, error) { return x.e.Increment(b, x.tenant, ev.ID, 2_00) })
+	_, err = x.op(func(b *ledger.Batch[platform.Tx]) (*payment.Payment, error) {
+		return x.e.Increment(b, x.tenant, ev.ID, 2_00)
+	})
 	var d *payment.DeclineError
 	if !errors.As(err, &d) || d.Reason != payment.DeclineOverPaymentLimit {
 		t.Fatalf("increment over the per-payment limit: %v", err)
@@ -304,7 +310,9 @@ func TestSaleVoidIncrementExpiry(t *testing.T) {
 	}
 	lone := x.authorize(dev, 1_00, false)
 	x.clock.Add(2 * time.Hour)
-	_, err = x.op(func(b *ledger.Batch[platform.Tx]) (*payment.Payment, error) { return x.e.Capture(b, x.tenant, lone.ID, 0, true) })
+	_, err = x.op(func(b *ledger.Batch[platform.Tx]) (*payment.Payment, error) {
+		return x.e.Capture(b, x.tenant, lone.ID, 0, true)
+	})
 	if iotpay.ErrorCode(err) != iotpay.ECONFLICT {
 		t.Fatalf("capture after expiry: %v", err)
 	}
@@ -337,7 +345,10 @@ func TestMandateDeclines(t *testing.T) {
 	declined("product", d, 1_00, payment.DeclineProductNotAllowed)
 	d, _ = x.device(func(m *payment.Mandate) { m.Categories = []string{"5814"} })
 	declined("category", d, 1_00, payment.DeclineCategoryNotAllowed)
-	d, _ = x.device(func(m *payment.Mandate) { m.Categories = []string{"5552"}; m.Products = []iotpay.ProductID{x.product.ID} })
+	d, _ = x.device(func(m *payment.Mandate) {
+		m.Categories = []string{"5552"}
+		m.Products = []iotpay.ProductID{x.product.ID}
+	})
 	if p := x.authorize(d, 1_00, true); p.Status != payment.StatusCaptured {
 		t.Fatalf("allowed product and category: %+v", p)
 	}
@@ -420,10 +431,14 @@ func TestRandomOperations(t *testing.T) {
 			pays = append(pays, p.ID)
 		case op == 2:
 			id, amt, final := pick(), r.Int64N(10_00), r.IntN(2) == 0
-			_, err = x.op(func(b *ledger.Batch[platform.Tx]) (*payment.Payment, error) { return x.e.Capture(b, x.tenant, id, amt, final) })
+			_, err = x.op(func(b *ledger.Batch[platform.Tx]) (*payment.Payment, error) {
+				return x.e.Capture(b, x.tenant, id, amt, final)
+			})
 		case op == 3:
 			id, amt := pick(), r.Int64N(5_00)+1
-			_, err = x.op(func(b *ledger.Batch[platform.Tx]) (*payment.Payment, error) { return x.e.Increment(b, x.tenant, id, amt) })
+			_, err = x.op(func(b *ledger.Batch[platform.Tx]) (*payment.Payment, error) {
+				return x.e.Increment(b, x.tenant, id, amt)
+			})
 		case op == 4:
 			id := pick()
 			_, err = x.op(func(b *ledger.Batch[platform.Tx]) (*payment.Payment, error) { return x.e.Void(b, x.tenant, id) })
