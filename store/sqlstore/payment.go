@@ -228,21 +228,20 @@ func (tx *Tx) PaymentByHold(ctx context.Context, hold iotpay.TransferID) (*payme
 
 // Payments implements payment.Tx: newest first, before the cursor.
 func (tx *Tx) Payments(ctx context.Context, tenant iotpay.TenantID, f payment.Filter) ([]*payment.Payment, error) {
-	before := string(f.Before)
-	if before == "" {
-		before = "~" // after every id
-	}
-	var since, until int64 = 0, 1<<62
+	var since, until int64 = 0, 1 << 62
 	if !f.Since.IsZero() {
 		since = f.Since.UnixMilli()
 	}
 	if !f.Until.IsZero() {
 		until = f.Until.UnixMilli()
 	}
-	rows, err := tx.query(ctx, `SELECT `+paymentCols+` FROM payments WHERE tenant = ? AND id < ?
+	// No cursor is no bound, not a sentinel id: how "~" compares with an
+	// id depends on the database's collation (under ICU's en-US it sorts
+	// first, and nothing would be listed).
+	rows, err := tx.query(ctx, `SELECT `+paymentCols+` FROM payments WHERE tenant = ? AND (? = '' OR id < ?)
 		AND (? = '' OR device = ?) AND (? = '' OR mandate = ?) AND (? = '' OR status = ?)
 		AND created_ms >= ? AND created_ms < ? ORDER BY id DESC LIMIT ?`,
-		tenant, before, f.Device, f.Device, f.Mandate, f.Mandate, f.Status, f.Status, since, until, listLimit(f.Limit))
+		tenant, f.Before, f.Before, f.Device, f.Device, f.Mandate, f.Mandate, f.Status, f.Status, since, until, listLimit(f.Limit))
 	return collect(rows, err, scanPayment)
 }
 
