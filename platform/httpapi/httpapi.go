@@ -1,28 +1,42 @@
 // Package httpapi is the platform's JSON HTTP API: operator calls
 // authenticated by API key (tenant-scoped), and device enrollment
-// authenticated by a one-time token.
+// authenticated by a one-time token. api/openapi.yaml describes every
+// route, and is served at GET /openapi.yaml.
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
-	"io"
+	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/iotpay/iotpay"
+	"github.com/iotpay/iotpay/api"
 	"github.com/iotpay/iotpay/payment"
+	"github.com/iotpay/iotpay/payment/ledger"
+	"github.com/iotpay/iotpay/platform"
 	"github.com/iotpay/iotpay/platform/registry"
 )
 
-// RequestBytesMax bounds a request body.
-const RequestBytesMax = 64 << 10
+// Bounds.
+const (
+	// RequestBytesMax bounds a request body.
+	RequestBytesMax = 64 << 10
+	// PageLimitDefault is a listing's page size when ?limit is not given;
+	// PageLimitMax the most ?limit may ask for. Both stay below the
+	// stores' own bound, so the extra item that tells has_more always fits.
+	PageLimitDefault = 50
+	PageLimitMax     = 200
+)
 
 // Server serves the API.
 type Server struct {
 	Registry *registry.Service
-	Payments *payment.Service
+	Payments *payment.Engine[platform.Tx]
 	// OnRevoke is told of every revoked device, to drop its live sessions.
 	OnRevoke func(iotpay.DeviceID)
 	Logger   *slog.Logger
@@ -40,42 +54,114 @@ var statusOf = map[iotpay.Code]int{
 	iotpay.EINTERNAL:     http.StatusInternalServerError,
 }
 
-type tenantKey struct{}
+// handlerFunc serves one route; tenant is the caller's for operator
+// routes and empty otherwise. A returned error is answered as JSON.
+type handlerFunc func(w http.ResponseWriter, r *http.Request, tenant iotpay.TenantID) error
 
-// Handler returns the API's routes.
+// Route is one route of the API: a method and a path pattern in
+// net/http's ServeMux syntax, which is also OpenAPI's path syntax.
+type Route struct {
+	Method string
+	Path   string
+	// Operator routes need an operator API key (Authorization: Bearer).
+	Operator bool
+	serve    handlerFunc
+}
+
+// Routes is the API's route table: Handler serves exactly these.
+func (s *Server) Routes() []Route {
+	open := func(method, path string, h handlerFunc) Route { return Route{method, path, false, h} }
+	op := func(method, path string, h handlerFunc) Route { return Route{method, path, true, h} }
+	return []Route{
+		open("GET", "/healthz", s.healthz),
+		open("GET", "/openapi.yaml", s.openAPI),
+		open("POST", "/v1/enroll", s.enroll),
+		op("POST", "/v1/products", s.createProduct),
+		op("GET", "/v1/products/{id}", s.getProduct),
+		op("POST", "/v1/devices", s.createDevice),
+		op("GET", "/v1/devices", s.listDevices),
+		op("GET", "/v1/devices/{id}", s.getDevice),
+		op("POST", "/v1/devices/{id}/revoke", s.revokeDevice),
+		op("POST", "/v1/accounts", s.createAccount),
+		op("GET", "/v1/accounts", s.listAccounts),
+		op("GET", "/v1/accounts/{id}", s.getAccount),
+		op("GET", "/v1/accounts/{id}/balance", s.getBalance),
+		op("POST", "/v1/accounts/{id}/fund", s.fundAccount),
+		op("GET", "/v1/accounts/{id}/transfers", s.listAccountTransfers),
+		op("POST", "/v1/mandates", s.createMandate),
+		op("GET", "/v1/mandates", s.listMandates),
+		op("GET", "/v1/mandates/{id}", s.getMandate),
+		op("POST", "/v1/mandates/{id}/suspend", s.mandateStatus(payment.MandateSuspended)),
+		op("POST", "/v1/mandates/{id}/resume", s.mandateStatus(payment.MandateActive)),
+		op("POST", "/v1/mandates/{id}/revoke", s.mandateStatus(payment.MandateRevoked)),
+		op("POST", "/v1/payments", s.createPayment),
+		op("GET", "/v1/payments", s.listPayments),
+		op("GET", "/v1/payments/{id}", s.getPayment),
+		op("GET", "/v1/payments/{id}/transfers", s.listPaymentTransfers),
+		op("POST", "/v1/payments/{id}/capture", s.capturePayment),
+		op("POST", "/v1/payments/{id}/increment", s.incrementPayment),
+		op("POST", "/v1/payments/{id}/void", s.voidPayment),
+		op("POST", "/v1/payments/{id}/refund", s.refundPayment),
+		op("GET", "/v1/ledger/check", s.ledgerCheck),
+	}
+}
+
+// Handler returns the API. A request no route takes is answered as JSON
+// too: 405 with Allow when another method would do, 404 otherwise.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	mux.HandleFunc("POST /v1/enroll", s.enroll)
-	op := func(pattern string, h func(http.ResponseWriter, *http.Request, iotpay.TenantID) error) {
-		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-			tenant, err := s.authenticate(r)
-			if err == nil {
-				err = h(w, r, tenant)
-			}
-			if err != nil {
-				s.writeError(w, r, err)
-			}
-		})
+	var methods []string
+	for _, rt := range s.Routes() {
+		mux.Handle(rt.Method+" "+rt.Path, s.route(rt))
+		if !slices.Contains(methods, rt.Method) {
+			methods = append(methods, rt.Method)
+		}
 	}
-	op("POST /v1/products", s.createProduct)
-	op("GET /v1/products/{id}", s.getProduct)
-	op("POST /v1/devices", s.createDevice)
-	op("GET /v1/devices", s.listDevices)
-	op("GET /v1/devices/{id}", s.getDevice)
-	op("POST /v1/devices/{id}/revoke", s.revokeDevice)
-	op("POST /v1/accounts", s.createAccount)
-	op("GET /v1/accounts", s.listAccounts)
-	op("GET /v1/accounts/{id}", s.getAccount)
-	op("POST /v1/accounts/{id}/fund", s.fundAccount)
-	op("GET /v1/accounts/{id}/transfers", s.listTransfers)
-	op("POST /v1/bindings", s.createBinding)
-	op("GET /v1/payments", s.listPayments)
-	op("GET /v1/payments/{id}", s.getPayment)
-	op("GET /v1/ledger/check", s.ledgerCheck)
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		var allow []string
+		for _, m := range methods {
+			other := r.WithContext(r.Context())
+			other.Method = m
+			if _, pattern := mux.Handler(other); pattern != "" {
+				allow = append(allow, m)
+			}
+		}
+		if len(allow) == 0 {
+			s.writeError(w, r, iotpay.Errorf(iotpay.ENOTFOUND, "no such route"))
+			return
+		}
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Code: iotpay.EINVALID,
+			Message: "method not allowed: use " + strings.Join(allow, " or ")})
+	})
+}
+
+// route serves rt: authentication, the handler, errors as JSON, and a
+// panic as an internal error rather than a dropped connection.
+func (s *Server) route(rt Route) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				s.log().Error("api handler panicked", "method", r.Method, "path", r.URL.Path, "panic", v)
+				writeJSON(w, http.StatusInternalServerError, errorBody{Code: iotpay.EINTERNAL, Message: "internal error"})
+			}
+		}()
+		var tenant iotpay.TenantID
+		var err error
+		if rt.Operator {
+			tenant, err = s.authenticate(r)
+		}
+		if err == nil {
+			err = rt.serve(w, r, tenant)
+		}
+		if err != nil {
+			s.writeError(w, r, err)
+		}
+	}
 }
 
 func (s *Server) log() *slog.Logger {
@@ -93,23 +179,18 @@ func (s *Server) authenticate(r *http.Request) (iotpay.TenantID, error) {
 	return s.Registry.Authenticate(r.Context(), strings.TrimSpace(key))
 }
 
-// decode reads one JSON object into v: bounded, no unknown fields, nothing after it.
-func decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, RequestBytesMax+1))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return iotpay.Errorf(iotpay.EINVALID, "malformed JSON body: %v", err)
-	}
-	if dec.More() {
-		return iotpay.Errorf(iotpay.EINVALID, "malformed JSON body: trailing data")
-	}
-	return nil
-}
-
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// errorBody is every error's answer. DeclineCode says why a payment
+// operation was declined, for the declines that have a reason.
+type errorBody struct {
+	Code        iotpay.Code    `json:"code"`
+	Message     string         `json:"message"`
+	DeclineCode payment.Reason `json:"decline_code,omitempty"`
 }
 
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
@@ -121,47 +202,71 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if code == iotpay.EINTERNAL || code == iotpay.EUNAVAILABLE {
 		s.log().Error("api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	writeJSON(w, status, map[string]any{"code": code, "message": iotpay.ErrorMessage(err)})
+	body := errorBody{Code: code, Message: iotpay.ErrorMessage(err)}
+	var d *payment.DeclineError
+	if errors.As(err, &d) {
+		body.DeclineCode = d.Reason
+	}
+	writeJSON(w, status, body)
 }
 
-func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request, _ iotpay.TenantID) error {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	return nil
+}
+
+// openAPI serves the API's description.
+func (s *Server) openAPI(w http.ResponseWriter, _ *http.Request, _ iotpay.TenantID) error {
+	w.Header().Set("Content-Type", "application/yaml")
+	_, err := w.Write(api.OpenAPI)
+	return err
+}
+
+// enroll certifies a device's key. Its Idempotency-Key is scoped to the
+// device, so a device that lost the answer may ask again with the same
+// key and token and get the same certificate.
+func (s *Server) enroll(w http.ResponseWriter, r *http.Request, _ iotpay.TenantID) error {
 	var in struct {
 		Device iotpay.DeviceID `json:"device"`
 		Token  string          `json:"token"`
 		CSR    string          `json:"csr"`
 	}
-	err := decode(r, &in)
-	var en *registry.Enrollment
+	raw, err := readBody(r, &in)
 	if err == nil {
-		en, err = s.Registry.Enroll(r.Context(), in.Device, in.Token, []byte(in.CSR))
+		err = s.commit(w, r, iotpay.TenantID("enroll "+in.Device), raw, func(ctx context.Context, _ *ledger.Batch[platform.Tx]) (int, any, error) {
+			en, err := s.Registry.Enroll(ctx, in.Device, in.Token, []byte(in.CSR))
+			return http.StatusOK, en, err
+		})
 	}
 	if err != nil {
 		s.log().Info("enrollment refused", "device", in.Device, "err", err)
-		s.writeError(w, r, err)
-		return
 	}
-	writeJSON(w, http.StatusOK, en)
+	return err
 }
 
 func (s *Server) createProduct(w http.ResponseWriter, r *http.Request, tenant iotpay.TenantID) error {
-	var p registry.Product
-	if err := decode(r, &p); err != nil {
-		return err
+	var in struct {
+		Name     string           `json:"name"`
+		Pricing  registry.Pricing `json:"pricing"`
+		Merchant iotpay.AccountID `json:"merchant_account"`
+		Category string           `json:"category"`
 	}
-	p.Tenant = tenant
-	// The merchant account must be the tenant's own.
-	if _, err := s.Payments.Account(r.Context(), tenant, p.Merchant); err != nil {
-		return err
-	}
-	if err := s.Registry.CreateProduct(r.Context(), &p); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, p)
-	return nil
+	return s.write(w, r, tenant, &in, func(ctx context.Context, b *ledger.Batch[platform.Tx]) (int, any, error) {
+		// The merchant account must be one of the tenant's merchant accounts.
+		if a, ok := b.Account(in.Merchant); !ok || a.Tenant != tenant || a.Kind != payment.KindMerchant {
+			return 0, nil, iotpay.Errorf(iotpay.EINVALID, "merchant_account must be one of your merchant accounts")
+		}
+		p := &registry.Product{Tenant: tenant, Name: in.Name, Pricing: in.Pricing, Merchant: in.Merchant, Category: in.Category}
+		return http.StatusCreated, p, s.Registry.CreateProduct(ctx, p)
+	})
 }
 
 func (s *Server) getProduct(w http.ResponseWriter, r *http.Request, tenant iotpay.TenantID) error {
-	p, err := s.Registry.Product(r.Context(), tenant, iotpay.ProductID(r.PathValue("id")))
+	id, err := pathID[iotpay.ProductID](r, iotpay.PrefixProduct)
+	if err != nil {
+		return err
+	}
+	p, err := s.Registry.Product(r.Context(), tenant, id)
 	if err != nil {
 		return err
 	}
@@ -174,32 +279,38 @@ func (s *Server) createDevice(w http.ResponseWriter, r *http.Request, tenant iot
 		Product iotpay.ProductID `json:"product"`
 		Name    string           `json:"name"`
 	}
-	if err := decode(r, &in); err != nil {
-		return err
-	}
-	d, token, err := s.Registry.CreateDevice(r.Context(), tenant, in.Product, in.Name)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, map[string]any{"device": d, "enrollment_token": token})
-	return nil
+	return s.write(w, r, tenant, &in, func(ctx context.Context, b *ledger.Batch[platform.Tx]) (int, any, error) {
+		if err := bodyID(in.Product, iotpay.PrefixProduct, "product"); err != nil {
+			return 0, nil, err
+		}
+		d, token, err := s.Registry.CreateDevice(ctx, tenant, in.Product, in.Name)
+		return http.StatusCreated, map[string]any{"device": d, "enrollment_token": token}, err
+	})
 }
 
 func (s *Server) listDevices(w http.ResponseWriter, r *http.Request, tenant iotpay.TenantID) error {
-	limit, err := limitParam(r)
+	limit, err := pageLimit(r)
 	if err != nil {
 		return err
 	}
-	ds, err := s.Registry.Devices(r.Context(), tenant, iotpay.DeviceID(r.URL.Query().Get("after")), limit)
+	after, err := queryID[iotpay.DeviceID](r, "starting_after", iotpay.PrefixDevice)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"devices": nonNil(ds)})
+	ds, err := s.Registry.Devices(r.Context(), tenant, after, limit+1)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, paginate(ds, limit, func(d *registry.Device) string { return string(d.ID) }))
 	return nil
 }
 
 func (s *Server) getDevice(w http.ResponseWriter, r *http.Request, tenant iotpay.TenantID) error {
-	d, err := s.Registry.Device(r.Context(), tenant, iotpay.DeviceID(r.PathValue("id")))
+	id, err := pathID[iotpay.DeviceID](r, iotpay.PrefixDevice)
+	if err != nil {
+		return err
+	}
+	d, err := s.Registry.Device(r.Context(), tenant, id)
 	if err != nil {
 		return err
 	}
@@ -208,146 +319,56 @@ func (s *Server) getDevice(w http.ResponseWriter, r *http.Request, tenant iotpay
 }
 
 func (s *Server) revokeDevice(w http.ResponseWriter, r *http.Request, tenant iotpay.TenantID) error {
-	d, err := s.Registry.Revoke(r.Context(), tenant, iotpay.DeviceID(r.PathValue("id")))
+	id, err := pathID[iotpay.DeviceID](r, iotpay.PrefixDevice)
 	if err != nil {
 		return err
 	}
-	if s.OnRevoke != nil {
-		s.OnRevoke(d.ID)
-	}
-	writeJSON(w, http.StatusOK, d)
-	return nil
-}
-
-func (s *Server) createAccount(w http.ResponseWriter, r *http.Request, tenant iotpay.TenantID) error {
-	var in struct {
-		Name     string              `json:"name"`
-		Kind     payment.AccountKind `json:"kind"`
-		Currency iotpay.Currency     `json:"currency"`
-	}
-	if err := decode(r, &in); err != nil {
-		return err
-	}
-	if in.Kind == payment.Funding {
-		return iotpay.Errorf(iotpay.EINVALID, "funding accounts are opened by the platform")
-	}
-	a, err := s.Payments.CreateAccount(r.Context(), tenant, in.Name, in.Kind, in.Currency)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, a)
-	return nil
-}
-
-func (s *Server) listAccounts(w http.ResponseWriter, r *http.Request, tenant iotpay.TenantID) error {
-	as, err := s.Payments.Accounts(r.Context(), tenant)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"accounts": nonNil(as)})
-	return nil
-}
-
-func (s *Server) getAccount(w http.ResponseWriter, r *http.Request, tenant iotpay.TenantID) error {
-	a, err := s.Payments.Account(r.Context(), tenant, iotpay.AccountID(r.PathValue("id")))
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, a)
-	return nil
-}
-
-func (s *Server) fundAccount(w http.ResponseWriter, r *http.Request, tenant iotpay.TenantID) error {
-	var in struct {
-		Amount int64 `json:"amount"`
-	}
-	if err := decode(r, &in); err != nil {
-		return err
-	}
-	t, err := s.Payments.Fund(r.Context(), tenant, iotpay.AccountID(r.PathValue("id")), in.Amount)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, t)
-	return nil
-}
-
-func (s *Server) listTransfers(w http.ResponseWriter, r *http.Request, tenant iotpay.TenantID) error {
-	ts, err := s.Payments.Transfers(r.Context(), tenant, iotpay.AccountID(r.PathValue("id")))
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"transfers": nonNil(ts)})
-	return nil
-}
-
-func (s *Server) createBinding(w http.ResponseWriter, r *http.Request, tenant iotpay.TenantID) error {
-	var b payment.Binding
-	if err := decode(r, &b); err != nil {
-		return err
-	}
-	b.Tenant = tenant
-	if err := s.Payments.Bind(r.Context(), &b); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, b)
-	return nil
-}
-
-func (s *Server) listPayments(w http.ResponseWriter, r *http.Request, tenant iotpay.TenantID) error {
-	limit, err := limitParam(r)
-	if err != nil {
-		return err
-	}
-	q := r.URL.Query()
-	ps, err := s.Payments.Payments(r.Context(), tenant, payment.Filter{
-		Device: iotpay.DeviceID(q.Get("device")), After: iotpay.PaymentID(q.Get("after")), Limit: limit,
+	err = s.write(w, r, tenant, nil, func(ctx context.Context, b *ledger.Batch[platform.Tx]) (int, any, error) {
+		d, err := s.Registry.Revoke(ctx, tenant, id)
+		return http.StatusOK, d, err
 	})
-	if err != nil {
-		return err
+	if err == nil && s.OnRevoke != nil {
+		s.OnRevoke(id) // once committed: its live sessions end
 	}
-	out := map[string]any{"payments": nonNil(ps)}
-	if len(ps) > 0 {
-		out["next_after"] = ps[len(ps)-1].ID
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return err
 }
 
-func (s *Server) getPayment(w http.ResponseWriter, r *http.Request, tenant iotpay.TenantID) error {
-	p, err := s.Payments.Payment(r.Context(), tenant, iotpay.PaymentID(r.PathValue("id")))
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, p)
-	return nil
-}
-
-func (s *Server) ledgerCheck(w http.ResponseWriter, r *http.Request, _ iotpay.TenantID) error {
-	rep, err := s.Payments.LedgerCheck(r.Context())
-	if err != nil {
-		return err
-	}
-	// The check spans every tenant: a tenant sees only whether it holds.
-	writeJSON(w, http.StatusOK, map[string]bool{"balanced": rep.Balanced})
-	return nil
-}
-
-func limitParam(r *http.Request) (int, error) {
+// pageLimit reads ?limit: PageLimitDefault when absent, else 1 to
+// PageLimitMax.
+func pageLimit(r *http.Request) (int, error) {
 	v := r.URL.Query().Get("limit")
 	if v == "" {
-		return 0, nil
+		return PageLimitDefault, nil
 	}
 	n, err := strconv.Atoi(v)
-	if err != nil || n <= 0 {
-		return 0, iotpay.Errorf(iotpay.EINVALID, "limit must be a positive integer")
+	if err != nil || n <= 0 || n > PageLimitMax {
+		return 0, iotpay.Errorf(iotpay.EINVALID, "limit must be an integer from 1 to %d", PageLimitMax)
 	}
 	return n, nil
 }
 
-func nonNil[T any](s []T) []T {
-	if s == nil {
-		return []T{}
+// pathID reads the {id} of the path, which must be an id with prefix.
+func pathID[T ~string](r *http.Request, prefix string) (T, error) {
+	v := r.PathValue("id")
+	if !iotpay.ValidID(prefix, v) {
+		return "", iotpay.Errorf(iotpay.EINVALID, "the id in the path must be a %s_ id", prefix)
 	}
-	return s
+	return T(v), nil
+}
+
+// queryID reads an optional query parameter that must be an id with prefix.
+func queryID[T ~string](r *http.Request, name, prefix string) (T, error) {
+	v := r.URL.Query().Get(name)
+	if v != "" && !iotpay.ValidID(prefix, v) {
+		return "", iotpay.Errorf(iotpay.EINVALID, "%s must be a %s_ id", name, prefix)
+	}
+	return T(v), nil
+}
+
+// bodyID checks that a body field holds an id with prefix.
+func bodyID[T ~string](v T, prefix, field string) error {
+	if !iotpay.ValidID(prefix, string(v)) {
+		return iotpay.Errorf(iotpay.EINVALID, "%s must be a %s_ id", field, prefix)
+	}
+	return nil
 }
