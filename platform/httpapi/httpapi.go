@@ -77,26 +77,26 @@ func (s *Server) Routes() []Route {
 		open("GET", "/openapi.yaml", s.openAPI),
 		open("POST", "/v1/enroll", s.enroll),
 		op("POST", "/v1/products", s.createProduct),
-		op("GET", "/v1/products/{id}", s.getProduct),
+		op("GET", "/v1/products/{id}", getByID(iotpay.PrefixProduct, s.Registry.Product)),
 		op("POST", "/v1/devices", s.createDevice),
 		op("GET", "/v1/devices", s.listDevices),
-		op("GET", "/v1/devices/{id}", s.getDevice),
+		op("GET", "/v1/devices/{id}", getByID(iotpay.PrefixDevice, s.Registry.Device)),
 		op("POST", "/v1/devices/{id}/revoke", s.revokeDevice),
 		op("POST", "/v1/accounts", s.createAccount),
 		op("GET", "/v1/accounts", s.listAccounts),
-		op("GET", "/v1/accounts/{id}", s.getAccount),
+		op("GET", "/v1/accounts/{id}", getByID(iotpay.PrefixAccount, s.accountByID)),
 		op("GET", "/v1/accounts/{id}/balance", s.getBalance),
 		op("POST", "/v1/accounts/{id}/fund", s.fundAccount),
 		op("GET", "/v1/accounts/{id}/transfers", s.listAccountTransfers),
 		op("POST", "/v1/mandates", s.createMandate),
 		op("GET", "/v1/mandates", s.listMandates),
-		op("GET", "/v1/mandates/{id}", s.getMandate),
+		op("GET", "/v1/mandates/{id}", getByID(iotpay.PrefixMandate, s.Payments.Mandate)),
 		op("POST", "/v1/mandates/{id}/suspend", s.mandateStatus(payment.MandateSuspended)),
 		op("POST", "/v1/mandates/{id}/resume", s.mandateStatus(payment.MandateActive)),
 		op("POST", "/v1/mandates/{id}/revoke", s.mandateStatus(payment.MandateRevoked)),
 		op("POST", "/v1/payments", s.createPayment),
 		op("GET", "/v1/payments", s.listPayments),
-		op("GET", "/v1/payments/{id}", s.getPayment),
+		op("GET", "/v1/payments/{id}", getByID(iotpay.PrefixPayment, s.Payments.Payment)),
 		op("GET", "/v1/payments/{id}/transfers", s.listPaymentTransfers),
 		op("POST", "/v1/payments/{id}/capture", s.capturePayment),
 		op("POST", "/v1/payments/{id}/increment", s.incrementPayment),
@@ -261,19 +261,6 @@ func (s *Server) createProduct(w http.ResponseWriter, r *http.Request, tenant io
 	})
 }
 
-func (s *Server) getProduct(w http.ResponseWriter, r *http.Request, tenant iotpay.TenantID) error {
-	id, err := pathID[iotpay.ProductID](r, iotpay.PrefixProduct)
-	if err != nil {
-		return err
-	}
-	p, err := s.Registry.Product(r.Context(), tenant, id)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, p)
-	return nil
-}
-
 func (s *Server) createDevice(w http.ResponseWriter, r *http.Request, tenant iotpay.TenantID) error {
 	var in struct {
 		Product iotpay.ProductID `json:"product"`
@@ -305,19 +292,6 @@ func (s *Server) listDevices(w http.ResponseWriter, r *http.Request, tenant iotp
 	return nil
 }
 
-func (s *Server) getDevice(w http.ResponseWriter, r *http.Request, tenant iotpay.TenantID) error {
-	id, err := pathID[iotpay.DeviceID](r, iotpay.PrefixDevice)
-	if err != nil {
-		return err
-	}
-	d, err := s.Registry.Device(r.Context(), tenant, id)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, d)
-	return nil
-}
-
 func (s *Server) revokeDevice(w http.ResponseWriter, r *http.Request, tenant iotpay.TenantID) error {
 	id, err := pathID[iotpay.DeviceID](r, iotpay.PrefixDevice)
 	if err != nil {
@@ -345,6 +319,23 @@ func pageLimit(r *http.Request) (int, error) {
 		return 0, iotpay.Errorf(iotpay.EINVALID, "limit must be an integer from 1 to %d", PageLimitMax)
 	}
 	return n, nil
+}
+
+// getByID serves the GET of one object: the path's id, which must have
+// prefix, looked up among the tenant's by get.
+func getByID[ID ~string, T any](prefix string, get func(context.Context, iotpay.TenantID, ID) (T, error)) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, tenant iotpay.TenantID) error {
+		id, err := pathID[ID](r, prefix)
+		if err != nil {
+			return err
+		}
+		v, err := get(r.Context(), tenant, id)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, v)
+		return nil
+	}
 }
 
 // pathID reads the {id} of the path, which must be an id with prefix.

@@ -201,6 +201,15 @@ func (s *Server) listAccounts(w http.ResponseWriter, r *http.Request, tenant iot
 	return nil
 }
 
+// accountByID returns one of the tenant's accounts as the API shows it.
+func (s *Server) accountByID(ctx context.Context, tenant iotpay.TenantID, id iotpay.AccountID) (accountView, error) {
+	a, err := s.Payments.Account(ctx, tenant, id)
+	if err != nil {
+		return accountView{}, err
+	}
+	return viewAccount(a), nil
+}
+
 // account loads the account the path names.
 func (s *Server) account(r *http.Request, tenant iotpay.TenantID) (*ledger.Account, error) {
 	id, err := pathID[iotpay.AccountID](r, iotpay.PrefixAccount)
@@ -208,15 +217,6 @@ func (s *Server) account(r *http.Request, tenant iotpay.TenantID) (*ledger.Accou
 		return nil, err
 	}
 	return s.Payments.Account(r.Context(), tenant, id)
-}
-
-func (s *Server) getAccount(w http.ResponseWriter, r *http.Request, tenant iotpay.TenantID) error {
-	a, err := s.account(r, tenant)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, viewAccount(a))
-	return nil
 }
 
 // getBalance is an account's balance now, or as of a transfer
@@ -362,19 +362,6 @@ func (s *Server) listMandates(w http.ResponseWriter, r *http.Request, tenant iot
 	return nil
 }
 
-func (s *Server) getMandate(w http.ResponseWriter, r *http.Request, tenant iotpay.TenantID) error {
-	id, err := pathID[iotpay.MandateID](r, iotpay.PrefixMandate)
-	if err != nil {
-		return err
-	}
-	m, err := s.Payments.Mandate(r.Context(), tenant, id)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, m)
-	return nil
-}
-
 func (s *Server) mandateStatus(to payment.MandateStatus) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request, tenant iotpay.TenantID) error {
 		id, err := pathID[iotpay.MandateID](r, iotpay.PrefixMandate)
@@ -473,15 +460,6 @@ func (s *Server) payment(r *http.Request, tenant iotpay.TenantID) (*payment.Paym
 		return nil, err
 	}
 	return s.Payments.Payment(r.Context(), tenant, id)
-}
-
-func (s *Server) getPayment(w http.ResponseWriter, r *http.Request, tenant iotpay.TenantID) error {
-	p, err := s.payment(r, tenant)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, p)
-	return nil
 }
 
 // paymentOp runs an operation on the payment the path names, with the
