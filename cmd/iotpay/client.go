@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,8 +24,37 @@ type apiClient struct {
 	http *http.Client
 }
 
-func newAPIClient(base, key string) *apiClient {
-	return &apiClient{base: base, key: key, http: &http.Client{Timeout: 30 * time.Second}}
+func newAPIClient(base, key, idempotencyKey string) *apiClient {
+	return &apiClient{base: base, key: key, http: &http.Client{Timeout: 30 * time.Second,
+		Transport: idempotent{key: idempotencyKey, next: http.DefaultTransport}}}
+}
+
+// idempotent gives every POST that has none an Idempotency-Key: key when
+// set, otherwise a fresh random one. A request retried with the same
+// key and body is answered once.
+type idempotent struct {
+	key  string
+	next http.RoundTripper
+}
+
+func (t idempotent) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method == http.MethodPost && req.Header.Get("Idempotency-Key") == "" {
+		key := t.key
+		if key == "" {
+			key = newIdempotencyKey()
+		}
+		req = req.Clone(req.Context())
+		req.Header.Set("Idempotency-Key", key)
+	}
+	return t.next.RoundTrip(req)
+}
+
+func newIdempotencyKey() string {
+	b := make([]byte, 18)
+	if _, err := rand.Read(b); err != nil {
+		panic("iotpay: randomness source failed: " + err.Error())
+	}
+	return "cli_" + base64.RawURLEncoding.EncodeToString(b)
 }
 
 // do sends in as JSON (when not nil) and decodes the answer into out.
@@ -57,11 +88,15 @@ func (c *apiClient) do(ctx context.Context, method, path string, in, out any) er
 	}
 	if resp.StatusCode >= 300 {
 		var e struct {
-			Code    iotpay.Code `json:"code"`
-			Message string      `json:"message"`
+			Code        iotpay.Code `json:"code"`
+			Message     string      `json:"message"`
+			DeclineCode string      `json:"decline_code"`
 		}
 		if json.Unmarshal(b, &e) != nil || e.Code == "" {
 			return fmt.Errorf("%s %s: %s", method, path, resp.Status)
+		}
+		if e.DeclineCode != "" {
+			return iotpay.Errorf(e.Code, "%s (%s)", e.Message, e.DeclineCode)
 		}
 		return iotpay.Errorf(e.Code, "%s", e.Message)
 	}

@@ -17,9 +17,15 @@ import (
 	"github.com/iotpay/iotpay/device"
 	"github.com/iotpay/iotpay/device/keystore"
 	devmqtt "github.com/iotpay/iotpay/device/mqtt"
+	"github.com/iotpay/iotpay/payment"
 	"github.com/iotpay/iotpay/platform/daemon"
 	"github.com/iotpay/iotpay/wire"
 )
+
+// demoFees are the fees the demo's platform takes on every capture.
+var demoFees = payment.FeePlan{OperatorBps: 200, PlatformBps: 100}
+
+func bps(v int64) string { return fmt.Sprintf("%d.%02d%%", v/100, v%100) }
 
 // demoSummary is what `iotpay demo --json` prints as its last line.
 type demoSummary struct {
@@ -46,6 +52,7 @@ type demo struct {
 
 type demoDevice struct {
 	name string
+	id   iotpay.DeviceID
 	dev  *device.Device
 	t    *devmqtt.Transport
 }
@@ -73,7 +80,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *verbose {
 		logger = slog.New(slog.NewTextHandler(stderr, nil))
 	}
-	d, err := daemon.Open(ctx, daemon.Config{DataDir: filepath.Join(dir, "platform"), HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", Logger: logger})
+	d, err := daemon.Open(ctx, daemon.Config{DataDir: filepath.Join(dir, "platform"), HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0",
+		Fees: demoFees, Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -86,9 +94,10 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer d.Close()
-	dm := &demo{api: newAPIClient("http://"+d.HTTPAddr(), d.APIKey), d: d, dir: dir, out: stdout,
+	dm := &demo{api: newAPIClient("http://"+d.HTTPAddr(), d.APIKey, ""), d: d, dir: dir, out: stdout,
 		payer: map[string]iotpay.AccountID{}, sum: demoSummary{PaidMinor: map[iotpay.Currency]int64{}}}
 	fmt.Fprintf(stdout, "platform up: HTTP API http://%s, MQTT/TLS %s (client certificates required)\n", d.HTTPAddr(), d.MQTTAddr())
+	fmt.Fprintf(stdout, "fees on every capture: operator %s, platform %s\n", bps(demoFees.OperatorBps), bps(demoFees.PlatformBps))
 	if err := dm.scenario(ctx); err != nil {
 		return err
 	}
@@ -116,11 +125,11 @@ func (dm *demo) scenario(ctx context.Context) error {
 		return err
 	}
 	var vending, charger struct{ ID iotpay.ProductID }
-	if err := dm.api.do(ctx, "POST", "/v1/products", map[string]any{"name": "vending machine", "merchant_account": vendMerchant.ID,
+	if err := dm.api.do(ctx, "POST", "/v1/products", map[string]any{"name": "vending machine", "merchant_account": vendMerchant.ID, "category": "5814",
 		"pricing": map[string]any{"mode": "fixed", "event": "dispense", "price_minor": 250, "currency": "EUR"}}, &vending); err != nil {
 		return err
 	}
-	if err := dm.api.do(ctx, "POST", "/v1/products", map[string]any{"name": "EV charger", "merchant_account": evMerchant.ID,
+	if err := dm.api.do(ctx, "POST", "/v1/products", map[string]any{"name": "EV charger", "merchant_account": evMerchant.ID, "category": "5552",
 		"pricing": map[string]any{"mode": "metered", "event": "session_end", "unit": "wh", "per_units": 1000, "price_minor": 35, "currency": "EUR"}}, &charger); err != nil {
 		return err
 	}
@@ -179,6 +188,10 @@ func (dm *demo) scenario(ctx context.Context) error {
 		return err
 	}
 	fmt.Fprintln(dm.out)
+	if err := dm.session(ctx, ev1); err != nil {
+		return err
+	}
+	fmt.Fprintln(dm.out)
 	if err := dm.redeliver(ctx, vend1, first); err != nil {
 		return err
 	}
@@ -191,11 +204,12 @@ func (dm *demo) scenario(ctx context.Context) error {
 	for _, dd := range []*demoDevice{vend1, vend2, ev1, ev2} {
 		dd.t.Close()
 	}
-	return dm.checkLedger(ctx, vendMerchant.ID, evMerchant.ID)
+	return dm.checkLedger(ctx)
 }
 
 // enroll registers a device, lets it generate its key in a software
-// keystore, enrolls it, funds its payer and binds it with limits.
+// keystore, enrolls it, funds its payer and gives it a mandate on the
+// payer's account with limits (the monthly one 31 days of the daily).
 func (dm *demo) enroll(ctx context.Context, name string, product iotpay.ProductID, fund, perPayment, daily int64) (*demoDevice, error) {
 	var created struct {
 		Device struct{ ID iotpay.DeviceID }
@@ -214,7 +228,7 @@ func (dm *demo) enroll(ctx context.Context, name string, product iotpay.ProductI
 	if err != nil {
 		return nil, err
 	}
-	en, err := device.Enroll(ctx, nil, dm.api.base, created.Device.ID, created.Token, ks.Signer())
+	en, err := device.Enroll(ctx, dm.api.http, dm.api.base, created.Device.ID, created.Token, ks.Signer())
 	if err != nil {
 		return nil, err
 	}
@@ -240,16 +254,17 @@ func (dm *demo) enroll(ctx context.Context, name string, product iotpay.ProductI
 	if err := dm.api.do(ctx, "POST", "/v1/accounts/"+string(payer.ID)+"/fund", map[string]any{"amount": fund}, nil); err != nil {
 		return nil, err
 	}
-	if err := dm.api.do(ctx, "POST", "/v1/bindings", map[string]any{"device": id.ID, "account": payer.ID,
-		"per_payment_limit": perPayment, "daily_limit": daily}, nil); err != nil {
+	var mandate struct{ ID iotpay.MandateID }
+	if err := dm.api.do(ctx, "POST", "/v1/mandates", map[string]any{"device": id.ID, "payer": payer.ID,
+		"per_payment_limit": perPayment, "daily_limit": daily, "monthly_limit": 31 * daily}, &mandate); err != nil {
 		return nil, err
 	}
 	dm.payer[name] = payer.ID
 	dm.sum.Devices++
 	eur := func(v int64) iotpay.Money { return iotpay.Money{Amount: v, Currency: "EUR"} }
-	fmt.Fprintf(dm.out, "enrolled %-10s %s  key in keystore, certificate from the platform CA; wallet %s, limits %s/payment %s/day\n",
-		name, id.ID, eur(fund), eur(perPayment), eur(daily))
-	return &demoDevice{name: name, dev: dev, t: t}, nil
+	fmt.Fprintf(dm.out, "enrolled %-10s %s  key in keystore, certificate from the platform CA; wallet %s, mandate %s: %s/payment %s/day\n",
+		name, id.ID, eur(fund), mandate.ID, eur(perPayment), eur(daily))
+	return &demoDevice{name: name, id: id.ID, dev: dev, t: t}, nil
 }
 
 // pay signs p, sends it and checks the receipt.
@@ -357,23 +372,117 @@ func (dm *demo) forge(ctx context.Context, dd *demoDevice) error {
 	return nil
 }
 
+// demoPayment is the part of a payment the demo shows.
+type demoPayment struct {
+	ID          iotpay.PaymentID `json:"id"`
+	Status      string           `json:"status"`
+	Amount      int64            `json:"amount"`
+	Captured    int64            `json:"captured"`
+	Held        int64            `json:"held"`
+	FeeOperator int64            `json:"fee_operator"`
+	FeePlatform int64            `json:"fee_platform"`
+	Payer       iotpay.AccountID `json:"payer"`
+}
+
+// session plays an EV charging session opened from the charging
+// network's backend over the operator API: an authorization holds an
+// estimate on the driver's wallet, raised as the session goes on, then
+// captured in parts, each split into the merchant's and the fees' legs;
+// the final capture releases what was not used.
+func (dm *demo) session(ctx context.Context, dd *demoDevice) error {
+	eur := func(v int64) string { return iotpay.Money{Amount: v, Currency: "EUR"}.String() }
+	var p demoPayment
+	step := func(what, path string, in any) error {
+		if err := dm.api.do(ctx, "POST", path, in, &p); err != nil {
+			return fmt.Errorf("%s: %s: %w", dd.name, what, err)
+		}
+		var wallet struct{ Balance, Available int64 }
+		if err := dm.api.do(ctx, "GET", "/v1/accounts/"+string(p.Payer), nil, &wallet); err != nil {
+			return err
+		}
+		fmt.Fprintf(dm.out, "%-10s %-26s %-18s authorized %s, captured %s, held %s; wallet %s, available %s\n", dd.name, what,
+			p.Status, eur(p.Amount), eur(p.Captured), eur(p.Held), eur(wallet.Balance), eur(wallet.Available))
+		return nil
+	}
+	fmt.Fprintf(dm.out, "%s: a session opened from the charging backend (HTTP API), held then captured in parts\n", dd.name)
+	if err := step("authorize (hold)", "/v1/payments", map[string]any{"device": dd.id, "amount": 2000, "currency": "EUR",
+		"hold_seconds": 4 * 3600}); err != nil {
+		return err
+	}
+	if p.Status != string(payment.StatusAuthorized) {
+		return fmt.Errorf("%s: the session's authorization was %s", dd.name, p.Status)
+	}
+	id := "/v1/payments/" + string(p.ID)
+	if err := step("capture first 8.75 kWh", id+"/capture", map[string]any{"amount": 875 * 35 / 100, "final": false}); err != nil {
+		return err
+	}
+	if err := step("increment +10.00", id+"/increment", map[string]any{"amount": 1000}); err != nil {
+		return err
+	}
+	if err := step("capture 30 kWh more, final", id+"/capture", map[string]any{"amount": 3000 * 35 / 100, "final": true}); err != nil {
+		return err
+	}
+	dm.sum.PaymentsOK++
+	dm.sum.PaidMinor["EUR"] += p.Captured
+	return dm.legs(ctx, dd.name, p)
+}
+
+// legs shows how a payment's captures were split, and checks that the
+// merchant's and the fees' legs add up to what was captured.
+func (dm *demo) legs(ctx context.Context, name string, p demoPayment) error {
+	var page struct {
+		Data []struct {
+			Kind   string `json:"kind"`
+			Amount int64  `json:"amount"`
+		} `json:"data"`
+	}
+	if err := dm.api.do(ctx, "GET", "/v1/payments/"+string(p.ID)+"/transfers?limit=200", nil, &page); err != nil {
+		return err
+	}
+	by := map[string]int64{}
+	for _, t := range page.Data {
+		by[t.Kind] += t.Amount
+	}
+	eur := func(v int64) string { return iotpay.Money{Amount: v, Currency: "EUR"}.String() }
+	fmt.Fprintf(dm.out, "%-10s %-26s merchant %s + operator fee %s + platform fee %s = %s captured\n", name, "ledger legs",
+		eur(by["split"]), eur(by["fee operator"]), eur(by["fee platform"]), eur(by["capture"]))
+	if by["split"]+by["fee operator"]+by["fee platform"] != p.Captured || by["capture"] != p.Captured ||
+		by["fee operator"] != p.FeeOperator || by["fee platform"] != p.FeePlatform {
+		return fmt.Errorf("%s: the legs of %s do not add up to its captures", name, p.ID)
+	}
+	return nil
+}
+
 // checkLedger asks the platform whether the ledger balances and checks
-// that the merchants received exactly what the receipts say was paid.
-func (dm *demo) checkLedger(ctx context.Context, merchants ...iotpay.AccountID) error {
+// that the merchants and the fee accounts received exactly what was paid.
+func (dm *demo) checkLedger(ctx context.Context) error {
 	var check struct{ Balanced bool }
 	if err := dm.api.do(ctx, "GET", "/v1/ledger/check", nil, &check); err != nil {
 		return err
 	}
-	var received int64
-	for _, m := range merchants {
-		var a struct{ Balance int64 }
-		if err := dm.api.do(ctx, "GET", "/v1/accounts/"+string(m), nil, &a); err != nil {
+	received := map[string]int64{}
+	for _, kind := range []string{payment.KindMerchant, payment.KindOperator, payment.KindPlatform} {
+		var page struct {
+			Data []struct {
+				Balance int64 `json:"balance"`
+			} `json:"data"`
+			HasMore bool `json:"has_more"`
+		}
+		if err := dm.api.do(ctx, "GET", "/v1/accounts?limit=200&kind="+kind, nil, &page); err != nil {
 			return err
 		}
-		received += a.Balance
+		if page.HasMore {
+			return fmt.Errorf("more %s accounts than the demo makes", kind)
+		}
+		for _, a := range page.Data {
+			received[kind] += a.Balance
+		}
 	}
-	dm.sum.LedgerBalanced = check.Balanced && received == dm.sum.PaidMinor["EUR"]
-	fmt.Fprintf(dm.out, "\nledger: every currency sums to zero: %v; merchants received %s = sum of approved receipts\n",
-		check.Balanced, iotpay.Money{Amount: received, Currency: "EUR"})
+	total := received[payment.KindMerchant] + received[payment.KindOperator] + received[payment.KindPlatform]
+	dm.sum.LedgerBalanced = check.Balanced && total == dm.sum.PaidMinor["EUR"]
+	eur := func(v int64) string { return iotpay.Money{Amount: v, Currency: "EUR"}.String() }
+	fmt.Fprintf(dm.out, "\nledger: every currency sums to zero: %v; merchants %s + operator fees %s + platform fees %s = %s, "+
+		"the sum of approved payments\n", check.Balanced, eur(received[payment.KindMerchant]), eur(received[payment.KindOperator]),
+		eur(received[payment.KindPlatform]), eur(total))
 	return nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -25,15 +26,12 @@ func passphrase() ([]byte, error) {
 }
 
 func deviceEnroll(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, api := operatorFlags("device enroll", stderr)
+	fs := operatorFlags("device enroll", stderr)
 	dir := fs.String("dir", "", "device directory to create: keystore, certificate, state (required)")
 	id := fs.String("device", "", "device id (required)")
 	token := fs.String("token", "", "one-time enrollment token from 'device create' (required)")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.parse(args, "dir", "device", "token"); err != nil {
 		return err
-	}
-	if *dir == "" || *id == "" || *token == "" {
-		return fmt.Errorf("device enroll needs --dir, --device and --token")
 	}
 	pass, err := passphrase()
 	if err != nil {
@@ -47,7 +45,7 @@ func deviceEnroll(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	defer ks.Close()
-	en, err := device.Enroll(ctx, nil, *api, iotpay.DeviceID(*id), *token, ks.Signer())
+	en, err := device.Enroll(ctx, newAPIClient(*fs.api, "", *fs.idempotencyKey).http, *fs.api, iotpay.DeviceID(*id), *token, ks.Signer())
 	if err != nil {
 		return err
 	}
@@ -63,7 +61,8 @@ func deviceEnroll(ctx context.Context, args []string, stdout, stderr io.Writer) 
 }
 
 func devicePay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, _ := operatorFlags("device pay", stderr)
+	fs := flag.NewFlagSet("iotpay device pay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	dir := fs.String("dir", "", "enrolled device directory (required)")
 	broker := fs.String("mqtt", "127.0.0.1:8883", "platform MQTT/TLS address")
 	amount := fs.Int64("amount", 0, "amount in minor units, for products priced by amount")

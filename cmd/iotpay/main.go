@@ -1,6 +1,7 @@
 // Command iotpay is the operator and device command line: it runs the
-// demo, creates products, accounts, devices and bindings through the API,
-// enrolls a device and makes it pay over MQTT/TLS.
+// demo, creates products, accounts, devices and mandates through the API,
+// authorizes, captures, voids and refunds payments, enrolls a device and
+// makes it pay over MQTT/TLS.
 package main
 
 import (
@@ -23,14 +24,25 @@ Commands:
   account create       open a payer or merchant account
   account fund         fund a payer account
   account get          show an account and its balance
+  account balance      an account's balance, now or --as-of-seq N / --as-of T
   device create        register a device; prints its one-time enrollment token
   device enroll        generate the device key in a keystore, enroll it, save the identity
   device pay           sign a payment request, send it over MQTT/TLS, verify the receipt
-  binding create       bind a device to a payer account with limits
-  payments             list payments
+  mandate create       let a device pay from a payer account within limits
+  mandate suspend      decline the device's payments until resumed
+  mandate resume       resume a suspended mandate
+  mandate revoke       end a mandate for good
+  payment authorize    hold an amount for a device under its mandate (--capture: a sale)
+  payment capture      capture a payment, in full or in part (--final=false keeps the rest held)
+  payment increment    raise an open payment's authorization
+  payment void         release an open payment's hold
+  payment refund       refund a payment, in full or in part
+  payment get          show a payment (--transfers: its ledger transfers)
+  payments             list payments (--device, --mandate, --status, --created-gte/lt; pages, --all)
 
 Operator commands read the API URL from --api or IOTPAY_URL (default http://127.0.0.1:8080)
-and the API key from IOTPAY_API_KEY. Run 'iotpay <command> -h' for a command's flags.
+and the API key from IOTPAY_API_KEY. Every POST carries an Idempotency-Key: random, or
+--idempotency-key to repeat a command safely. Run 'iotpay <command> -h' for a command's flags.
 `
 
 func main() {
@@ -52,33 +64,37 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	cmd, rest := args[0], args[1:]
-	if len(rest) > 0 && (cmd == "product" || cmd == "account" || cmd == "device" || cmd == "binding") {
+	if len(rest) > 0 && (cmd == "product" || cmd == "account" || cmd == "device" || cmd == "mandate" || cmd == "payment") {
 		cmd, rest = cmd+" "+rest[0], rest[1:]
 	}
-	switch cmd {
-	case "demo":
-		return runDemo(ctx, rest, stdout, stderr)
-	case "bench":
-		return runBench(ctx, rest, stdout, stderr)
-	case "product create":
-		return productCreate(ctx, rest, stdout, stderr)
-	case "account create":
-		return accountCreate(ctx, rest, stdout, stderr)
-	case "account fund":
-		return accountFund(ctx, rest, stdout, stderr)
-	case "account get":
-		return accountGet(ctx, rest, stdout, stderr)
-	case "device create":
-		return deviceCreate(ctx, rest, stdout, stderr)
-	case "device enroll":
-		return deviceEnroll(ctx, rest, stdout, stderr)
-	case "device pay":
-		return devicePay(ctx, rest, stdout, stderr)
-	case "binding create":
-		return bindingCreate(ctx, rest, stdout, stderr)
-	case "payments":
-		return paymentsList(ctx, rest, stdout, stderr)
+	if c, ok := commands[cmd]; ok {
+		return c(ctx, rest, stdout, stderr)
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown command %q", cmd)
+}
+
+// commands are the commands by name.
+var commands = map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) error{
+	"demo":              runDemo,
+	"bench":             runBench,
+	"product create":    productCreate,
+	"account create":    accountCreate,
+	"account fund":      accountFund,
+	"account get":       accountGet,
+	"account balance":   accountBalance,
+	"device create":     deviceCreate,
+	"device enroll":     deviceEnroll,
+	"device pay":        devicePay,
+	"mandate create":    mandateCreate,
+	"mandate suspend":   mandateSet("suspend"),
+	"mandate resume":    mandateSet("resume"),
+	"mandate revoke":    mandateSet("revoke"),
+	"payment authorize": paymentAuthorize,
+	"payment capture":   paymentCapture,
+	"payment increment": paymentIncrement,
+	"payment void":      paymentVoid,
+	"payment refund":    paymentRefund,
+	"payment get":       paymentGet,
+	"payments":          paymentsList,
 }
