@@ -260,6 +260,7 @@ func TestOpenAPILive(t *testing.T) {
 	c.ok(409, "POST", "/v1/mandates/"+mandate+"/suspend", nil)
 	c.ok(409, "POST", "/v1/mandates/"+mandate+"/resume", nil)
 	c.ok(200, "POST", "/v1/devices/"+device+"/revoke", nil)
+	c.ok(409, "POST", "/v1/payments", map[string]any{"device": device, "amount": 1, "currency": "EUR"})
 
 	// Refusals every operation documents, swept over the document.
 	real := map[string]string{"/v1/accounts/": payer, "/v1/products/": product, "/v1/devices/": device,

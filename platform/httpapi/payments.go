@@ -14,6 +14,7 @@ import (
 	"github.com/iotpay/iotpay/payment"
 	"github.com/iotpay/iotpay/payment/ledger"
 	"github.com/iotpay/iotpay/platform"
+	"github.com/iotpay/iotpay/platform/registry"
 )
 
 // Idempotency keys.
@@ -381,7 +382,7 @@ const holdSecondsMax = int64(payment.HoldTimeoutMax / time.Second)
 // createPayment authorizes a payment for a device, under its mandate, at
 // the operator's request (an EV session opened from the operator's
 // backend): the device's product names the merchant. A declined payment
-// is created too, with its decline_code.
+// is created too, with its decline_code. A revoked device pays no more.
 func (s *Server) createPayment(w http.ResponseWriter, r *http.Request, tenant iotpay.TenantID) error {
 	var in struct {
 		Device      iotpay.DeviceID `json:"device"`
@@ -400,6 +401,9 @@ func (s *Server) createPayment(w http.ResponseWriter, r *http.Request, tenant io
 		d, err := s.Registry.Device(ctx, tenant, in.Device)
 		if err != nil {
 			return 0, nil, err
+		}
+		if d.Status == registry.DeviceRevoked {
+			return 0, nil, iotpay.Errorf(iotpay.ECONFLICT, "device %s is revoked", d.ID)
 		}
 		prod, err := s.Registry.Product(ctx, tenant, d.Product)
 		if err != nil {
