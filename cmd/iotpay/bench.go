@@ -17,7 +17,10 @@ import (
 	"time"
 
 	"github.com/iotpay/iotpay"
+	"github.com/iotpay/iotpay/payment"
 	"github.com/iotpay/iotpay/payment/ledger"
+	"github.com/iotpay/iotpay/platform"
+	"github.com/iotpay/iotpay/platform/registry"
 	"github.com/iotpay/iotpay/store/postgres"
 	"github.com/iotpay/iotpay/store/sqlite"
 	"github.com/iotpay/iotpay/store/sqlstore"
@@ -76,6 +79,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	dur := fs.Duration("duration", 5*time.Second, "how long each phase runs")
 	clients := fs.Int("clients", 4096, "concurrent clients, each submitting one transfer or payment at a time")
 	wallets := fs.Int("accounts", 10_000, "payer accounts (and a tenth as many merchants)")
+	devices := fs.Int("devices", 1000, "devices paying, each under a mandate on a payer account of its own")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -105,11 +109,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	res := benchResult{Store: name, Clients: *clients, Seconds: dur.Seconds()}
-	w, err := ledger.Open(ctx, sqlstore.LedgerStore{DB: db}, ledger.Config[sqlstore.LedgerTx]{})
+	w, err := ledger.Open(ctx, db, ledger.Config[*sqlstore.Tx]{})
 	if err != nil {
 		return err
 	}
-	defer w.Close()
+	closeW := sync.OnceValue(w.Close)
+	defer closeW()
 	b := &ledgerBench{w: w, tenant: iotpay.TenantID(iotpay.NewID(iotpay.PrefixTenant, time.Now(), nil))}
 	say("setting up %d payer and %d merchant accounts on %s…", *wallets, *wallets/10, name)
 	if err := b.setup(ctx, *wallets); err != nil {
@@ -136,8 +141,23 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if res.HotAccountTransfersPerSec, err = phase("one hot merchant account", true); err != nil {
 		return err
 	}
+	// Payments run on the whole platform's writer: the ledger's must stop
+	// first (one writer a database).
+	closeW()
+	say("setting up %d devices with mandates…", *devices)
+	pb, err := newPaymentBench(ctx, db, *devices)
+	if err != nil {
+		return err
+	}
+	n, elapsed, err := pb.run(ctx, *clients, *dur)
+	pb.close()
+	if err != nil {
+		return err
+	}
+	res.PaymentsPerSec = float64(n) / elapsed.Seconds()
+	say("%-28s %9.0f payments/s   (%d authorized then captured in %v; 5 transfers each)", "payments", res.PaymentsPerSec, n, elapsed.Round(time.Millisecond))
 	var rep *ledger.Report
-	err = sqlstore.LedgerStore{DB: db}.View(ctx, func(tx sqlstore.LedgerTx) (err error) { rep, err = ledger.Check(ctx, tx); return })
+	err = db.View(ctx, func(tx *sqlstore.Tx) (err error) { rep, err = ledger.Check(ctx, tx); return })
 	if err != nil {
 		return err
 	}
@@ -153,7 +173,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 type ledgerBench struct {
-	w         *ledger.Writer[sqlstore.LedgerTx]
+	w         *ledger.Writer[*sqlstore.Tx]
 	tenant    iotpay.TenantID
 	bank, hot iotpay.AccountID
 	wallets   []iotpay.AccountID
@@ -235,6 +255,114 @@ func (b *ledgerBench) run(ctx context.Context, clients int, d time.Duration, hot
 				t := &ledger.Transfer{ID: newTransferID(), Tenant: b.tenant, Debit: b.wallets[r.IntN(len(b.wallets))],
 					Credit: to, Amount: r.Int64N(1000) + 1, Currency: "EUR", Kind: "bench"}
 				err := firstErr(b.w.Transfer(context.Background(), []*ledger.Transfer{t}))
+				if err != nil {
+					failed.Store(err)
+					cancel()
+					return
+				}
+				n.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if err, _ := failed.Load().(error); err != nil {
+		return 0, 0, err
+	}
+	return n.Load(), elapsed, nil
+}
+
+// paymentBench is the payment engine on the whole platform's writer, with
+// devices under mandates paying a merchant.
+type paymentBench struct {
+	e        *payment.Engine[platform.Tx]
+	tenant   iotpay.TenantID
+	product  *registry.Product
+	devices  []iotpay.DeviceID
+	merchant iotpay.AccountID
+}
+
+func newPaymentBench(ctx context.Context, db *sqlstore.DB, devices int) (*paymentBench, error) {
+	read := sqlstore.For[platform.Tx](db)
+	pb := &paymentBench{e: &payment.Engine[platform.Tx]{Store: read, Fees: payment.FeePlan{OperatorBps: 200, PlatformBps: 100}}}
+	w, err := ledger.Open(ctx, read, ledger.Config[platform.Tx]{OnExpire: pb.e.OnExpire})
+	if err != nil {
+		return nil, err
+	}
+	pb.e.W = w
+	reg := &registry.Service{Store: platform.WriterStore[registry.Tx]{W: w, Read: read}}
+	ten, _, err := reg.Bootstrap(ctx, "bench")
+	if err != nil {
+		pb.close()
+		return nil, err
+	}
+	pb.tenant = ten.ID
+	err = pb.e.Do(ctx, func(b *ledger.Batch[platform.Tx]) error {
+		m, err := payment.CreateAccount(b, ten.ID, "merchant", payment.KindMerchant, "EUR")
+		pb.merchant = m.ID
+		return err
+	})
+	if err == nil {
+		pb.product = &registry.Product{Tenant: ten.ID, Name: "bench", Merchant: pb.merchant, Category: "5814",
+			Pricing: registry.Pricing{Mode: registry.PriceAmount, Currency: "EUR"}}
+		err = reg.CreateProduct(ctx, pb.product)
+	}
+	for i := 0; err == nil && i < devices; i++ {
+		var d *registry.Device
+		if d, _, err = reg.CreateDevice(ctx, ten.ID, pb.product.ID, "bench"); err != nil {
+			break
+		}
+		pb.devices = append(pb.devices, d.ID)
+		err = pb.e.Do(ctx, func(b *ledger.Batch[platform.Tx]) error {
+			a, err := payment.CreateAccount(b, ten.ID, "payer", payment.KindPayer, "EUR")
+			if err != nil {
+				return err
+			}
+			if _, err := payment.Fund(b, ten.ID, a.ID, 1<<40); err != nil {
+				return err
+			}
+			return payment.CreateMandate(b, &payment.Mandate{Tenant: ten.ID, Device: d.ID, Payer: a.ID,
+				PerPayment: 1 << 30, PerDay: 1 << 40, PerMonth: 1 << 41})
+		})
+	}
+	if err != nil {
+		pb.close()
+		return nil, err
+	}
+	return pb, nil
+}
+
+func (pb *paymentBench) close() { pb.e.W.Close() }
+
+// run has clients authorize a payment then capture it, one after the
+// other, for d; it returns how many payments were captured.
+func (pb *paymentBench) run(ctx context.Context, clients int, d time.Duration) (int64, time.Duration, error) {
+	var n atomic.Int64
+	var failed atomic.Value
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var wg sync.WaitGroup
+	start := time.Now()
+	for c := range clients {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(c), uint64(start.UnixNano())))
+			for ctx.Err() == nil {
+				dev := pb.devices[r.IntN(len(pb.devices))]
+				var p *payment.Payment
+				err := pb.e.Do(context.Background(), func(b *ledger.Batch[platform.Tx]) (err error) {
+					p, err = pb.e.Authorize(b, &payment.AuthRequest{Tenant: pb.tenant, Device: dev, Product: pb.product.ID,
+						Category: pb.product.Category, Merchant: pb.merchant, Amount: iotpay.Money{Amount: r.Int64N(10_00) + 1, Currency: "EUR"}})
+					return err
+				})
+				if err == nil && p.Status != payment.StatusAuthorized {
+					err = fmt.Errorf("payment %s %s: %s", p.ID, p.Status, p.Reason)
+				}
+				if err == nil {
+					err = pb.e.Do(context.Background(), func(b *ledger.Batch[platform.Tx]) error {
+						_, err := pb.e.Capture(b, pb.tenant, p.ID, 0, true)
+						return err
+					})
+				}
 				if err != nil {
 					failed.Store(err)
 					cancel()

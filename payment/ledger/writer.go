@@ -206,9 +206,12 @@ func (b *Batch[T]) Hold(id iotpay.TransferID) (Transfer, bool) {
 	return *t, true
 }
 
-// NewTransferID returns a fresh transfer id.
+// NewTransferID returns a fresh transfer id: 80 random bits after the
+// time, so the ledger takes it as unused without reading the store.
 func (b *Batch[T]) NewTransferID() iotpay.TransferID {
-	return iotpay.TransferID(iotpay.NewID(iotpay.PrefixTransfer, b.Now, b.st.rand))
+	id := iotpay.TransferID(iotpay.NewID(iotpay.PrefixTransfer, b.Now, b.st.rand))
+	b.st.absent[id] = struct{}{}
+	return id
 }
 
 func (w *Writer[T]) run() {

@@ -255,3 +255,6 @@ func (d *Daemon) Close() error {
 	errs = append(errs, d.Writer.Close(), d.DB.Close())
 	return errors.Join(errs...)
 }
+
+// DataDir is the data directory in use.
+func (d *Daemon) DataDir() string { return d.cfg.DataDir }

@@ -13,10 +13,10 @@ import (
 // AppendLeaf implements audit.Tx: leaves are numbered from 0 with no gap.
 func (tx *Tx) AppendLeaf(ctx context.Context, data, hash []byte, created time.Time) (uint64, error) {
 	var next int64
-	if err := tx.row(ctx, `SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_leaves`).Scan(&next); err != nil {
+	if err := tx.row(ctx, qNextLeaf).Scan(&next); err != nil {
 		return 0, err
 	}
-	_, err := tx.exec(ctx, `INSERT INTO audit_leaves (idx, data, hash, created_ms) VALUES (?, ?, ?, ?)`, next, data, hash, ms(created))
+	_, err := tx.exec(ctx, qInsertLeaf, next, data, hash, ms(created))
 	return uint64(next), err
 }
 
@@ -38,3 +38,8 @@ func (tx *Tx) LogSize(ctx context.Context) (uint64, error) {
 	err := tx.row(ctx, `SELECT COUNT(*) FROM audit_leaves`).Scan(&n)
 	return uint64(n), err
 }
+
+var (
+	qNextLeaf   = hot(`SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_leaves`)
+	qInsertLeaf = hot(`INSERT INTO audit_leaves (idx, data, hash, created_ms) VALUES (?, ?, ?, ?)`)
+)

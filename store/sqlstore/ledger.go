@@ -40,7 +40,6 @@ CREATE INDEX ledger_transfers_time ON ledger_transfers(time_ms, seq);
 CREATE TABLE ledger_open_holds (seq INT64 PRIMARY KEY, id TEXT NOT NULL UNIQUE);
 `
 
-
 const ledgerAccountCols = `id, tenant, currency, normal, flags, kind, name, created_ms,
 	debits_pending, debits_posted, credits_pending, credits_posted`
 
@@ -159,9 +158,20 @@ const (
 	lookupArraysSQL = `SELECT ` + transferCols + ` FROM ledger_transfers WHERE id = ANY(?::text[])`
 )
 
+// hotQueries are the statements registered with hot.
+var hotQueries []string
+
+// hot registers query as one the writer runs often, to be prepared once;
+// package-level variables call it, so the list is complete before any
+// database opens.
+func hot(query string) string {
+	hotQueries = append(hotQueries, query)
+	return query
+}
+
 // hotStatements are the writer's statements worth preparing once.
 func hotStatements(d *Dialect) []string {
-	qs := []string{`DELETE FROM ledger_open_holds WHERE id = ?`}
+	qs := append([]string{`DELETE FROM ledger_open_holds WHERE id = ?`}, hotQueries...)
 	if d.usesArrays() {
 		qs = append(qs, insertTransfersArraysSQL, updateBalancesArraysSQL, lookupArraysSQL)
 	}
@@ -328,7 +338,7 @@ func (tx *Tx) LookupTransfers(ctx context.Context, ids []iotpay.TransferID) ([]*
 
 // Resolution implements ledger.Tx.
 func (tx *Tx) Resolution(ctx context.Context, pending iotpay.TransferID) (*ledger.Transfer, error) {
-	t, err := scanTransfer(tx.row(ctx, `SELECT `+transferCols+` FROM ledger_transfers WHERE pending_id = ? ORDER BY seq LIMIT 1`, pending))
+	t, err := scanTransfer(tx.row(ctx, `SELECT `+transferCols+` FROM ledger_transfers WHERE pending_id = ? AND pending_id <> '' ORDER BY seq LIMIT 1`, pending))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("resolution of", pending)
 	}
@@ -464,24 +474,60 @@ func (tx *Tx) Totals(ctx context.Context) (map[iotpay.Currency]ledger.Balance, e
 
 // Replayed implements ledger.ReadTx: every balance recomputed from the
 // transfers (a hold counts while no transfer resolves it), independently
-// of the open holds' table.
+// of the open holds' table, and compared with the stored one.
 func (tx *Tx) Replayed(ctx context.Context) ([]iotpay.AccountID, error) {
 	held := `CASE WHEN (t.flags & ` + strconv.Itoa(int(ledger.Pending)) + `) <> 0
-		AND NOT EXISTS (SELECT 1 FROM ledger_transfers r WHERE r.pending_id = t.id) THEN t.amount ELSE 0 END`
+		AND NOT EXISTS (SELECT 1 FROM ledger_transfers r WHERE r.pending_id = t.id AND r.pending_id <> '') THEN t.amount ELSE 0 END`
 	posted := `CASE WHEN (t.flags & ` + strconv.Itoa(int(ledger.Pending|ledger.VoidPending|ledger.Expired)) + `) = 0
 		THEN t.amount ELSE 0 END`
-	rows, err := tx.query(ctx, `SELECT a.id FROM ledger_accounts a LEFT JOIN (
-		SELECT acct, SUM(dpe) AS dpe, SUM(dpo) AS dpo, SUM(cpe) AS cpe, SUM(cpo) AS cpo FROM (
-			SELECT t.debit AS acct, `+held+` AS dpe, `+posted+` AS dpo, 0 AS cpe, 0 AS cpo FROM ledger_transfers t
-			UNION ALL
-			SELECT t.credit, 0, 0, `+held+`, `+posted+` FROM ledger_transfers t
-		) m GROUP BY acct
-	) s ON s.acct = a.id
-	WHERE a.debits_pending <> COALESCE(s.dpe, 0) OR a.debits_posted <> COALESCE(s.dpo, 0)
-		OR a.credits_pending <> COALESCE(s.cpe, 0) OR a.credits_posted <> COALESCE(s.cpo, 0)
-	ORDER BY a.id`)
-	return collect(rows, err, func(r interface{ Scan(...any) error }) (iotpay.AccountID, error) {
-		var id iotpay.AccountID
-		return id, r.Scan(&id)
-	})
+	sums := map[iotpay.AccountID]*ledger.Balance{}
+	for _, side := range []string{"debit", "credit"} {
+		rows, err := tx.query(ctx, `SELECT t.`+side+`, COALESCE(SUM(`+held+`), 0), COALESCE(SUM(`+posted+`), 0)
+			FROM ledger_transfers t GROUP BY t.`+side)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var id iotpay.AccountID
+			var h, p int64
+			if err := rows.Scan(&id, &h, &p); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			b := sums[id]
+			if b == nil {
+				b = &ledger.Balance{}
+				sums[id] = b
+			}
+			if side == "debit" {
+				b.DebitsPending, b.DebitsPosted = h, p
+			} else {
+				b.CreditsPending, b.CreditsPosted = h, p
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	rows, err := tx.query(ctx, `SELECT `+ledgerAccountCols+` FROM ledger_accounts ORDER BY id`)
+	as, err := collect(rows, err, scanLedgerAccount)
+	if err != nil {
+		return nil, err
+	}
+	var out []iotpay.AccountID
+	for _, a := range as {
+		want := ledger.Balance{}
+		if b := sums[a.ID]; b != nil {
+			want = *b
+		}
+		delete(sums, a.ID)
+		if a.Balance != want {
+			out = append(out, a.ID)
+		}
+	}
+	for id := range sums { // transfers of an account that does not exist
+		out = append(out, id)
+	}
+	return out, nil
 }

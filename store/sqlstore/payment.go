@@ -129,20 +129,19 @@ func scanMandate(row interface{ Scan(...any) error }) (*payment.Mandate, error) 
 
 // CreateMandate implements payment.Tx.
 func (tx *Tx) CreateMandate(ctx context.Context, m *payment.Mandate) error {
-	_, err := tx.exec(ctx, `INSERT INTO mandates (`+mandateCols+`) VALUES (`+placeholders(19)+`)`, mandateArgs(m)...)
+	_, err := tx.exec(ctx, qInsertMandate, mandateArgs(m)...)
 	return tx.mapErr(err)
 }
 
 // UpdateMandate implements payment.Tx.
 func (tx *Tx) UpdateMandate(ctx context.Context, m *payment.Mandate) error {
-	_, err := tx.exec(ctx, `UPDATE mandates SET status = ?, day = ?, day_used = ?, month = ?, month_used = ?, updated_ms = ?
-		WHERE id = ?`, m.Status, m.Day, m.DayUsed, m.Month, m.MonthUsed, ms(m.Updated), m.ID)
+	_, err := tx.exec(ctx, qUpdateMandate, m.Status, m.Day, m.DayUsed, m.Month, m.MonthUsed, ms(m.Updated), m.ID)
 	return tx.mapErr(err)
 }
 
 // Mandate implements payment.Tx.
 func (tx *Tx) Mandate(ctx context.Context, tenant iotpay.TenantID, id iotpay.MandateID) (*payment.Mandate, error) {
-	m, err := scanMandate(tx.row(ctx, `SELECT `+mandateCols+` FROM mandates WHERE id = ? AND tenant = ?`, id, tenant))
+	m, err := scanMandate(tx.row(ctx, qMandate, id, tenant))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("mandate", id)
 	}
@@ -151,7 +150,7 @@ func (tx *Tx) Mandate(ctx context.Context, tenant iotpay.TenantID, id iotpay.Man
 
 // DeviceMandate implements payment.Tx.
 func (tx *Tx) DeviceMandate(ctx context.Context, device iotpay.DeviceID) (*payment.Mandate, error) {
-	m, err := scanMandate(tx.row(ctx, `SELECT `+mandateCols+` FROM mandates WHERE device = ? ORDER BY id DESC LIMIT 1`, device))
+	m, err := scanMandate(tx.row(ctx, qDeviceMandate, device))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("mandate of device", device)
 	}
@@ -188,23 +187,37 @@ func scanPayment(row interface{ Scan(...any) error }) (*payment.Payment, error) 
 
 func placeholders(n int) string { return strings.Repeat("?, ", n-1) + "?" }
 
+// The payment layer's statements the writer runs for every payment.
+var (
+	qInsertMandate = hot(`INSERT INTO mandates (` + mandateCols + `) VALUES (` + placeholders(19) + `)`)
+	qUpdateMandate = hot(`UPDATE mandates SET status = ?, day = ?, day_used = ?, month = ?, month_used = ?, updated_ms = ?
+		WHERE id = ?`)
+	qMandate       = hot(`SELECT ` + mandateCols + ` FROM mandates WHERE id = ? AND tenant = ?`)
+	qDeviceMandate = hot(`SELECT ` + mandateCols + ` FROM mandates WHERE device = ? ORDER BY id DESC LIMIT 1`)
+	qInsertPayment = hot(`INSERT INTO payments (` + paymentCols + `) VALUES (` + placeholders(26) + `)`)
+	qUpdatePayment = hot(`UPDATE payments SET status = ?, amount = ?, captured = ?, refunded = ?, held = ?,
+		fee_operator = ?, fee_platform = ?, hold = ?, hold_expires_ms = ?, updated_ms = ? WHERE id = ?`)
+	qPayment          = hot(`SELECT ` + paymentCols + ` FROM payments WHERE id = ? AND tenant = ?`)
+	qPaymentByRequest = hot(`SELECT ` + paymentCols + ` FROM payments WHERE device = ? AND request_id = ? AND request_id <> ''`)
+	qPaymentByHold    = hot(`SELECT ` + paymentCols + ` FROM payments WHERE hold = ? AND hold <> ''`)
+)
+
 // CreatePayment implements payment.Tx.
 func (tx *Tx) CreatePayment(ctx context.Context, p *payment.Payment) error {
-	_, err := tx.exec(ctx, `INSERT INTO payments (`+paymentCols+`) VALUES (`+placeholders(26)+`)`, paymentArgs(p)...)
+	_, err := tx.exec(ctx, qInsertPayment, paymentArgs(p)...)
 	return tx.mapErr(err)
 }
 
 // UpdatePayment implements payment.Tx.
 func (tx *Tx) UpdatePayment(ctx context.Context, p *payment.Payment) error {
-	_, err := tx.exec(ctx, `UPDATE payments SET status = ?, amount = ?, captured = ?, refunded = ?, held = ?,
-		fee_operator = ?, fee_platform = ?, hold = ?, hold_expires_ms = ?, updated_ms = ? WHERE id = ?`,
+	_, err := tx.exec(ctx, qUpdatePayment,
 		p.Status, p.Amount, p.Captured, p.Refunded, p.Held, p.FeeOperator, p.FeePlatform, p.Hold, ms(p.HoldExpires),
 		ms(p.Updated), p.ID)
 	return tx.mapErr(err)
 }
 
-func (tx *Tx) onePayment(ctx context.Context, what any, where string, args ...any) (*payment.Payment, error) {
-	p, err := scanPayment(tx.row(ctx, `SELECT `+paymentCols+` FROM payments WHERE `+where, args...))
+func (tx *Tx) onePayment(ctx context.Context, what any, query string, args ...any) (*payment.Payment, error) {
+	p, err := scanPayment(tx.row(ctx, query, args...))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("payment", what)
 	}
@@ -213,17 +226,17 @@ func (tx *Tx) onePayment(ctx context.Context, what any, where string, args ...an
 
 // Payment implements payment.Tx.
 func (tx *Tx) Payment(ctx context.Context, tenant iotpay.TenantID, id iotpay.PaymentID) (*payment.Payment, error) {
-	return tx.onePayment(ctx, id, `id = ? AND tenant = ?`, id, tenant)
+	return tx.onePayment(ctx, id, qPayment, id, tenant)
 }
 
 // PaymentByRequest implements payment.Tx.
 func (tx *Tx) PaymentByRequest(ctx context.Context, device iotpay.DeviceID, requestID string) (*payment.Payment, error) {
-	return tx.onePayment(ctx, requestID, `device = ? AND request_id = ? AND request_id <> ''`, device, requestID)
+	return tx.onePayment(ctx, requestID, qPaymentByRequest, device, requestID)
 }
 
 // PaymentByHold implements payment.Tx.
 func (tx *Tx) PaymentByHold(ctx context.Context, hold iotpay.TransferID) (*payment.Payment, error) {
-	return tx.onePayment(ctx, hold, `hold = ? AND hold <> ''`, hold)
+	return tx.onePayment(ctx, hold, qPaymentByHold, hold)
 }
 
 // Payments implements payment.Tx: newest first, before the cursor.
