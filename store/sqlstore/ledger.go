@@ -171,12 +171,12 @@ func hot(query string) string {
 
 // hotStatements are the writer's statements worth preparing once.
 func hotStatements(d *Dialect) []string {
-	qs := append([]string{`DELETE FROM ledger_open_holds WHERE id = ?`}, hotQueries...)
+	qs := append([]string{}, hotQueries...)
 	if d.usesArrays() {
 		qs = append(qs, insertTransfersArraysSQL, updateBalancesArraysSQL, lookupArraysSQL)
 	}
 	for _, n := range bulkSizes {
-		qs = append(qs, insertSQL(d, "ledger_open_holds", "seq, id", 2, n))
+		qs = append(qs, insertSQL(d, "ledger_open_holds", "seq, id", 2, n), deleteHoldsSQL(n))
 		if !d.usesArrays() {
 			qs = append(qs, insertSQL(d, "ledger_transfers", transferCols, transferColsN, n), updateBalancesSQL(n), lookupSQL(n))
 		}
@@ -233,12 +233,18 @@ func (tx *Tx) InsertTransfers(ctx context.Context, ts []*ledger.Transfer) error 
 			return err
 		}
 	}
-	for _, t := range closed {
-		if _, err := tx.exec(ctx, `DELETE FROM ledger_open_holds WHERE id = ?`, t.PendingID); err != nil {
-			return err
+	return chunks(len(closed), func(start, n int) error {
+		args := make([]any, n)
+		for i, t := range closed[start : start+n] {
+			args[i] = t.PendingID
 		}
-	}
-	return nil
+		_, err := tx.exec(ctx, deleteHoldsSQL(n), args...)
+		return err
+	})
+}
+
+func deleteHoldsSQL(rows int) string {
+	return `DELETE FROM ledger_open_holds WHERE id IN (?` + strings.Repeat(", ?", rows-1) + `)`
 }
 
 // insertTransfersArrays is one INSERT … SELECT FROM unnest of 22 arrays.
