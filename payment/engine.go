@@ -228,7 +228,8 @@ func (e *Engine[T]) Authorize(b *ledger.Batch[T], req *AuthRequest) (*Payment, e
 	return p, b.Tx.CreatePayment(ctx, p)
 }
 
-// hold places the authorization's hold: payer to clearing.
+// hold places the authorization's hold: from the payer to the merchant,
+// pending.
 func (e *Engine[T]) hold(b *ledger.Batch[T], p *Payment, timeout time.Duration) error {
 	payer, ok1 := b.Account(p.Payer)
 	mer, ok2 := b.Account(p.Merchant)
@@ -236,11 +237,7 @@ func (e *Engine[T]) hold(b *ledger.Batch[T], p *Payment, timeout time.Duration) 
 		mer.Kind != KindMerchant || payer.Currency != p.Currency || mer.Currency != p.Currency {
 		return decline(DeclineAccountUnavailable)
 	}
-	clearing, err := SystemAccount(b, p.Tenant, KindClearing, p.Currency)
-	if err != nil {
-		return err
-	}
-	t := &ledger.Transfer{ID: b.NewTransferID(), Tenant: p.Tenant, Debit: p.Payer, Credit: clearing, Amount: p.Amount,
+	t := &ledger.Transfer{ID: b.NewTransferID(), Tenant: p.Tenant, Debit: p.Payer, Credit: p.Merchant, Amount: p.Amount,
 		Currency: p.Currency, Flags: ledger.Pending, Timeout: timeout, Kind: "authorize", Ref: string(p.ID)}
 	switch err := applyFor(b, p, t); {
 	case errors.Is(err, ledger.ErrInsufficientFunds):
@@ -254,8 +251,8 @@ func (e *Engine[T]) hold(b *ledger.Batch[T], p *Payment, timeout time.Duration) 
 
 // rehold is a new hold for amount on p's payer that ends when p's hold
 // does.
-func rehold[T Tx](b *ledger.Batch[T], p *Payment, clearing iotpay.AccountID, amount int64) *ledger.Transfer {
-	t := &ledger.Transfer{ID: b.NewTransferID(), Tenant: p.Tenant, Debit: p.Payer, Credit: clearing, Amount: amount,
+func rehold[T Tx](b *ledger.Batch[T], p *Payment, amount int64) *ledger.Transfer {
+	t := &ledger.Transfer{ID: b.NewTransferID(), Tenant: p.Tenant, Debit: p.Payer, Credit: p.Merchant, Amount: amount,
 		Currency: p.Currency, Flags: ledger.Pending, Kind: "authorize", Ref: string(p.ID)}
 	if !p.HoldExpires.IsZero() {
 		t.Timeout = max(p.HoldExpires.Sub(b.Now), time.Millisecond)
@@ -277,37 +274,28 @@ func (e *Engine[T]) capture(b *ledger.Batch[T], p *Payment, amount int64, final 
 		return iotpay.Errorf(iotpay.EINVALID, "capture amount must be between 1 and the %d held", p.Held)
 	}
 	tenant, cur := p.Tenant, p.Currency
-	clearing, err := SystemAccount(b, tenant, KindClearing, cur)
-	if err != nil {
-		return err
-	}
-	mer, op, pf := e.Fees.split(amount)
+	_, op, pf := e.Fees.split(amount)
+	// The hold's posting pays the merchant; the merchant pays the fees:
+	// linked legs, all or nothing.
 	legs := []*ledger.Transfer{{ID: b.NewTransferID(), Tenant: tenant, Flags: ledger.PostPending, PendingID: p.Hold,
 		Amount: amount, Kind: "capture", Ref: string(p.ID)}}
-	for _, leg := range []struct {
-		to     iotpay.AccountID
+	for _, fee := range []struct {
 		kind   string
 		amount int64
-	}{{p.Merchant, "", mer}, {"", KindOperator, op}, {"", KindPlatform, pf}} {
-		if leg.amount == 0 {
+	}{{KindOperator, op}, {KindPlatform, pf}} {
+		if fee.amount == 0 {
 			continue
 		}
-		to := leg.to
-		if to == "" {
-			if to, err = SystemAccount(b, tenant, leg.kind, cur); err != nil {
-				return err
-			}
+		to, err := SystemAccount(b, tenant, fee.kind, cur)
+		if err != nil {
+			return err
 		}
-		kind := "split"
-		if leg.kind != "" {
-			kind = "fee " + leg.kind
-		}
-		legs = append(legs, &ledger.Transfer{ID: b.NewTransferID(), Tenant: tenant, Debit: clearing, Credit: to,
-			Amount: leg.amount, Currency: cur, Kind: kind, Ref: string(p.ID)})
+		legs = append(legs, &ledger.Transfer{ID: b.NewTransferID(), Tenant: tenant, Debit: p.Merchant, Credit: to,
+			Amount: fee.amount, Currency: cur, Kind: "fee " + fee.kind, Ref: string(p.ID)})
 	}
 	var next *ledger.Transfer
 	if rest := p.Held - amount; !final && rest > 0 {
-		next = rehold(b, p, clearing, rest)
+		next = rehold(b, p, rest)
 		legs = append(legs, next)
 	}
 	if err := applyFor(b, p, legs...); err != nil {
@@ -397,13 +385,9 @@ func (e *Engine[T]) Increment(b *ledger.Batch[T], tenant iotpay.TenantID, id iot
 	if err := m.admit(amount, p.Amount+amount, p.Currency, p.Product, p.Category, b.Now); err != nil {
 		return nil, err
 	}
-	clearing, err := SystemAccount(b, tenant, KindClearing, p.Currency)
-	if err != nil {
-		return nil, err
-	}
 	void := &ledger.Transfer{ID: b.NewTransferID(), Tenant: tenant, Flags: ledger.VoidPending, PendingID: p.Hold,
 		Kind: "increment", Ref: string(p.ID)}
-	next := rehold(b, p, clearing, p.Held+amount)
+	next := rehold(b, p, p.Held+amount)
 	switch err := applyFor(b, p, void, next); {
 	case errors.Is(err, ledger.ErrInsufficientFunds):
 		return nil, decline(DeclineInsufficientFunds)
@@ -422,7 +406,7 @@ func (e *Engine[T]) Increment(b *ledger.Batch[T], tenant iotpay.TenantID, id iot
 // Refund returns amount (0: all that is left) of what a payment captured
 // to the payer. The operator and the platform give back their fees in
 // proportion (all of them once everything is refunded), the merchant the
-// rest: linked legs through clearing, all or nothing. Several partial
+// rest: linked legs, all or nothing. Several partial
 // refunds may follow one another up to the captured amount.
 func (e *Engine[T]) Refund(b *ledger.Batch[T], tenant iotpay.TenantID, id iotpay.PaymentID, amount int64) (*Payment, error) {
 	p, err := e.load(b, tenant, id)
@@ -440,10 +424,6 @@ func (e *Engine[T]) Refund(b *ledger.Batch[T], tenant iotpay.TenantID, id iotpay
 		return nil, iotpay.Errorf(iotpay.EINVALID, "refund amount must be between 1 and the %d left", left)
 	}
 	cur := p.Currency
-	clearing, err := SystemAccount(b, tenant, KindClearing, cur)
-	if err != nil {
-		return nil, err
-	}
 	share := func(fee int64) int64 { // fee's part of the refunds so far and now, less what went back before
 		return mulDiv(fee, p.Refunded+amount, p.Captured) - mulDiv(fee, p.Refunded, p.Captured)
 	}
@@ -463,11 +443,9 @@ func (e *Engine[T]) Refund(b *ledger.Batch[T], tenant iotpay.TenantID, id iotpay
 				return nil, err
 			}
 		}
-		legs = append(legs, &ledger.Transfer{ID: b.NewTransferID(), Tenant: tenant, Debit: from, Credit: clearing,
+		legs = append(legs, &ledger.Transfer{ID: b.NewTransferID(), Tenant: tenant, Debit: from, Credit: p.Payer,
 			Amount: leg.amount, Currency: cur, Kind: "refund", Ref: string(p.ID)})
 	}
-	legs = append(legs, &ledger.Transfer{ID: b.NewTransferID(), Tenant: tenant, Debit: clearing, Credit: p.Payer,
-		Amount: amount, Currency: cur, Kind: "refund", Ref: string(p.ID)})
 	switch err := applyFor(b, p, legs...); {
 	case errors.Is(err, ledger.ErrInsufficientFunds):
 		return nil, iotpay.Errorf(iotpay.EDECLINED, "the merchant's (or a fee account's) balance does not cover the refund")

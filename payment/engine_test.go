@@ -149,22 +149,20 @@ func (x *env) system(kind string) ledger.Balance {
 }
 
 // check holds the ledger and the payments to their invariants: balanced,
-// clearing at zero, and the payer's balance what its payments say.
+// and the payer's and the merchant's balances what the payments say.
 func (x *env) check() {
 	x.t.Helper()
 	rep, err := x.e.Check(bg)
 	if err != nil || !rep.Balanced {
 		x.t.Fatalf("ledger: %+v %v", rep, err)
 	}
-	if c := x.system(payment.KindClearing); c.Posted(ledger.Credit) != 0 {
-		x.t.Fatalf("clearing holds %+v", c)
-	}
 	ps, err := x.e.Payments(bg, x.tenant, payment.Filter{})
 	if err != nil {
 		x.t.Fatal(err)
 	}
-	var captured, refunded, held int64
+	var captured, refunded, held, fees int64
 	for _, p := range ps {
+		fees += p.FeeOperator + p.FeePlatform
 		if p.Captured > p.Amount || p.Refunded > p.Captured || p.Held > p.Amount-p.Captured {
 			x.t.Fatalf("payment %s amounts inconsistent: %+v", p.ID, p)
 		}
@@ -178,6 +176,11 @@ func (x *env) check() {
 	}
 	if b.DebitsPending != held {
 		x.t.Fatalf("payer holds %d, payments hold %d", b.DebitsPending, held)
+	}
+	paid := x.balance(x.merchant).Posted(ledger.Credit) + x.system(payment.KindOperator).Posted(ledger.Credit) +
+		x.system(payment.KindPlatform).Posted(ledger.Credit)
+	if paid != captured-refunded {
+		x.t.Fatalf("merchant and fee accounts hold %d, payments captured %d and refunded %d", paid, captured, refunded)
 	}
 }
 
@@ -225,7 +228,7 @@ func TestAuthorizeCaptureRefund(t *testing.T) {
 		t.Fatalf("operator %+v platform %+v", op, pl)
 	}
 	ts, err := x.e.Transfers(bg, x.tenant, ledger.TransferFilter{Ref: string(p.ID)})
-	if err != nil || len(ts) != 10 { // hold, post, 3 legs, re-hold; post, 3 legs
+	if err != nil || len(ts) != 8 { // hold, post, 2 fees, re-hold; post, 2 fees
 		t.Fatalf("transfers of the payment: %d %v", len(ts), err)
 	}
 	_, err = x.op(func(b *ledger.Batch[platform.Tx]) (*payment.Payment, error) {
@@ -261,7 +264,7 @@ func TestSaleVoidIncrementExpiry(t *testing.T) {
 	x := newEnv(t, payment.FeePlan{})
 	dev, _ := x.device(nil)
 	sale := x.authorize(dev, 2_50, true)
-	if sale.Status != payment.StatusCaptured || sale.Captured != 2_50 || len(sale.Legs) != 3 {
+	if sale.Status != payment.StatusCaptured || sale.Captured != 2_50 || len(sale.Legs) != 2 { // hold, post
 		t.Fatalf("sale %+v", sale)
 	}
 	_, err := x.op(func(b *ledger.Batch[platform.Tx]) (*payment.Payment, error) { return x.e.Void(b, x.tenant, sale.ID) })

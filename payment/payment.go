@@ -37,11 +37,12 @@ const (
 
 // Account kinds. Payer and merchant accounts are opened by operators; the
 // others are the tenant's own, one per currency, opened on first use.
+// A capture pays the merchant, and the merchant the operator's and the
+// platform's fees, in one linked chain.
 const (
 	KindPayer    = "payer"    // a prepaid wallet devices pay from
 	KindMerchant = "merchant" // credited by captures
 	KindFunding  = "funding"  // money held at the bank: debited when a wallet is funded
-	KindClearing = "clearing" // where a capture's money passes before its split; nets to zero
 	KindOperator = "operator" // the operator's fee on each capture
 	KindPlatform = "platform" // the platform's fee on each capture
 )

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"sync"
@@ -81,6 +82,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	wallets := fs.Int("accounts", 10_000, "payer accounts (and a tenth as many merchants)")
 	devices := fs.Int("devices", 1000, "devices paying, each under a mandate on a payer account of its own")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file")
+	memProfile := fs.String("memprofile", "", "write an allocation profile to this file at the end")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -94,6 +96,15 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if *memProfile != "" {
+		runtime.MemProfileRate = 64 << 10
+		defer func() {
+			if f, err := os.Create(*memProfile); err == nil {
+				pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
 	}
 	if *clients < 1 || *wallets < 10 || *dur <= 0 || *dur > 10*time.Minute {
 		return errors.New("need --clients ≥ 1, --accounts ≥ 10 and 0 < --duration ≤ 10m")
@@ -155,7 +166,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	res.PaymentsPerSec = float64(n) / elapsed.Seconds()
-	say("%-28s %9.0f payments/s   (%d authorized then captured in %v; 5 transfers each)", "payments", res.PaymentsPerSec, n, elapsed.Round(time.Millisecond))
+	say("%-28s %9.0f payments/s   (%d authorized then captured in %v; 4 ledger transfers each)", "payments", res.PaymentsPerSec, n, elapsed.Round(time.Millisecond))
 	var rep *ledger.Report
 	err = db.View(ctx, func(tx *sqlstore.Tx) (err error) { rep, err = ledger.Check(ctx, tx); return })
 	if err != nil {

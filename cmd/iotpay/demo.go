@@ -387,7 +387,7 @@ type demoPayment struct {
 // session plays an EV charging session opened from the charging
 // network's backend over the operator API: an authorization holds an
 // estimate on the driver's wallet, raised as the session goes on, then
-// captured in parts, each split into the merchant's and the fees' legs;
+// captured in parts, each paying the merchant, which pays the fees' legs;
 // the final capture releases what was not used.
 func (dm *demo) session(ctx context.Context, dd *demoDevice) error {
 	eur := func(v int64) string { return iotpay.Money{Amount: v, Currency: "EUR"}.String() }
@@ -427,8 +427,8 @@ func (dm *demo) session(ctx context.Context, dd *demoDevice) error {
 	return dm.legs(ctx, dd.name, p)
 }
 
-// legs shows how a payment's captures were split, and checks that the
-// merchant's and the fees' legs add up to what was captured.
+// legs shows how a payment's captures were shared, and checks that the
+// captures and the fees' legs are what the payment says.
 func (dm *demo) legs(ctx context.Context, name string, p demoPayment) error {
 	var page struct {
 		Data []struct {
@@ -444,9 +444,11 @@ func (dm *demo) legs(ctx context.Context, name string, p demoPayment) error {
 		by[t.Kind] += t.Amount
 	}
 	eur := func(v int64) string { return iotpay.Money{Amount: v, Currency: "EUR"}.String() }
+	// The captures pay the merchant; the merchant pays the fees.
+	kept := by["capture"] - by["fee operator"] - by["fee platform"]
 	fmt.Fprintf(dm.out, "%-10s %-26s merchant %s + operator fee %s + platform fee %s = %s captured\n", name, "ledger legs",
-		eur(by["split"]), eur(by["fee operator"]), eur(by["fee platform"]), eur(by["capture"]))
-	if by["split"]+by["fee operator"]+by["fee platform"] != p.Captured || by["capture"] != p.Captured ||
+		eur(kept), eur(by["fee operator"]), eur(by["fee platform"]), eur(by["capture"]))
+	if by["capture"] != p.Captured ||
 		by["fee operator"] != p.FeeOperator || by["fee platform"] != p.FeePlatform {
 		return fmt.Errorf("%s: the legs of %s do not add up to its captures", name, p.ID)
 	}

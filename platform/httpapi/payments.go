@@ -166,7 +166,7 @@ func (s *Server) createAccount(w http.ResponseWriter, r *http.Request, tenant io
 }
 
 // accountKinds are the kinds ?kind may name.
-var accountKinds = []string{payment.KindPayer, payment.KindMerchant, payment.KindFunding, payment.KindClearing,
+var accountKinds = []string{payment.KindPayer, payment.KindMerchant, payment.KindFunding,
 	payment.KindOperator, payment.KindPlatform}
 
 // queryEnum reads an optional query parameter that must be one of allowed.

@@ -87,7 +87,7 @@ func TestPaymentLifecycle(t *testing.T) {
 			toPayer += int64(tr["amount"].(float64))
 		}
 	}
-	if kinds["authorize"] != 2 || kinds["capture"] != 2 || kinds["split"] != 2 || toPayer != 500 {
+	if kinds["authorize"] != 2 || kinds["capture"] != 2 || toPayer != 500 {
 		t.Errorf("transfers by kind: %v, refunded to the payer %d", kinds, toPayer)
 	}
 	ts := a.walk(t, a.key, "/v1/accounts/"+w.payer+"/transfers", 3)
@@ -264,15 +264,14 @@ func TestFees(t *testing.T) {
 		switch kind := tr["kind"].(string); kind {
 		case "capture":
 			captured += amount
-		case "split", "fee operator", "fee platform":
+		case "fee operator", "fee platform":
 			legs[kind] += amount
 		}
 	}
-	if captured != 1999 || legs["split"] != 1999-39-19 || legs["fee operator"] != 39 || legs["fee platform"] != 19 {
+	// The captures pay the merchant, which pays the fees: what the merchant
+	// keeps and the fees add up to what was captured.
+	if captured != 1999 || legs["fee operator"] != 39 || legs["fee platform"] != 19 {
 		t.Errorf("captured %d, legs %v", captured, legs)
-	}
-	if sum := legs["split"] + legs["fee operator"] + legs["fee platform"]; sum != captured {
-		t.Errorf("legs sum to %d, captured %d", sum, captured)
 	}
 	expect(t, "merchant", a.must(t, 200, "GET", "/v1/accounts/"+w.merchant, nil), map[string]any{"balance": int64(1999 - 39 - 19)})
 	fees := func() map[string]int64 {

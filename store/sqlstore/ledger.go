@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/iotpay/iotpay"
@@ -126,6 +127,18 @@ func chunks(n int, fn func(start, size int) error) error {
 	return nil
 }
 
+// memo remembers the bulk statements' texts, built once for each shape.
+var memo sync.Map
+
+func memoized(key string, build func() string) string {
+	if q, ok := memo.Load(key); ok {
+		return q.(string)
+	}
+	q := build()
+	memo.Store(key, q)
+	return q
+}
+
 // tuples is n parenthesized groups of k placeholders.
 func tuples(n, k int) string {
 	row := "(" + strings.Repeat("?, ", k-1) + "?)"
@@ -133,10 +146,16 @@ func tuples(n, k int) string {
 }
 
 func insertSQL(d *Dialect, table, cols string, ncols, rows int) string {
-	return d.bulkInsert() + " " + table + " (" + cols + ") VALUES " + tuples(rows, ncols)
+	return memoized(d.name+" insert "+table+" "+strconv.Itoa(rows), func() string {
+		return d.bulkInsert() + " " + table + " (" + cols + ") VALUES " + tuples(rows, ncols)
+	})
 }
 
 func updateBalancesSQL(rows int) string {
+	return memoized("update balances "+strconv.Itoa(rows), func() string { return updateBalancesSQLOf(rows) })
+}
+
+func updateBalancesSQLOf(rows int) string {
 	return `WITH u(id, dpe, dpo, cpe, cpo) AS (VALUES ` + tuples(rows, 5) + `)
 		UPDATE OR ROLLBACK ledger_accounts SET debits_pending = u.dpe, debits_posted = u.dpo, credits_pending = u.cpe,
 		credits_posted = u.cpo FROM u WHERE ledger_accounts.id = u.id`
@@ -244,6 +263,10 @@ func (tx *Tx) InsertTransfers(ctx context.Context, ts []*ledger.Transfer) error 
 }
 
 func deleteHoldsSQL(rows int) string {
+	return memoized("delete holds "+strconv.Itoa(rows), func() string { return deleteHoldsSQLOf(rows) })
+}
+
+func deleteHoldsSQLOf(rows int) string {
 	return `DELETE FROM ledger_open_holds WHERE id IN (?` + strings.Repeat(", ?", rows-1) + `)`
 }
 
