@@ -141,6 +141,9 @@ type Tx interface {
 	// ENOTFOUND when none; PutIdempotency records one.
 	Idempotency(ctx context.Context, tenant iotpay.TenantID, key string) (*IdempotencyRecord, error)
 	PutIdempotency(ctx context.Context, r *IdempotencyRecord) error
+	// PurgeIdempotency forgets the records made before an instant and
+	// says how many.
+	PurgeIdempotency(ctx context.Context, before time.Time) (int64, error)
 }
 
 // Store runs read-only functions; writes go through the ledger's Writer.

@@ -86,6 +86,36 @@ type Daemon struct {
 	http     *http.Server
 	httpLn   net.Listener
 	httpDone chan error
+
+	janitorStop, janitorDone chan struct{}
+}
+
+// JanitorInterval is how often expired idempotency records are deleted.
+const JanitorInterval = 10 * time.Minute
+
+// janitor deletes idempotency records past their time, every
+// JanitorInterval, through the writer.
+func (d *Daemon) janitor() {
+	defer close(d.janitorDone)
+	t := time.NewTicker(JanitorInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.janitorStop:
+			return
+		case <-t.C:
+		}
+		err := d.Payments.Do(context.Background(), func(b *ledger.Batch[platform.Tx]) error {
+			n, err := b.Tx.PurgeIdempotency(b.Context(), b.Now.Add(-httpapi.IdempotencyTTL))
+			if n > 0 {
+				d.log.Info("purged expired idempotency keys", "keys", n)
+			}
+			return err
+		})
+		if err != nil {
+			d.log.Error("purging idempotency keys failed", "err", err)
+		}
+	}
 }
 
 // Open prepares the data directory (creating the database, CA, receipt key
@@ -225,6 +255,8 @@ func (d *Daemon) Start() error {
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10}
 	d.httpDone = make(chan error, 1)
 	go func() { d.httpDone <- d.http.Serve(d.httpLn) }()
+	d.janitorStop, d.janitorDone = make(chan struct{}), make(chan struct{})
+	go d.janitor()
 	kind, _ := storeKind(d.cfg.Store)
 	d.log.Info("iotpayd listening", "http", d.HTTPAddr(), "mqtt", d.MQTTAddr(), "data", d.cfg.DataDir, "store", kind)
 	return nil
@@ -251,6 +283,10 @@ func (d *Daemon) Close() error {
 	}
 	if d.Broker != nil {
 		errs = append(errs, d.Broker.Close())
+	}
+	if d.janitorStop != nil {
+		close(d.janitorStop)
+		<-d.janitorDone
 	}
 	errs = append(errs, d.Writer.Close(), d.DB.Close())
 	return errors.Join(errs...)

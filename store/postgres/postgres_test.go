@@ -93,17 +93,6 @@ func TestRawReachesPgx(t *testing.T) {
 	}
 }
 
-func TestTruncateIsRefused(t *testing.T) {
-	ctx := context.Background()
-	db := open(t, pgtest.New(t))
-	for _, table := range []string{"transfers", "audit_leaves"} {
-		err := db.Update(ctx, func(tx *sqlstore.Tx) error { return tx.Exec(ctx, "TRUNCATE "+table+" CASCADE") })
-		if err == nil {
-			t.Errorf("TRUNCATE %s allowed", table)
-		}
-	}
-}
-
 // TestConcurrentMigratorsAreSerialized migrates one fresh database from
 // several pools at once (without the writer's lock, as a tool might): each
 // version is applied once.

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/iotpay/iotpay"
 	"github.com/iotpay/iotpay/payment"
@@ -135,8 +136,8 @@ func (tx *Tx) CreateMandate(ctx context.Context, m *payment.Mandate) error {
 
 // UpdateMandate implements payment.Tx.
 func (tx *Tx) UpdateMandate(ctx context.Context, m *payment.Mandate) error {
-	_, err := tx.exec(ctx, qUpdateMandate, m.Status, m.Day, m.DayUsed, m.Month, m.MonthUsed, ms(m.Updated), m.ID)
-	return tx.mapErr(err)
+	res, err := tx.exec(ctx, qUpdateMandate, m.Status, m.Day, m.DayUsed, m.Month, m.MonthUsed, ms(m.Updated), m.ID)
+	return tx.updated(res, err, "mandate", m.ID)
 }
 
 // Mandate implements payment.Tx.
@@ -210,10 +211,21 @@ func (tx *Tx) CreatePayment(ctx context.Context, p *payment.Payment) error {
 
 // UpdatePayment implements payment.Tx.
 func (tx *Tx) UpdatePayment(ctx context.Context, p *payment.Payment) error {
-	_, err := tx.exec(ctx, qUpdatePayment,
+	res, err := tx.exec(ctx, qUpdatePayment,
 		p.Status, p.Amount, p.Captured, p.Refunded, p.Held, p.FeeOperator, p.FeePlatform, p.Hold, ms(p.HoldExpires),
 		ms(p.Updated), p.ID)
-	return tx.mapErr(err)
+	return tx.updated(res, err, "payment", p.ID)
+}
+
+// updated is an UPDATE's outcome: ENOTFOUND when no row had the id.
+func (tx *Tx) updated(res sql.Result, err error, what string, id any) error {
+	if err != nil {
+		return tx.mapErr(err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return notFound(what, id)
+	}
+	return nil
 }
 
 func (tx *Tx) onePayment(ctx context.Context, what any, query string, args ...any) (*payment.Payment, error) {
@@ -280,4 +292,13 @@ func (tx *Tx) PutIdempotency(ctx context.Context, r *payment.IdempotencyRecord) 
 			VALUES (?, ?, ?, ?, ?, ?)`, r.Tenant, r.Key, r.RequestHash, int64(r.Status), r.Body, ms(r.Created))
 	}
 	return tx.mapErr(err)
+}
+
+// PurgeIdempotency implements payment.Tx.
+func (tx *Tx) PurgeIdempotency(ctx context.Context, before time.Time) (int64, error) {
+	res, err := tx.exec(ctx, `DELETE FROM idempotency_keys WHERE created_ms < ?`, before.UnixMilli())
+	if err != nil {
+		return 0, tx.mapErr(err)
+	}
+	return res.RowsAffected()
 }

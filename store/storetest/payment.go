@@ -366,4 +366,12 @@ func testIdempotency(t *testing.T, db *sqlstore.DB) {
 	put(theirs)
 	want("another tenant's record under the same key", other, "k1", theirs)
 	want("a key after another tenant used it", ten, "k1", again)
+	// Purging forgets the records made before an instant, and only them.
+	var purged int64
+	mustUpdate(t, db, func(tx *sqlstore.Tx) (err error) { purged, err = tx.PurgeIdempotency(ctx, now.Add(time.Hour)); return })
+	if purged != 1 {
+		t.Errorf("purged %d records, want 1", purged)
+	}
+	want("a purged key", other, "k1", nil)
+	want("a key kept", ten, "k1", again)
 }
