@@ -249,6 +249,21 @@ func firstErr(errs []error, err error) error {
 // wallet to a random merchant (or the hot one), for d; it returns how many
 // were applied and how long that took.
 func (b *ledgerBench) run(ctx context.Context, clients int, d time.Duration, hot bool) (int64, time.Duration, error) {
+	return load(ctx, clients, d, func(r *rand.Rand) error {
+		to := b.hot
+		if !hot {
+			to = b.merchants[r.IntN(len(b.merchants))]
+		}
+		t := &ledger.Transfer{ID: newTransferID(), Tenant: b.tenant, Debit: b.wallets[r.IntN(len(b.wallets))],
+			Credit: to, Amount: r.Int64N(1000) + 1, Currency: "EUR", Kind: "bench"}
+		return firstErr(b.w.Transfer(context.Background(), []*ledger.Transfer{t}))
+	})
+}
+
+// load has clients each run step, one call after the other, for d; it
+// returns how many calls succeeded and how long that took, or the first
+// failure, which stops every client.
+func load(ctx context.Context, clients int, d time.Duration, step func(r *rand.Rand) error) (int64, time.Duration, error) {
 	var n atomic.Int64
 	var failed atomic.Value
 	ctx, cancel := context.WithTimeout(ctx, d)
@@ -259,14 +274,7 @@ func (b *ledgerBench) run(ctx context.Context, clients int, d time.Duration, hot
 		wg.Go(func() {
 			r := rand.New(rand.NewPCG(uint64(c), uint64(start.UnixNano())))
 			for ctx.Err() == nil {
-				to := b.hot
-				if !hot {
-					to = b.merchants[r.IntN(len(b.merchants))]
-				}
-				t := &ledger.Transfer{ID: newTransferID(), Tenant: b.tenant, Debit: b.wallets[r.IntN(len(b.wallets))],
-					Credit: to, Amount: r.Int64N(1000) + 1, Currency: "EUR", Kind: "bench"}
-				err := firstErr(b.w.Transfer(context.Background(), []*ledger.Transfer{t}))
-				if err != nil {
+				if err := step(r); err != nil {
 					failed.Store(err)
 					cancel()
 					return
@@ -348,45 +356,23 @@ func (pb *paymentBench) close() { pb.e.W.Close() }
 // run has clients authorize a payment then capture it, one after the
 // other, for d; it returns how many payments were captured.
 func (pb *paymentBench) run(ctx context.Context, clients int, d time.Duration) (int64, time.Duration, error) {
-	var n atomic.Int64
-	var failed atomic.Value
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	var wg sync.WaitGroup
-	start := time.Now()
-	for c := range clients {
-		wg.Go(func() {
-			r := rand.New(rand.NewPCG(uint64(c), uint64(start.UnixNano())))
-			for ctx.Err() == nil {
-				dev := pb.devices[r.IntN(len(pb.devices))]
-				var p *payment.Payment
-				err := pb.e.Do(context.Background(), func(b *ledger.Batch[platform.Tx]) (err error) {
-					p, err = pb.e.Authorize(b, &payment.AuthRequest{Tenant: pb.tenant, Device: dev, Product: pb.product.ID,
-						Category: pb.product.Category, Merchant: pb.merchant, Amount: iotpay.Money{Amount: r.Int64N(10_00) + 1, Currency: "EUR"}})
-					return err
-				})
-				if err == nil && p.Status != payment.StatusAuthorized {
-					err = fmt.Errorf("payment %s %s: %s", p.ID, p.Status, p.Reason)
-				}
-				if err == nil {
-					err = pb.e.Do(context.Background(), func(b *ledger.Batch[platform.Tx]) error {
-						_, err := pb.e.Capture(b, pb.tenant, p.ID, 0, true)
-						return err
-					})
-				}
-				if err != nil {
-					failed.Store(err)
-					cancel()
-					return
-				}
-				n.Add(1)
-			}
+	return load(ctx, clients, d, func(r *rand.Rand) error {
+		dev := pb.devices[r.IntN(len(pb.devices))]
+		var p *payment.Payment
+		err := pb.e.Do(context.Background(), func(b *ledger.Batch[platform.Tx]) (err error) {
+			p, err = pb.e.Authorize(b, &payment.AuthRequest{Tenant: pb.tenant, Device: dev, Product: pb.product.ID,
+				Category: pb.product.Category, Merchant: pb.merchant, Amount: iotpay.Money{Amount: r.Int64N(10_00) + 1, Currency: "EUR"}})
+			return err
 		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	if err, _ := failed.Load().(error); err != nil {
-		return 0, 0, err
-	}
-	return n.Load(), elapsed, nil
+		if err == nil && p.Status != payment.StatusAuthorized {
+			err = fmt.Errorf("payment %s %s: %s", p.ID, p.Status, p.Reason)
+		}
+		if err != nil {
+			return err
+		}
+		return pb.e.Do(context.Background(), func(b *ledger.Batch[platform.Tx]) error {
+			_, err := pb.e.Capture(b, pb.tenant, p.ID, 0, true)
+			return err
+		})
+	})
 }
