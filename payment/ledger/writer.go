@@ -121,6 +121,11 @@ func (w *Writer[T]) Stats() Stats {
 // committed (or the batch's failure). ids, when given, are transfer ids fn
 // will apply: they are looked up together with the batch's others.
 func (w *Writer[T]) Do(ctx context.Context, fn func(*Batch[T]) error, ids ...iotpay.TransferID) error {
+	if ctx.Value(inOp{}) == any(w) {
+		// From inside an operation, waiting for the next batch would wait
+		// for itself forever.
+		return iotpay.Errorf(iotpay.EINTERNAL, "ledger: Do called from inside an operation; use its Batch")
+	}
 	o := &op[T]{ctx: ctx, fn: fn, ids: ids, done: make(chan struct{})}
 	select {
 	case w.ops <- o:
@@ -345,5 +350,8 @@ func (w *Writer[T]) runOp(o *op[T], tx T, now time.Time) (err error) {
 			err = iotpay.Errorf(iotpay.EINTERNAL, "operation panicked: %v", r)
 		}
 	}()
-	return o.fn(&Batch[T]{Tx: tx, Now: now, ctx: o.ctx, st: w.st})
+	return o.fn(&Batch[T]{Tx: tx, Now: now, ctx: context.WithValue(o.ctx, inOp{}, any(w)), st: w.st})
 }
+
+// inOp marks the context of an operation with its writer.
+type inOp struct{}
