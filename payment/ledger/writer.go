@@ -222,10 +222,11 @@ func (b *Batch[T]) NewTransferID() iotpay.TransferID {
 func (w *Writer[T]) run() {
 	defer close(w.done)
 	var timer *time.Timer
+	var backoff time.Duration
 	for {
 		var tick <-chan time.Time
 		if next := w.st.nextExpiry(); !next.IsZero() {
-			d := max(next.Sub(w.cfg.Now()), time.Millisecond)
+			d := max(next.Sub(w.cfg.Now()), time.Millisecond, backoff)
 			if timer == nil {
 				timer = time.NewTimer(d)
 			} else {
@@ -251,8 +252,16 @@ func (w *Writer[T]) run() {
 			for _, o := range batch {
 				close(o.done)
 			}
+			backoff = 0
 		case <-tick:
+			// An expiry batch that failed (the store is down) is tried
+			// again a second later, not in a tight loop.
+			backoff = 0
+			before := w.batches.Load()
 			w.commit(nil)
+			if w.batches.Load() == before {
+				backoff = time.Second
+			}
 		}
 		if timer != nil {
 			timer.Stop()
