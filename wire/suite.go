@@ -29,6 +29,7 @@ type Suite interface {
 // Suite names.
 const (
 	SuiteIntl = "intl" // ECDSA P-256, SHA-256
+	// SuiteGM ("gm") is in gm.go.
 )
 
 // COSE algorithm identifiers (IANA COSE Algorithms registry).
@@ -41,6 +42,8 @@ func SuiteByName(name string) (Suite, error) {
 	switch name {
 	case SuiteIntl, "":
 		return Intl, nil
+	case SuiteGM:
+		return GM, nil
 	}
 	return nil, iotpay.Errorf(iotpay.EINVALID, "unknown crypto suite %q", name)
 }

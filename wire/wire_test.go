@@ -9,10 +9,12 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"math/big"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/emmansun/gmsm/sm2"
 	"github.com/fxamacker/cbor/v2"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -29,6 +31,48 @@ func testKey(t testing.TB, label string) *ecdsa.PrivateKey {
 		t.Fatalf("test key %q: %v", label, err)
 	}
 	return k
+}
+
+// suiteKey is testKey for a suite: an SM2 key from the same label for gm.
+func suiteKey(t testing.TB, s wire.Suite, label string) crypto.Signer {
+	t.Helper()
+	if s != wire.GM {
+		return testKey(t, label)
+	}
+	d := sha256.Sum256([]byte("iotpay wire test key: " + label))
+	c := sm2.P256()
+	k := new(sm2.PrivateKey)
+	k.Curve, k.D = c, new(big.Int).SetBytes(d[:])
+	k.D.Mod(k.D, new(big.Int).Sub(c.Params().N, big.NewInt(1))) // in [0, n-2]
+	k.D.Add(k.D, big.NewInt(1))
+	k.X, k.Y = c.ScalarBaseMult(k.D.FillBytes(make([]byte, 32)))
+	return k
+}
+
+// keyBytes returns the scalar and the uncompressed point of an ECDSA or
+// SM2 key.
+func keyBytes(k crypto.Signer) (scalar, point []byte) {
+	var e *ecdsa.PrivateKey
+	switch k := k.(type) {
+	case *ecdsa.PrivateKey:
+		e = k
+	case *sm2.PrivateKey:
+		e = &k.PrivateKey
+	}
+	return e.D.FillBytes(make([]byte, 32)), elliptic.Marshal(e.Curve, e.X, e.Y) //nolint:staticcheck // SM2 has no crypto/ecdh form
+}
+
+// rawSigDER is the ASN.1 form of an r‖s signature.
+func rawSigDER(sig []byte) []byte {
+	der := func(n []byte) []byte {
+		n = bytes.TrimLeft(n, "\x00")
+		if len(n) == 0 || n[0]&0x80 != 0 {
+			n = append([]byte{0}, n...)
+		}
+		return append([]byte{0x02, byte(len(n))}, n...)
+	}
+	body := append(der(sig[:32]), der(sig[32:])...)
+	return append([]byte{0x30, byte(len(body))}, body...)
 }
 
 // testDevice is a fixed, well-formed device id.
@@ -843,15 +887,7 @@ func verifyRaw(pub *ecdsa.PublicKey, digest, sig []byte) bool {
 		return false
 	}
 	// ASN.1-encode r and s so ecdsa.VerifyASN1 does the checking.
-	der := func(n []byte) []byte {
-		n = bytes.TrimLeft(n, "\x00")
-		if len(n) == 0 || n[0]&0x80 != 0 {
-			n = append([]byte{0}, n...)
-		}
-		return append([]byte{0x02, byte(len(n))}, n...)
-	}
-	body := append(der(sig[:32]), der(sig[32:])...)
-	return ecdsa.VerifyASN1(pub, digest, append([]byte{0x30, byte(len(body))}, body...))
+	return ecdsa.VerifyASN1(pub, digest, rawSigDER(sig))
 }
 
 func TestTopics(t *testing.T) {
