@@ -5,7 +5,13 @@
 // here that keeps one P-256 key encrypted at rest in a file.
 package keystore
 
-import "crypto"
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"math/big"
+
+	"github.com/iotpay/iotpay"
+)
 
 // Keystore holds a device's private key. The key never leaves it: callers
 // only get a crypto.Signer.
@@ -18,3 +24,22 @@ type Keystore interface {
 }
 
 var _ Keystore = (*Soft)(nil)
+
+// CheckDigest refuses what no ECDSA signer of a keystore signs: opts that
+// name no usable hash, or a digest not of its size. Every Keystore's
+// signer calls it first, so they all refuse bad input alike.
+func CheckDigest(digest []byte, opts crypto.SignerOpts) error {
+	if opts == nil || opts.HashFunc() == 0 || !opts.HashFunc().Available() {
+		return iotpay.Errorf(iotpay.EINVALID, "ECDSA signs a digest: opts must name its hash")
+	}
+	if len(digest) != opts.HashFunc().Size() {
+		return iotpay.Errorf(iotpay.EINVALID, "digest of %d bytes is not a %v digest", len(digest), opts.HashFunc())
+	}
+	return nil
+}
+
+// ClonePublic returns a copy of p, so a caller changing the public key a
+// signer returns cannot change what other callers see.
+func ClonePublic(p *ecdsa.PublicKey) *ecdsa.PublicKey {
+	return &ecdsa.PublicKey{Curve: p.Curve, X: new(big.Int).Set(p.X), Y: new(big.Int).Set(p.Y)}
+}

@@ -238,18 +238,14 @@ type softSigner struct{ s *Soft }
 // Public returns a copy of the public key, so a caller changing it cannot
 // change what other callers see.
 func (g *softSigner) Public() crypto.PublicKey {
-	p := g.s.pub
-	return &ecdsa.PublicKey{Curve: p.Curve, X: new(big.Int).Set(p.X), Y: new(big.Int).Set(p.Y)}
+	return ClonePublic(&g.s.pub)
 }
 
 // Sign signs digest, the output of opts.HashFunc(), in ASN.1 form. A nil
 // rand gives a deterministic RFC 6979 signature.
 func (g *softSigner) Sign(random io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
-	if opts == nil || opts.HashFunc() == 0 || !opts.HashFunc().Available() {
-		return nil, iotpay.Errorf(iotpay.EINVALID, "ECDSA signs a digest: opts must name its hash")
-	}
-	if len(digest) != opts.HashFunc().Size() {
-		return nil, iotpay.Errorf(iotpay.EINVALID, "digest of %d bytes is not a %v digest", len(digest), opts.HashFunc())
+	if err := CheckDigest(digest, opts); err != nil {
+		return nil, err
 	}
 	g.s.mu.RLock()
 	defer g.s.mu.RUnlock()
