@@ -7,6 +7,9 @@
 # postgres@127.0.0.1:5432 without a password. Unless IOTPAY_TEST_POSTGRES
 # names another server, this installs PostgreSQL, starts its cluster and,
 # for local test use only, lets postgres in over loopback TCP by trust.
+#
+# SoftHSM2: device/keystore/pkcs11's tests make a throw-away token each
+# (softhsm2-util) and load /usr/lib/softhsm/libsofthsm2.so.
 set -euo pipefail
 
 SUDO=""
@@ -18,6 +21,9 @@ local_pg=1
 
 need=()
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
+if ! command -v softhsm2-util >/dev/null 2>&1 || [ ! -e /usr/lib/softhsm/libsofthsm2.so ]; then
+	need+=(softhsm2)
+fi
 if ((local_pg)); then
 	if ! command -v pg_ctlcluster >/dev/null 2>&1 || ! compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null; then
 		need+=(postgresql)
