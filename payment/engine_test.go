@@ -94,7 +94,7 @@ func (x *env) do(fn func(b *ledger.Batch[platform.Tx]) error) {
 // (10.00 a payment, 30.00 a day, 100.00 a month).
 func (x *env) device(edit func(*payment.Mandate)) (iotpay.DeviceID, *payment.Mandate) {
 	x.t.Helper()
-	d, _, err := x.reg.CreateDevice(bg, x.tenant, x.product.ID, "d")
+	d, _, err := x.reg.CreateDevice(bg, x.tenant, x.product.ID, "d", "")
 	if err != nil {
 		x.t.Fatal(err)
 	}
@@ -338,7 +338,7 @@ func TestMandateDeclines(t *testing.T) {
 			t.Fatalf("%s: %+v, want declined %s", name, p, want)
 		}
 	}
-	nodev, _, _ := x.reg.CreateDevice(bg, x.tenant, x.product.ID, "no mandate")
+	nodev, _, _ := x.reg.CreateDevice(bg, x.tenant, x.product.ID, "no mandate", "")
 	declined("no mandate", nodev.ID, 1_00, payment.DeclineNoMandate)
 	d, _ := x.device(func(m *payment.Mandate) { m.ValidFrom = now.Add(time.Hour) })
 	declined("not yet valid", d, 1_00, payment.DeclineMandateNotYetValid)

@@ -45,10 +45,15 @@ type Processor struct {
 	ReceiptSigner crypto.Signer
 	ReceiptSuite  wire.Suite
 	ReceiptKid    []byte
-	ClockSkew     time.Duration
-	Logger        *slog.Logger
-	Now           func() time.Time
-	Rand          io.Reader
+	// GMReceiptSigner (SM2) signs receipts to gm devices, under wire.GM,
+	// with GMReceiptKid; answers that cannot name a device's suite (a
+	// malformed request) are signed with ReceiptSigner.
+	GMReceiptSigner crypto.Signer
+	GMReceiptKid    []byte
+	ClockSkew       time.Duration
+	Logger          *slog.Logger
+	Now             func() time.Time
+	Rand            io.Reader
 }
 
 // Result is what happened to one message.
@@ -108,18 +113,18 @@ func (p *Processor) Process(ctx context.Context, device iotpay.DeviceID, raw []b
 	env, req, err := wire.ParseRequest(raw)
 	if err != nil {
 		p.log().Info("request refused", "device", device, "err", err)
-		return p.reject(device, suite.Hash(raw), nil, nil, err)
+		return p.reject(suite, device, suite.Hash(raw), nil, nil, err)
 	}
 	if iotpay.DeviceID(req.Device) != device {
 		p.log().Warn("request names another device than its channel", "device", device, "claimed", req.Device)
-		return p.reject(device, suite.Hash(raw), req, nil, iotpay.Errorf(iotpay.EUNAUTHORIZED, "verification failed"))
+		return p.reject(suite, device, suite.Hash(raw), req, nil, iotpay.Errorf(iotpay.EUNAUTHORIZED, "verification failed"))
 	}
 	dev, err := p.device(ctx, device)
 	if err == nil {
 		suite, err = wire.SuiteByName(dev.Suite)
 	}
 	if err != nil {
-		return p.reject(device, suite.Hash(raw), req, nil, err)
+		return p.reject(suite, device, suite.Hash(raw), req, nil, err)
 	}
 	rh := suite.Hash(raw)
 	key, err := dev.Key()
@@ -127,8 +132,8 @@ func (p *Processor) Process(ctx context.Context, device iotpay.DeviceID, raw []b
 		err = env.Verify(suite, key)
 	}
 	if err != nil {
-		p.log().Warn("request signature refused", "device", device, "err", err)
-		return p.reject(device, rh, req, nil, iotpay.Errorf(iotpay.EUNAUTHORIZED, "verification failed"))
+		p.log().Warn("request signature refused", "device", device, "suite", suite.Name(), "alg", env.Alg, "err", err)
+		return p.reject(suite, device, rh, req, nil, iotpay.Errorf(iotpay.EUNAUTHORIZED, "verification failed"))
 	}
 
 	// Authenticated: from here on every outcome is in the audit log.
@@ -142,10 +147,10 @@ func (p *Processor) Process(ctx context.Context, device iotpay.DeviceID, raw []b
 	switch {
 	case errors.As(err, &rej):
 		p.log().Info("request rejected", "device", device, "request", req.RequestID, "err", rej.err)
-		return p.rejectLogged(ctx, dev, rh, req, rej.err)
+		return p.rejectLogged(ctx, suite, dev, rh, req, rej.err)
 	case err != nil:
 		p.log().Error("request failed", "device", device, "request", req.RequestID, "err", err)
-		return p.reject(device, rh, req, nil, iotpay.Wrap(iotpay.EUNAVAILABLE, "try again later", err))
+		return p.reject(suite, device, rh, req, nil, iotpay.Wrap(iotpay.EUNAVAILABLE, "try again later", err))
 	}
 	return res
 }
@@ -260,7 +265,11 @@ func (p *Processor) evidence(ctx context.Context, tx Tx, dev *registry.Device, r
 		return nil, err
 	}
 	rc.LogIndex = &pay.LogIndex
-	if pay.Receipt, err = p.sign(rc, now); err != nil {
+	suite, err := wire.SuiteByName(dev.Suite)
+	if err != nil {
+		return nil, err
+	}
+	if pay.Receipt, err = p.sign(suite, rc, now); err != nil {
 		return nil, err
 	}
 	return rc, nil
@@ -283,7 +292,7 @@ func outcomeOf(s payment.Status) wire.Outcome {
 
 // rejectLogged records the refusal of an authenticated request as an audit
 // leaf, then answers it. Nothing else changes: no balance, no device state.
-func (p *Processor) rejectLogged(ctx context.Context, dev *registry.Device, rh []byte, req *wire.Request, cause error) Result {
+func (p *Processor) rejectLogged(ctx context.Context, suite wire.Suite, dev *registry.Device, rh []byte, req *wire.Request, cause error) Result {
 	now := p.now()
 	var idx uint64
 	var challenge []byte
@@ -301,32 +310,41 @@ func (p *Processor) rejectLogged(ctx context.Context, dev *registry.Device, rh [
 	})
 	if err != nil {
 		p.log().Error("cannot log rejection", "device", dev.ID, "err", err)
-		return p.reject(dev.ID, rh, req, nil, iotpay.Wrap(iotpay.EUNAVAILABLE, "try again later", err))
+		return p.reject(suite, dev.ID, rh, req, nil, iotpay.Wrap(iotpay.EUNAVAILABLE, "try again later", err))
 	}
-	return p.rejectWithChallenge(dev.ID, rh, req, &idx, cause, challenge)
+	return p.rejectWithChallenge(suite, dev.ID, rh, req, &idx, cause, challenge)
 }
 
-// reject answers a refused request with a signed receipt and changes nothing.
-func (p *Processor) reject(device iotpay.DeviceID, rh []byte, req *wire.Request, idx *uint64, cause error) Result {
-	return p.rejectWithChallenge(device, rh, req, idx, cause, nil)
+// reject answers a refused request with a receipt signed under suite and
+// changes nothing.
+func (p *Processor) reject(suite wire.Suite, device iotpay.DeviceID, rh []byte, req *wire.Request, idx *uint64, cause error) Result {
+	return p.rejectWithChallenge(suite, device, rh, req, idx, cause, nil)
 }
 
-func (p *Processor) rejectWithChallenge(device iotpay.DeviceID, rh []byte, req *wire.Request, idx *uint64, cause error, challenge []byte) Result {
+func (p *Processor) rejectWithChallenge(suite wire.Suite, device iotpay.DeviceID, rh []byte, req *wire.Request, idx *uint64, cause error, challenge []byte) Result {
 	code, msg := iotpay.ErrorCode(cause), iotpay.ErrorMessage(cause)
 	rc := &wire.Receipt{Device: string(device), RequestHash: rh, Outcome: wire.Rejected, Code: string(code), Reason: msg, LogIndex: idx, Challenge: challenge}
 	if req != nil {
 		rc.RequestID = req.RequestID
 	}
-	b, err := p.sign(rc, p.now())
+	b, err := p.sign(suite, rc, p.now())
 	if err != nil {
 		p.log().Error("cannot sign receipt", "device", device, "err", err)
 	}
 	return Result{Receipt: b, Outcome: wire.Rejected, Code: code, Reason: msg}
 }
 
-func (p *Processor) sign(rc *wire.Receipt, now time.Time) ([]byte, error) {
+// sign signs a receipt to a device of suite with the platform's key of that
+// suite.
+func (p *Processor) sign(suite wire.Suite, rc *wire.Receipt, now time.Time) ([]byte, error) {
 	rc.V = wire.Version
 	rc.TimeMs = now.UnixMilli()
+	if suite == wire.GM {
+		if p.GMReceiptSigner == nil {
+			return nil, iotpay.Errorf(iotpay.EINTERNAL, "no gm receipt key")
+		}
+		return wire.SignReceipt(wire.GM, p.GMReceiptSigner, p.rand(), p.GMReceiptKid, rc)
+	}
 	return wire.SignReceipt(p.ReceiptSuite, p.ReceiptSigner, p.rand(), p.ReceiptKid, rc)
 }
 

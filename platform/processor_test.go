@@ -84,13 +84,13 @@ func newWorld(tb testing.TB) *world {
 	if err := reg.CreateProduct(ctx, prod); err != nil {
 		tb.Fatal(err)
 	}
-	d, token, err := reg.CreateDevice(ctx, ten.ID, prod.ID, "d")
+	d, token, err := reg.CreateDevice(ctx, ten.ID, prod.ID, "d", "")
 	if err != nil {
 		tb.Fatal(err)
 	}
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	csr, _ := pki.NewCSR(key, "d")
-	en, err := reg.Enroll(ctx, d.ID, token, csr)
+	en, err := reg.Enroll(ctx, d.ID, token, csr, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}

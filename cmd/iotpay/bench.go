@@ -328,7 +328,7 @@ func newPaymentBench(ctx context.Context, db *sqlstore.DB, devices int) (*paymen
 	}
 	for i := 0; err == nil && i < devices; i++ {
 		var d *registry.Device
-		if d, _, err = reg.CreateDevice(ctx, ten.ID, pb.product.ID, "bench"); err != nil {
+		if d, _, err = reg.CreateDevice(ctx, ten.ID, pb.product.ID, "bench", ""); err != nil {
 			break
 		}
 		pb.devices = append(pb.devices, d.ID)

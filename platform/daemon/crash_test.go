@@ -260,7 +260,7 @@ func crashSetup(t *testing.T, d *daemon.Daemon, first bool) ([]iotpay.DeviceID, 
 			t.Fatal(err)
 		}
 		for range 20 {
-			dev, _, err := d.Registry.CreateDevice(ctx, tenant, prod.ID, "crash")
+			dev, _, err := d.Registry.CreateDevice(ctx, tenant, prod.ID, "crash", "")
 			if err != nil {
 				t.Fatal(err)
 			}

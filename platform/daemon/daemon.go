@@ -44,8 +44,9 @@ const (
 
 // Files in the data directory.
 const (
-	DBFile         = "iotpay.db"
-	ReceiptKeyFile = "receipt-key.pem"
+	DBFile           = "iotpay.db"
+	ReceiptKeyFile   = "receipt-key.pem"
+	GMReceiptKeyFile = "gm-receipt-key.pem" // SM2, signs receipts to gm devices
 )
 
 // Config says where the platform keeps its data and listens.
@@ -73,7 +74,8 @@ type Daemon struct {
 	cfg       Config
 	log       *slog.Logger
 	DB        *sqlstore.DB
-	CA        *pki.CA
+	CA        *pki.CA // P-256: TLS, intl devices, gm devices' transport keys
+	GMCA      *pki.CA // SM2: gm devices' signing keys
 	Registry  *registry.Service
 	Writer    *ledger.Writer[platform.Tx]
 	Payments  *payment.Engine[platform.Tx]
@@ -150,11 +152,24 @@ func Open(ctx context.Context, cfg Config) (*Daemon, error) {
 	if d.CA, _, err = pki.LoadOrCreateCA(cfg.DataDir, time.Now()); err != nil {
 		return nil, err
 	}
-	receiptKey, _, err := pki.LoadOrCreateKey(filepath.Join(cfg.DataDir, ReceiptKeyFile))
+	receiptKey, _, err := pki.LoadOrCreateKey(filepath.Join(cfg.DataDir, ReceiptKeyFile), pki.SuiteIntl)
 	if err != nil {
 		return nil, err
 	}
 	kid, err := pki.KeyID(receiptKey.Public())
+	if err != nil {
+		return nil, err
+	}
+	// The gm suite: an SM2 CA for gm devices' signing keys and an SM2
+	// receipt key. TLS stays with the (P-256) platform CA.
+	if d.GMCA, _, err = pki.LoadOrCreateSuiteCA(cfg.DataDir, pki.SuiteGM, time.Now()); err != nil {
+		return nil, err
+	}
+	gmReceiptKey, _, err := pki.LoadOrCreateKey(filepath.Join(cfg.DataDir, GMReceiptKeyFile), pki.SuiteGM)
+	if err != nil {
+		return nil, err
+	}
+	gmKid, err := pki.KeyID(gmReceiptKey.Public())
 	if err != nil {
 		return nil, err
 	}
@@ -173,9 +188,10 @@ func Open(ctx context.Context, cfg Config) (*Daemon, error) {
 	}
 	d.Payments.W = d.Writer
 	d.Registry = &registry.Service{Store: platform.WriterStore[registry.Tx]{W: d.Writer, Read: read}, CA: d.CA,
-		PlatformKey: receiptKey.Public()}
+		PlatformKey: receiptKey.Public(), GMCA: d.GMCA, GMPlatformKey: gmReceiptKey.Public()}
 	d.Processor = &platform.Processor{
 		Store: read, Engine: d.Payments, ReceiptSigner: receiptKey, ReceiptSuite: wire.Intl, ReceiptKid: kid,
+		GMReceiptSigner: gmReceiptKey, GMReceiptKid: gmKid,
 		Logger: d.log.With("component", "processor"),
 	}
 	if err := d.bootstrap(ctx); err != nil {

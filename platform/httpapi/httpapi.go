@@ -227,14 +227,15 @@ func (s *Server) openAPI(w http.ResponseWriter, _ *http.Request, _ iotpay.Tenant
 // key and token and get the same certificate.
 func (s *Server) enroll(w http.ResponseWriter, r *http.Request, _ iotpay.TenantID) error {
 	var in struct {
-		Device iotpay.DeviceID `json:"device"`
-		Token  string          `json:"token"`
-		CSR    string          `json:"csr"`
+		Device       iotpay.DeviceID `json:"device"`
+		Token        string          `json:"token"`
+		CSR          string          `json:"csr"`
+		TransportCSR string          `json:"transport_csr"`
 	}
 	raw, err := readBody(r, &in)
 	if err == nil {
 		err = s.commit(w, r, iotpay.TenantID("enroll "+in.Device), raw, func(ctx context.Context, _ *ledger.Batch[platform.Tx]) (int, any, error) {
-			en, err := s.Registry.Enroll(ctx, in.Device, in.Token, []byte(in.CSR))
+			en, err := s.Registry.Enroll(ctx, in.Device, in.Token, []byte(in.CSR), []byte(in.TransportCSR))
 			return http.StatusOK, en, err
 		})
 	}
@@ -265,12 +266,13 @@ func (s *Server) createDevice(w http.ResponseWriter, r *http.Request, tenant iot
 	var in struct {
 		Product iotpay.ProductID `json:"product"`
 		Name    string           `json:"name"`
+		Suite   string           `json:"suite"`
 	}
 	return s.write(w, r, tenant, &in, func(ctx context.Context, b *ledger.Batch[platform.Tx]) (int, any, error) {
 		if err := bodyID(in.Product, iotpay.PrefixProduct, "product"); err != nil {
 			return 0, nil, err
 		}
-		d, token, err := s.Registry.CreateDevice(ctx, tenant, in.Product, in.Name)
+		d, token, err := s.Registry.CreateDevice(ctx, tenant, in.Product, in.Name, in.Suite)
 		return http.StatusCreated, map[string]any{"device": d, "enrollment_token": token}, err
 	})
 }

@@ -200,6 +200,26 @@ func TestOpenAPILive(t *testing.T) {
 	c.send("", "POST", "/v1/enroll", map[string]any{"device": device, "token": token, "csr": csr}, true, 200, "Idempotency-Key", "enroll-1")
 	c.ok(200, "GET", "/v1/devices/"+device, nil)
 	c.ok(200, "GET", "/v1/devices?limit=1", nil)
+	// A gm device: an SM2 signing key, a P-256 transport key.
+	gmCreated := c.ok(201, "POST", "/v1/devices", map[string]any{"product": product, "name": "charger-gm", "suite": "gm"})
+	gmDevice := gmCreated.body["device"].(map[string]any)["id"].(string)
+	sm2Key, err := pki.GenerateKey(pki.SuiteGM, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gmDER, err := pki.NewCSR(sm2Key, gmDevice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gmCSR := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: gmDER}))
+	c.send("", "POST", "/v1/enroll", map[string]any{"device": gmDevice, "token": gmCreated.str("enrollment_token"), "csr": gmCSR},
+		true, 400)
+	gmEn := c.send("", "POST", "/v1/enroll", map[string]any{"device": gmDevice, "token": gmCreated.str("enrollment_token"),
+		"csr": gmCSR, "transport_csr": csr}, true, 200)
+	if gmEn.str("suite") != "gm" || gmEn.str("gm_ca") == "" || gmEn.str("transport_certificate") == "" {
+		t.Errorf("gm enrollment: %s", gmEn)
+	}
+	c.send(c.a.key, "POST", "/v1/devices", map[string]any{"product": product, "name": "x", "suite": "rsa"}, false, 400)
 	mandate := c.ok(201, "POST", "/v1/mandates", map[string]any{"device": device, "payer": payer, "currency": "EUR",
 		"per_payment_limit": 5000, "daily_limit": 20000, "monthly_limit": 100000, "products": []string{product},
 		"categories": []string{"5552"}, "valid_from": "2020-01-01T00:00:00Z", "valid_to": "2999-01-01T00:00:00Z"}).str("id")

@@ -2,6 +2,12 @@
 // keys from certificate signing requests (device id in a URI SAN), issues
 // the platform's own server certificates, and reads identities back out of
 // the certificates a TLS handshake verified.
+//
+// There is a CA per crypto suite: intl (P-256, ECDSA with SHA-256) and gm
+// (SM2, SM2 with SM3, GB/T 32918). Certificates are made and read with
+// gmsm's smx509, a fork of crypto/x509 that knows SM2 too; they are handed
+// around as *x509.Certificate (smx509's ToX509), whose PublicKey is an
+// *ecdsa.PublicKey on the P-256 or the SM2 curve.
 package pki
 
 import (
@@ -24,6 +30,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/emmansun/gmsm/sm2"
+	"github.com/emmansun/gmsm/smx509"
 	"github.com/iotpay/iotpay"
 	"github.com/iotpay/iotpay/internal/atomicfile"
 )
@@ -47,12 +55,38 @@ type CA struct {
 	Rand   io.Reader
 }
 
-// NewCA creates a self-signed P-256 root.
-func NewCA(name string, now time.Time, r io.Reader) (*CA, error) {
+// Suite names, as wire's (pki does not import wire).
+const (
+	SuiteIntl = "intl"
+	SuiteGM   = "gm"
+)
+
+// GenerateKey returns a fresh private key for suite: P-256 (intl) or SM2
+// (gm).
+func GenerateKey(suite string, r io.Reader) (crypto.Signer, error) {
 	if r == nil {
 		r = rand.Reader
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), r)
+	switch suite {
+	case SuiteIntl, "":
+		return ecdsa.GenerateKey(elliptic.P256(), r)
+	case SuiteGM:
+		return sm2.GenerateKey(r)
+	}
+	return nil, iotpay.Errorf(iotpay.EINVALID, "unknown crypto suite %q", suite)
+}
+
+// NewCA creates a self-signed P-256 root.
+func NewCA(name string, now time.Time, r io.Reader) (*CA, error) {
+	return NewSuiteCA(SuiteIntl, name, now, r)
+}
+
+// NewSuiteCA creates a self-signed root of suite: P-256 or SM2.
+func NewSuiteCA(suite, name string, now time.Time, r io.Reader) (*CA, error) {
+	if r == nil {
+		r = rand.Reader
+	}
+	key, err := GenerateKey(suite, r)
 	if err != nil {
 		return nil, err
 	}
@@ -66,11 +100,11 @@ func NewCA(name string, now time.Time, r io.Reader) (*CA, error) {
 		IsCA:                  true,
 		MaxPathLenZero:        true,
 	}
-	der, err := x509.CreateCertificate(r, tmpl, tmpl, &key.PublicKey, key)
+	der, err := smx509.CreateCertificate(r, tmpl, tmpl, key.Public(), key)
 	if err != nil {
 		return nil, err
 	}
-	cert, err := x509.ParseCertificate(der)
+	cert, err := ParseCertificate(der)
 	if err != nil {
 		return nil, err
 	}
@@ -98,16 +132,27 @@ func (ca *CA) Pool() *x509.CertPool {
 	return p
 }
 
-// SignDeviceCSR checks a PEM or DER certificate request for a P-256 key and
-// returns a client certificate for device, its id in a URI SAN.
+// Suite is the crypto suite of the CA's own key, which is the suite of
+// every key it certifies.
+func (ca *CA) Suite() string {
+	if k, ok := ca.Cert.PublicKey.(*ecdsa.PublicKey); ok && k.Curve == sm2.P256() {
+		return SuiteGM
+	}
+	return SuiteIntl
+}
+
+// SignDeviceCSR checks a PEM or DER certificate request for a key of the
+// CA's suite (P-256 or SM2) and returns a client certificate for device,
+// its id in a URI SAN.
 func (ca *CA) SignDeviceCSR(csrBytes []byte, device iotpay.DeviceID, tenant iotpay.TenantID) (*x509.Certificate, error) {
 	csr, err := ParseCSR(csrBytes)
 	if err != nil {
 		return nil, err
 	}
 	pub, ok := csr.PublicKey.(*ecdsa.PublicKey)
-	if !ok || pub.Curve != elliptic.P256() {
-		return nil, iotpay.Errorf(iotpay.EINVALID, "certificate request must be for a P-256 key")
+	want := ca.Cert.PublicKey.(*ecdsa.PublicKey).Curve
+	if !ok || pub.Curve != want {
+		return nil, iotpay.Errorf(iotpay.EINVALID, "certificate request must be for a %s key", want.Params().Name)
 	}
 	now := ca.now()
 	tmpl := &x509.Certificate{
@@ -153,11 +198,43 @@ func (ca *CA) IssueServerCert(hosts []string) (*x509.Certificate, crypto.Signer,
 }
 
 func (ca *CA) issue(tmpl *x509.Certificate, pub crypto.PublicKey) (*x509.Certificate, error) {
-	der, err := x509.CreateCertificate(ca.rand(), tmpl, ca.Cert, pub, ca.Signer)
+	der, err := smx509.CreateCertificate(ca.rand(), tmpl, ca.Cert, pub, ca.Signer)
 	if err != nil {
 		return nil, iotpay.Wrap(iotpay.EINTERNAL, "cannot issue certificate", err)
 	}
-	return x509.ParseCertificate(der)
+	return ParseCertificate(der)
+}
+
+// ParseCertificate decodes a DER certificate of either suite.
+func ParseCertificate(der []byte) (*x509.Certificate, error) {
+	c, err := smx509.ParseCertificate(der)
+	if err != nil {
+		return nil, iotpay.Wrap(iotpay.EINVALID, "malformed certificate", err)
+	}
+	return c.ToX509(), nil
+}
+
+// Verify checks that cert chains to root and may authenticate a client.
+// Unlike crypto/x509's, it verifies SM2 signatures too.
+func Verify(cert, root *x509.Certificate, now time.Time) error {
+	pool := smx509.NewCertPool()
+	pool.AddCert((*smx509.Certificate)(root))
+	_, err := (*smx509.Certificate)(cert).Verify(smx509.VerifyOptions{Roots: pool, CurrentTime: now,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	if err != nil {
+		return iotpay.Wrap(iotpay.EINVALID, "certificate does not chain to the platform CA", err)
+	}
+	return nil
+}
+
+// MarshalPublicKey returns the PKIX DER of a P-256 or SM2 public key.
+func MarshalPublicKey(pub crypto.PublicKey) ([]byte, error) {
+	return smx509.MarshalPKIXPublicKey(pub)
+}
+
+// ParsePublicKey decodes the PKIX DER of a P-256 or SM2 public key.
+func ParsePublicKey(der []byte) (crypto.PublicKey, error) {
+	return smx509.ParsePKIXPublicKey(der)
 }
 
 // ParseCSR decodes a PEM or DER certificate request and checks its signature.
@@ -171,19 +248,20 @@ func ParseCSR(b []byte) (*x509.CertificateRequest, error) {
 		}
 		b = blk.Bytes
 	}
-	csr, err := x509.ParseCertificateRequest(b)
+	csr, err := smx509.ParseCertificateRequest(b)
 	if err != nil {
 		return nil, iotpay.Wrap(iotpay.EINVALID, "malformed certificate request", err)
 	}
 	if err := csr.CheckSignature(); err != nil {
 		return nil, iotpay.Wrap(iotpay.EINVALID, "certificate request signature does not verify", err)
 	}
-	return csr, nil
+	return csr.ToX509(), nil
 }
 
-// NewCSR returns a DER certificate request for the key behind signer.
+// NewCSR returns a DER certificate request for the key behind signer, a
+// P-256 or an SM2 key.
 func NewCSR(signer crypto.Signer, commonName string) ([]byte, error) {
-	return x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+	return smx509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
 		Subject: pkix.Name{CommonName: commonName},
 	}, signer)
 }
@@ -222,12 +300,12 @@ func ParseCertPEM(b []byte) (*x509.Certificate, error) {
 	if blk == nil || blk.Type != "CERTIFICATE" {
 		return nil, iotpay.Errorf(iotpay.EINVALID, "no PEM certificate")
 	}
-	return x509.ParseCertificate(blk.Bytes)
+	return ParseCertificate(blk.Bytes)
 }
 
-// EncodeKeyPEM returns an ECDSA private key as PKCS#8 PEM.
+// EncodeKeyPEM returns an ECDSA or SM2 private key as PKCS#8 PEM.
 func EncodeKeyPEM(key crypto.Signer) ([]byte, error) {
-	der, err := x509.MarshalPKCS8PrivateKey(key)
+	der, err := smx509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return nil, err
 	}
@@ -240,7 +318,7 @@ func ParseKeyPEM(b []byte) (crypto.Signer, error) {
 	if blk == nil || blk.Type != "PRIVATE KEY" {
 		return nil, errors.New("pki: no PEM private key")
 	}
-	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	k, err := smx509.ParsePKCS8PrivateKey(blk.Bytes)
 	if err != nil {
 		return nil, err
 	}
@@ -254,10 +332,20 @@ func ParseKeyPEM(b []byte) (crypto.Signer, error) {
 // LoadOrCreateCA loads ca.pem and ca-key.pem from dir, creating them (key
 // mode 0600) on first use.
 func LoadOrCreateCA(dir string, now time.Time) (*CA, bool, error) {
-	certPath, keyPath := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca-key.pem")
+	return LoadOrCreateSuiteCA(dir, SuiteIntl, now)
+}
+
+// LoadOrCreateSuiteCA is LoadOrCreateCA for a suite: the gm CA is in
+// gm-ca.pem and gm-ca-key.pem.
+func LoadOrCreateSuiteCA(dir, suite string, now time.Time) (*CA, bool, error) {
+	prefix, name := "", "iotpay platform CA"
+	if suite == SuiteGM {
+		prefix, name = "gm-", "iotpay platform SM2 CA"
+	}
+	certPath, keyPath := filepath.Join(dir, prefix+"ca.pem"), filepath.Join(dir, prefix+"ca-key.pem")
 	cb, err := os.ReadFile(certPath)
 	if errors.Is(err, os.ErrNotExist) {
-		ca, err := NewCA("iotpay platform CA", now, nil)
+		ca, err := NewSuiteCA(suite, name, now, nil)
 		if err != nil {
 			return nil, false, err
 		}
@@ -287,12 +375,12 @@ func LoadOrCreateCA(dir string, now time.Time) (*CA, bool, error) {
 	return &CA{Cert: cert, Signer: key}, false, nil
 }
 
-// LoadOrCreateKey loads a PKCS#8 PEM P-256 key from path, creating it with
-// mode 0600 on first use.
-func LoadOrCreateKey(path string) (crypto.Signer, bool, error) {
+// LoadOrCreateKey loads a PKCS#8 PEM key of suite (P-256 or SM2) from
+// path, creating it with mode 0600 on first use.
+func LoadOrCreateKey(path, suite string) (crypto.Signer, bool, error) {
 	key, err := LoadKey(path)
 	if errors.Is(err, os.ErrNotExist) {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		k, err := GenerateKey(suite, nil)
 		if err != nil {
 			return nil, false, err
 		}
@@ -328,7 +416,7 @@ func LoadKey(path string) (crypto.Signer, error) {
 // KeyID returns a short stable identifier of a public key: the first 8
 // bytes of the SHA-256 of its SubjectPublicKeyInfo.
 func KeyID(pub crypto.PublicKey) ([]byte, error) {
-	der, err := x509.MarshalPKIXPublicKey(pub)
+	der, err := MarshalPublicKey(pub)
 	if err != nil {
 		return nil, err
 	}

@@ -6,10 +6,10 @@ package registry
 import (
 	"context"
 	"crypto"
-	"crypto/x509"
 	"time"
 
 	"github.com/iotpay/iotpay"
+	"github.com/iotpay/iotpay/platform/pki"
 )
 
 // DeviceStatus is where a device is in its life.
@@ -93,7 +93,7 @@ func (d *Device) Key() (crypto.PublicKey, error) {
 	if len(d.PublicKey) == 0 {
 		return nil, iotpay.Errorf(iotpay.EUNAUTHORIZED, "device not enrolled")
 	}
-	return x509.ParsePKIXPublicKey(d.PublicKey)
+	return pki.ParsePublicKey(d.PublicKey)
 }
 
 // APIKey is an operator credential. Only its hash is stored.

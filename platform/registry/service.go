@@ -31,8 +31,13 @@ type Service struct {
 	Store       Store
 	CA          *pki.CA
 	PlatformKey crypto.PublicKey // the receipt-signing key devices are given at enrollment
-	Now         func() time.Time
-	Rand        io.Reader
+	// GMCA certifies the SM2 keys of gm devices and GMPlatformKey (SM2)
+	// signs their receipts; without them no gm device can be created. A gm
+	// device's TLS channel is still authenticated by CA (see Enroll).
+	GMCA          *pki.CA
+	GMPlatformKey crypto.PublicKey
+	Now           func() time.Time
+	Rand          io.Reader
 }
 
 func (s *Service) now() time.Time {
@@ -168,11 +173,19 @@ func checkName(n string) error {
 	return nil
 }
 
-// CreateDevice registers a device of a product and returns its one-time
+// CreateDevice registers a device of a product, bound for good to a crypto
+// suite ("intl", the default when empty, or "gm"), and returns its one-time
 // enrollment token in clear.
-func (s *Service) CreateDevice(ctx context.Context, tenant iotpay.TenantID, product iotpay.ProductID, name string) (*Device, string, error) {
+func (s *Service) CreateDevice(ctx context.Context, tenant iotpay.TenantID, product iotpay.ProductID, name, suite string) (*Device, string, error) {
 	if err := checkName(name); err != nil {
 		return nil, "", err
+	}
+	ws, err := wire.SuiteByName(suite)
+	if err != nil {
+		return nil, "", err
+	}
+	if ws == wire.GM && (s.GMCA == nil || s.GMPlatformKey == nil) {
+		return nil, "", iotpay.Errorf(iotpay.EINVALID, "this platform has no gm suite configured")
 	}
 	now := s.now()
 	token := s.secret()
@@ -182,12 +195,12 @@ func (s *Service) CreateDevice(ctx context.Context, tenant iotpay.TenantID, prod
 		Product:      product,
 		Name:         name,
 		Status:       DevicePending,
-		Suite:        wire.SuiteIntl,
+		Suite:        ws.Name(),
 		Created:      now,
 		TokenHash:    hashSecret(token),
 		TokenExpires: now.Add(EnrollTokenLifetime),
 	}
-	err := s.Store.Update(ctx, func(tx Tx) error {
+	err = s.Store.Update(ctx, func(tx Tx) error {
 		if _, err := tx.Product(ctx, tenant, product); err != nil {
 			return err
 		}
@@ -202,18 +215,29 @@ func (s *Service) CreateDevice(ctx context.Context, tenant iotpay.TenantID, prod
 // Enrollment is what a device receives when it enrolls: its certificate,
 // the CA to trust the platform with, the key that signs its receipts, and
 // the challenge its first request must echo.
+//
+// A gm device holds two keys: its SM2 key, certified by the gm CA
+// (Certificate, chaining to GMCA), signs its requests, and a P-256
+// transport key, certified by the platform CA for the same device id
+// (TransportCertificate), authenticates its TLS channel, since TLS with SM2
+// (TLCP) is not spoken. The payment itself — request signature, receipt
+// signature, certificate of the signing key — is all SM2.
 type Enrollment struct {
 	Device      iotpay.DeviceID `json:"device"`
 	Suite       string          `json:"suite"`
 	Certificate string          `json:"certificate"`  // PEM
-	CA          string          `json:"ca"`           // PEM
+	CA          string          `json:"ca"`           // PEM, the platform CA: TLS trust anchor
 	PlatformKey string          `json:"platform_key"` // PEM public key
 	Challenge   []byte          `json:"challenge"`
+	// gm devices only
+	GMCA                 string `json:"gm_ca,omitempty"`                 // PEM
+	TransportCertificate string `json:"transport_certificate,omitempty"` // PEM
 }
 
 // Enroll certifies the key in csr for a pending device holding a valid
-// one-time token. Any failure is the same vague error to the caller.
-func (s *Service) Enroll(ctx context.Context, id iotpay.DeviceID, token string, csr []byte) (*Enrollment, error) {
+// one-time token; a gm device also sends transportCSR, for a P-256 key.
+// Any failure of the token is the same vague error to the caller.
+func (s *Service) Enroll(ctx context.Context, id iotpay.DeviceID, token string, csr, transportCSR []byte) (*Enrollment, error) {
 	fail := iotpay.Errorf(iotpay.EUNAUTHORIZED, "enrollment refused")
 	if !iotpay.ValidID(iotpay.PrefixDevice, string(id)) {
 		return nil, fail
@@ -236,11 +260,27 @@ func (s *Service) Enroll(ctx context.Context, id iotpay.DeviceID, token string, 
 			subtle.ConstantTimeCompare(d.TokenHash, hashSecret(token)) != 1 {
 			return fail
 		}
-		cert, err := s.CA.SignDeviceCSR(csr, d.ID, d.Tenant)
+		ca, platformKey := s.CA, s.PlatformKey
+		var transport *x509.Certificate
+		if d.Suite == wire.SuiteGM {
+			ca, platformKey = s.GMCA, s.GMPlatformKey
+			if ca == nil || platformKey == nil {
+				return iotpay.Errorf(iotpay.EINVALID, "this platform has no gm suite configured")
+			}
+			if len(transportCSR) == 0 {
+				return iotpay.Errorf(iotpay.EINVALID, "a gm device needs a transport_csr for a P-256 key")
+			}
+			if transport, err = s.CA.SignDeviceCSR(transportCSR, d.ID, d.Tenant); err != nil {
+				return err
+			}
+		} else if len(transportCSR) != 0 {
+			return iotpay.Errorf(iotpay.EINVALID, "only gm devices send a transport_csr")
+		}
+		cert, err := ca.SignDeviceCSR(csr, d.ID, d.Tenant)
 		if err != nil {
 			return err
 		}
-		pub, err := x509.MarshalPKIXPublicKey(req.PublicKey)
+		pub, err := pki.MarshalPublicKey(req.PublicKey)
 		if err != nil {
 			return iotpay.Wrap(iotpay.EINVALID, "unsupported public key", err)
 		}
@@ -253,7 +293,7 @@ func (s *Service) Enroll(ctx context.Context, id iotpay.DeviceID, token string, 
 		if err := tx.UpdateDevice(ctx, d); err != nil {
 			return err
 		}
-		pk, err := x509.MarshalPKIXPublicKey(s.PlatformKey)
+		pk, err := pki.MarshalPublicKey(platformKey)
 		if err != nil {
 			return err
 		}
@@ -264,6 +304,10 @@ func (s *Service) Enroll(ctx context.Context, id iotpay.DeviceID, token string, 
 			CA:          string(pki.EncodeCertPEM(s.CA.Cert)),
 			PlatformKey: string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pk})),
 			Challenge:   d.Challenge,
+		}
+		if transport != nil {
+			out.GMCA = string(pki.EncodeCertPEM(s.GMCA.Cert))
+			out.TransportCertificate = string(pki.EncodeCertPEM(transport))
 		}
 		return nil
 	})
