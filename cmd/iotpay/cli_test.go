@@ -25,7 +25,9 @@ type cli struct {
 	keys []string // of the POSTs, in order
 }
 
-func newCLI(t *testing.T) *cli {
+// startDaemon runs a platform on loopback ports for the test.
+func startDaemon(t *testing.T) *daemon.Daemon {
+	t.Helper()
 	d, err := daemon.Open(context.Background(), daemon.Config{DataDir: filepath.Join(t.TempDir(), "d"),
 		HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", Fees: demoFees})
 	if err != nil {
@@ -36,6 +38,11 @@ func newCLI(t *testing.T) *cli {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+func newCLI(t *testing.T) *cli {
+	d := startDaemon(t)
 	target, _ := url.Parse("http://" + d.HTTPAddr())
 	c := &cli{t: t}
 	proxy := httputil.NewSingleHostReverseProxy(target)

@@ -13,6 +13,7 @@ import (
 	"github.com/iotpay/iotpay"
 	"github.com/iotpay/iotpay/device"
 	"github.com/iotpay/iotpay/device/keystore"
+	"github.com/iotpay/iotpay/device/keystore/pkcs11"
 	devmqtt "github.com/iotpay/iotpay/device/mqtt"
 	"github.com/iotpay/iotpay/wire"
 )
@@ -25,22 +26,60 @@ func passphrase() ([]byte, error) {
 	return []byte(p), nil
 }
 
+// keystoreUsage is the help of --keystore.
+const keystoreUsage = `where the device key lives: "soft" (a file in --dir, encrypted under IOTPAY_KEYSTORE_PASSPHRASE) ` +
+	`or a PKCS#11 token, "pkcs11:token=LABEL;pin-env=VAR[;module=PATH][;slot=N][;label=KEY]" (the PIN in $VAR)`
+
+// openKeystore creates (at enrollment) or opens the device key the
+// --keystore spec names, and says where it is.
+func openKeystore(spec, dir string, create bool) (keystore.Keystore, string, error) {
+	if rest, ok := strings.CutPrefix(spec, "pkcs11:"); ok {
+		cfg, err := pkcs11.ParseSpec(rest, os.Getenv)
+		if err != nil {
+			return nil, "", err
+		}
+		open := pkcs11.Open
+		if create {
+			open = pkcs11.Create
+		}
+		ks, err := open(cfg)
+		if err != nil {
+			return nil, "", err
+		}
+		return ks, cfg.String(), nil
+	}
+	if spec != "soft" {
+		return nil, "", fmt.Errorf("--keystore %q: want soft or pkcs11:…", spec)
+	}
+	pass, err := passphrase()
+	if err != nil {
+		return nil, "", err
+	}
+	path := filepath.Join(dir, device.KeyFile)
+	open := keystore.OpenSoft
+	if create {
+		open = keystore.CreateSoft
+	}
+	ks, err := open(path, pass)
+	if err != nil {
+		return nil, "", err
+	}
+	return ks, path, nil
+}
+
 func deviceEnroll(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := operatorFlags("device enroll", stderr)
 	dir := fs.String("dir", "", "device directory to create: keystore, certificate, state (required)")
 	id := fs.String("device", "", "device id (required)")
 	token := fs.String("token", "", "one-time enrollment token from 'device create' (required)")
+	ksSpec := fs.String("keystore", "soft", keystoreUsage)
 	if err := fs.parse(args, "dir", "device", "token"); err != nil {
-		return err
-	}
-	pass, err := passphrase()
-	if err != nil {
 		return err
 	}
 	if err := os.MkdirAll(*dir, 0o700); err != nil {
 		return err
 	}
-	ks, err := keystore.CreateSoft(filepath.Join(*dir, device.KeyFile), pass)
+	ks, where, err := openKeystore(*ksSpec, *dir, true)
 	if err != nil {
 		return err
 	}
@@ -56,7 +95,7 @@ func deviceEnroll(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	fmt.Fprintf(stdout, "enrolled %s: key generated in %s, certificate saved in %s\n", en.Device,
-		filepath.Join(*dir, device.KeyFile), filepath.Join(*dir, device.EnrollmentFile))
+		where, filepath.Join(*dir, device.EnrollmentFile))
 	return nil
 }
 
@@ -70,15 +109,12 @@ func devicePay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	event := fs.String("event", "", "event type, e.g. dispense or session_end")
 	fields := fs.String("fields", "", "event fields, comma-separated: wh=12400,sku=A3 (integers are quantities)")
 	rid := fs.String("request-id", "", "idempotency key (generated when empty)")
+	ksSpec := fs.String("keystore", "soft", keystoreUsage+"; as at enrollment")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *dir == "" {
 		return fmt.Errorf("device pay needs --dir")
-	}
-	pass, err := passphrase()
-	if err != nil {
-		return err
 	}
 	p := device.Payment{RequestID: *rid}
 	if *event != "" {
@@ -107,7 +143,7 @@ func devicePay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		p.Amount = &m
 	}
-	ks, err := keystore.OpenSoft(filepath.Join(*dir, device.KeyFile), pass)
+	ks, _, err := openKeystore(*ksSpec, *dir, false)
 	if err != nil {
 		return err
 	}
