@@ -31,17 +31,26 @@ type Identity struct {
 	Cert        *x509.Certificate
 	CA          *x509.Certificate // the platform CA: the broker's certificate chains to it
 	PlatformKey crypto.PublicKey  // signs receipts
+	// Transport and TransportCert (P-256, from CA) authenticate a gm
+	// device's TLS channel; TLS does not speak SM2. Nil for intl devices,
+	// whose Signer does both.
+	Transport     crypto.Signer
+	TransportCert *x509.Certificate
 }
 
 // TLSConfig returns a mutual-TLS client configuration for this identity.
 func (id *Identity) TLSConfig(serverName string) *tls.Config {
 	pool := x509.NewCertPool()
 	pool.AddCert(id.CA)
+	key, cert := id.Signer, id.Cert
+	if id.Transport != nil {
+		key, cert = id.Transport, id.TransportCert
+	}
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS12,
 		RootCAs:      pool,
 		ServerName:   serverName,
-		Certificates: []tls.Certificate{{Certificate: [][]byte{id.Cert.Raw}, PrivateKey: id.Signer, Leaf: id.Cert}},
+		Certificates: []tls.Certificate{{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}},
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/emmansun/gmsm/smx509"
 	"github.com/iotpay/iotpay"
 	"github.com/iotpay/iotpay/internal/atomicfile"
 	"github.com/iotpay/iotpay/wire"
@@ -26,6 +27,9 @@ const EnrollResponseBytesMax = 64 << 10
 
 // Enrollment is the platform's answer to an enrollment: the device's
 // certificate, the CA, the receipt key and the first challenge.
+//
+// A gm device's Certificate is for its SM2 key and chains to GMCA; its TLS
+// channel uses TransportCertificate, for a P-256 key, from CA.
 type Enrollment struct {
 	Device      iotpay.DeviceID `json:"device"`
 	Suite       string          `json:"suite"`
@@ -33,19 +37,33 @@ type Enrollment struct {
 	CA          string          `json:"ca"`
 	PlatformKey string          `json:"platform_key"`
 	Challenge   []byte          `json:"challenge"`
+
+	GMCA                 string `json:"gm_ca,omitempty"`
+	TransportCertificate string `json:"transport_certificate,omitempty"`
 }
 
 // Enroll asks the platform at apiURL to certify the key behind signer for
 // device id, proving the right to with the one-time token.
 func Enroll(ctx context.Context, client *http.Client, apiURL string, id iotpay.DeviceID, token string, signer crypto.Signer) (*Enrollment, error) {
-	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: string(id)}}, signer)
-	if err != nil {
-		return nil, err
+	return EnrollWith(ctx, client, apiURL, id, token, signer, nil)
+}
+
+// EnrollWith is Enroll for a device that also has a transport key (a gm
+// device: signer is its SM2 key, transport a P-256 key for TLS).
+func EnrollWith(ctx context.Context, client *http.Client, apiURL string, id iotpay.DeviceID, token string,
+	signer, transport crypto.Signer) (*Enrollment, error) {
+	in := map[string]string{"device": string(id), "token": token}
+	for name, k := range map[string]crypto.Signer{"csr": signer, "transport_csr": transport} {
+		if k == nil {
+			continue
+		}
+		csr, err := smx509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: string(id)}}, k)
+		if err != nil {
+			return nil, err
+		}
+		in[name] = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr}))
 	}
-	body, _ := json.Marshal(map[string]string{
-		"device": string(id), "token": token,
-		"csr": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr})),
-	})
+	body, _ := json.Marshal(in)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, apiURL+"/v1/enroll", bytes.NewReader(body))
 	if err != nil {
 		return nil, err
@@ -86,7 +104,13 @@ func Enroll(ctx context.Context, client *http.Client, apiURL string, id iotpay.D
 // Identity builds the device identity from an enrollment, checking that the
 // certificate is for signer's key and chains to the CA.
 func (en *Enrollment) Identity(signer crypto.Signer) (*Identity, error) {
-	cert, err := parseCertPEM([]byte(en.Certificate))
+	return en.IdentityWith(signer, nil)
+}
+
+// IdentityWith is Identity for a gm device, whose transport key
+// authenticates its TLS channel; both certificates are checked.
+func (en *Enrollment) IdentityWith(signer, transport crypto.Signer) (*Identity, error) {
+	suite, err := wire.SuiteByName(en.Suite)
 	if err != nil {
 		return nil, err
 	}
@@ -94,29 +118,56 @@ func (en *Enrollment) Identity(signer crypto.Signer) (*Identity, error) {
 	if err != nil {
 		return nil, err
 	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
-		return nil, iotpay.Wrap(iotpay.EINVALID, "certificate does not chain to the platform CA", err)
+	root := ca
+	if suite == wire.GM {
+		if root, err = parseCertPEM([]byte(en.GMCA)); err != nil {
+			return nil, err
+		}
 	}
-	want, _ := x509.MarshalPKIXPublicKey(signer.Public())
-	got, _ := x509.MarshalPKIXPublicKey(cert.PublicKey)
-	if !bytes.Equal(want, got) {
-		return nil, iotpay.Errorf(iotpay.EINVALID, "certificate is not for this device's key")
+	cert, err := certFor(en.Certificate, root, signer)
+	if err != nil {
+		return nil, err
+	}
+	id := &Identity{ID: en.Device, Suite: suite, Signer: signer, Cert: cert, CA: ca}
+	if suite == wire.GM {
+		if transport == nil {
+			return nil, iotpay.Errorf(iotpay.EINVALID, "a gm device needs a transport key")
+		}
+		if id.TransportCert, err = certFor(en.TransportCertificate, ca, transport); err != nil {
+			return nil, err
+		}
+		id.Transport = transport
 	}
 	blk, _ := pem.Decode([]byte(en.PlatformKey))
 	if blk == nil || blk.Type != "PUBLIC KEY" {
 		return nil, iotpay.Errorf(iotpay.EINVALID, "malformed platform key")
 	}
-	pk, err := x509.ParsePKIXPublicKey(blk.Bytes)
-	if err != nil {
+	if id.PlatformKey, err = smx509.ParsePKIXPublicKey(blk.Bytes); err != nil {
 		return nil, iotpay.Wrap(iotpay.EINVALID, "malformed platform key", err)
 	}
-	suite, err := wire.SuiteByName(en.Suite)
+	return id, nil
+}
+
+// certFor parses a PEM certificate and checks that it chains to root, may
+// authenticate a client and is for key's public key.
+func certFor(certPEM string, root *x509.Certificate, key crypto.Signer) (*x509.Certificate, error) {
+	cert, err := parseCertPEM([]byte(certPEM))
 	if err != nil {
 		return nil, err
 	}
-	return &Identity{ID: en.Device, Suite: suite, Signer: signer, Cert: cert, CA: ca, PlatformKey: pk}, nil
+	pool := smx509.NewCertPool()
+	pool.AddCert((*smx509.Certificate)(root))
+	_, err = (*smx509.Certificate)(cert).Verify(smx509.VerifyOptions{Roots: pool,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	if err != nil {
+		return nil, iotpay.Wrap(iotpay.EINVALID, "certificate does not chain to the platform CA", err)
+	}
+	want, _ := smx509.MarshalPKIXPublicKey(key.Public())
+	got, _ := smx509.MarshalPKIXPublicKey(cert.PublicKey)
+	if want == nil || !bytes.Equal(want, got) {
+		return nil, iotpay.Errorf(iotpay.EINVALID, "certificate is not for this device's key")
+	}
+	return cert, nil
 }
 
 func parseCertPEM(b []byte) (*x509.Certificate, error) {
@@ -124,7 +175,11 @@ func parseCertPEM(b []byte) (*x509.Certificate, error) {
 	if blk == nil || blk.Type != "CERTIFICATE" {
 		return nil, iotpay.Errorf(iotpay.EINVALID, "no PEM certificate")
 	}
-	return x509.ParseCertificate(blk.Bytes)
+	c, err := smx509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		return nil, iotpay.Wrap(iotpay.EINVALID, "malformed certificate", err)
+	}
+	return c.ToX509(), nil
 }
 
 // Files in a device directory.
