@@ -3,6 +3,7 @@ package daemon_test
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -123,6 +124,16 @@ type fixture struct {
 // enrolled over the API with a key it generated, a wallet of 20.00 EUR and
 // a mandate of 5.00 per payment, 10.00 a day.
 func setup(t *testing.T, store string) *fixture {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return setupWith(t, store, key)
+}
+
+// setupWith is setup with the device's key in key, which may be in a
+// keystore.
+func setupWith(t *testing.T, store string, key crypto.Signer) *fixture {
 	p := start(t, store)
 	f := &fixture{platform: p}
 	var acc struct{ ID iotpay.AccountID }
@@ -131,7 +142,7 @@ func setup(t *testing.T, store string) *fixture {
 	var prod struct{ ID iotpay.ProductID }
 	p.must("POST", "/v1/products", map[string]any{"name": "vending", "merchant_account": f.merchant,
 		"pricing": map[string]any{"mode": "metered", "event": "dispense", "unit": "units", "per_units": 1, "price_minor": 250, "currency": "EUR"}}, &prod)
-	f.dev, f.tr = f.enroll(prod.ID)
+	f.dev, f.tr = f.enroll(prod.ID, key)
 	p.must("POST", "/v1/accounts", map[string]any{"name": "payer", "kind": "payer", "currency": "EUR"}, &acc)
 	f.payer = acc.ID
 	p.must("POST", "/v1/accounts/"+string(f.payer)+"/fund", map[string]any{"amount": 2000}, nil)
@@ -140,14 +151,13 @@ func setup(t *testing.T, store string) *fixture {
 	return f
 }
 
-func (f *fixture) enroll(product iotpay.ProductID) (*device.Device, *devmqtt.Transport) {
+func (f *fixture) enroll(product iotpay.ProductID, key crypto.Signer) (*device.Device, *devmqtt.Transport) {
 	t := f.t
 	var created struct {
 		Device struct{ ID iotpay.DeviceID }
 		Token  string `json:"enrollment_token"`
 	}
 	f.must("POST", "/v1/devices", map[string]any{"product": product, "name": "machine"}, &created)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	ctx := context.Background()
 	en, err := device.Enroll(ctx, nil, f.url, created.Device.ID, created.Token, key)
 	if err != nil {
