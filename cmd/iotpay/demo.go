@@ -15,7 +15,6 @@ import (
 
 	"github.com/iotpay/iotpay"
 	"github.com/iotpay/iotpay/device"
-	"github.com/iotpay/iotpay/device/keystore"
 	devmqtt "github.com/iotpay/iotpay/device/mqtt"
 	"github.com/iotpay/iotpay/payment"
 	"github.com/iotpay/iotpay/platform/daemon"
@@ -42,6 +41,7 @@ type demoSummary struct {
 }
 
 type demo struct {
+	suite string // every device's crypto suite
 	api   *apiClient
 	d     *daemon.Daemon
 	dir   string
@@ -63,7 +63,11 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	asJSON := fs.Bool("json", false, "print a JSON summary as the last line")
 	keep := fs.String("data", "", "data directory to use (default: a temporary one, removed at the end)")
 	verbose := fs.Bool("v", false, "show the platform's log")
+	suite := fs.String("suite", wire.SuiteIntl, "the devices' crypto suite: intl (ECDSA P-256, SHA-256) or gm (SM2, SM3)")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if _, err := wire.SuiteByName(*suite); err != nil {
 		return err
 	}
 	start := time.Now()
@@ -94,9 +98,10 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer d.Close()
-	dm := &demo{api: newAPIClient("http://"+d.HTTPAddr(), d.APIKey, ""), d: d, dir: dir, out: stdout,
+	dm := &demo{suite: *suite, api: newAPIClient("http://"+d.HTTPAddr(), d.APIKey, ""), d: d, dir: dir, out: stdout,
 		payer: map[string]iotpay.AccountID{}, sum: demoSummary{PaidMinor: map[iotpay.Currency]int64{}}}
 	fmt.Fprintf(stdout, "platform up: HTTP API http://%s, MQTT/TLS %s (client certificates required)\n", d.HTTPAddr(), d.MQTTAddr())
+	fmt.Fprintf(stdout, "crypto suite of the devices: %s\n", *suite)
 	fmt.Fprintf(stdout, "fees on every capture: operator %s, platform %s\n", bps(demoFees.OperatorBps), bps(demoFees.PlatformBps))
 	if err := dm.scenario(ctx); err != nil {
 		return err
@@ -215,7 +220,7 @@ func (dm *demo) enroll(ctx context.Context, name string, product iotpay.ProductI
 		Device struct{ ID iotpay.DeviceID }
 		Token  string `json:"enrollment_token"`
 	}
-	if err := dm.api.do(ctx, "POST", "/v1/devices", map[string]any{"product": product, "name": name}, &created); err != nil {
+	if err := dm.api.do(ctx, "POST", "/v1/devices", map[string]any{"product": product, "name": name, "suite": dm.suite}, &created); err != nil {
 		return nil, err
 	}
 	dir := filepath.Join(dm.dir, "devices", name)
@@ -224,18 +229,18 @@ func (dm *demo) enroll(ctx context.Context, name string, product iotpay.ProductI
 	}
 	pass := make([]byte, 16)
 	rand.Read(pass)
-	ks, err := keystore.CreateSoft(filepath.Join(dir, device.KeyFile), pass)
+	ks, err := device.CreateKeys(dir, dm.suite, pass)
 	if err != nil {
 		return nil, err
 	}
-	en, err := device.Enroll(ctx, dm.api.http, dm.api.base, created.Device.ID, created.Token, ks.Signer())
+	en, err := ks.Enroll(ctx, dm.api.http, dm.api.base, created.Device.ID, created.Token)
 	if err != nil {
 		return nil, err
 	}
 	if err := device.SaveEnrollment(dir, en); err != nil {
 		return nil, err
 	}
-	id, err := en.Identity(ks.Signer())
+	id, err := ks.Identity(en)
 	if err != nil {
 		return nil, err
 	}
@@ -262,9 +267,17 @@ func (dm *demo) enroll(ctx context.Context, name string, product iotpay.ProductI
 	dm.payer[name] = payer.ID
 	dm.sum.Devices++
 	eur := func(v int64) iotpay.Money { return iotpay.Money{Amount: v, Currency: "EUR"} }
-	fmt.Fprintf(dm.out, "enrolled %-10s %s  key in keystore, certificate from the platform CA; wallet %s, mandate %s: %s/payment %s/day\n",
-		name, id.ID, eur(fund), mandate.ID, eur(perPayment), eur(daily))
+	fmt.Fprintf(dm.out, "enrolled %-10s %s  %s key in keystore, certificate from the %s CA; wallet %s, mandate %s: %s/payment %s/day\n",
+		name, id.ID, keyKind(dm.suite), keyKind(dm.suite), eur(fund), mandate.ID, eur(perPayment), eur(daily))
 	return &demoDevice{name: name, id: id.ID, dev: dev, t: t}, nil
+}
+
+// keyKind names a suite's signature key.
+func keyKind(suite string) string {
+	if suite == wire.SuiteGM {
+		return "SM2"
+	}
+	return "P-256"
 }
 
 // pay signs p, sends it and checks the receipt.

@@ -8,9 +8,20 @@ import (
 	"testing"
 )
 
-func TestDemoJSON(t *testing.T) {
+func TestDemoJSON(t *testing.T) { testDemo(t) }
+
+// TestDemoGM runs the whole demo with gm devices: SM2 keys and
+// certificates, SM2 request and receipt signatures.
+func TestDemoGM(t *testing.T) {
+	out := testDemo(t, "--suite", "gm")
+	if !strings.Contains(out, "crypto suite of the devices: gm") || !strings.Contains(out, "SM2 key in keystore") {
+		t.Errorf("demo did not run in the gm suite:\n%s", out)
+	}
+}
+
+func testDemo(t *testing.T, args ...string) string {
 	var out, errOut bytes.Buffer
-	if err := run(context.Background(), []string{"demo", "--json"}, &out, &errOut); err != nil {
+	if err := run(context.Background(), append([]string{"demo", "--json"}, args...), &out, &errOut); err != nil {
 		t.Fatalf("demo: %v\n%s\n%s", err, out.String(), errOut.String())
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
@@ -22,6 +33,7 @@ func TestDemoJSON(t *testing.T) {
 		s.ReplaysRejected < 1 || s.DuplicatesAnswered < 1 || s.ForgeriesRejected < 1 {
 		t.Fatalf("summary = %+v\n%s", s, out.String())
 	}
+	return out.String()
 }
 
 func TestUnknownCommand(t *testing.T) {

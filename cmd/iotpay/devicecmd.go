@@ -67,34 +67,66 @@ func openKeystore(spec, dir string, create bool) (keystore.Keystore, string, err
 	return ks, path, nil
 }
 
+// deviceKeys opens (or creates) the keys of a device of suite: the P-256
+// key the --keystore spec names and, for gm, the SM2 key in dir's
+// software keystore (no PKCS#11 mechanism for SM2 is assumed).
+func deviceKeys(spec, dir, suite string, create bool) (*device.Keys, string, error) {
+	s, err := wire.SuiteByName(suite)
+	if err != nil {
+		return nil, "", err
+	}
+	ks, where, err := openKeystore(spec, dir, create)
+	if err != nil || s != wire.GM {
+		return &device.Keys{Suite: s, Signer: ks}, where, err
+	}
+	pass, err := passphrase()
+	if err != nil {
+		ks.Close()
+		return nil, "", err
+	}
+	path := filepath.Join(dir, device.SM2KeyFile)
+	open := device.OpenSoftSM2
+	if create {
+		open = device.CreateSoftSM2
+	}
+	gm, err := open(path, pass)
+	if err != nil {
+		ks.Close()
+		return nil, "", err
+	}
+	return &device.Keys{Suite: s, Signer: gm, Transport: ks}, path + " (SM2) and " + where + " (P-256, TLS)", nil
+}
+
 func deviceEnroll(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := operatorFlags("device enroll", stderr)
 	dir := fs.String("dir", "", "device directory to create: keystore, certificate, state (required)")
 	id := fs.String("device", "", "device id (required)")
 	token := fs.String("token", "", "one-time enrollment token from 'device create' (required)")
 	ksSpec := fs.String("keystore", "soft", keystoreUsage)
+	suite := fs.String("suite", wire.SuiteIntl, "the device's crypto suite, as created: intl, or gm (an SM2 key in a software "+
+		"keystore in --dir signs; the --keystore P-256 key authenticates TLS)")
 	if err := fs.parse(args, "dir", "device", "token"); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(*dir, 0o700); err != nil {
 		return err
 	}
-	ks, where, err := openKeystore(*ksSpec, *dir, true)
+	keys, where, err := deviceKeys(*ksSpec, *dir, *suite, true)
 	if err != nil {
 		return err
 	}
-	defer ks.Close()
-	en, err := device.Enroll(ctx, newAPIClient(*fs.api, "", *fs.idempotencyKey).http, *fs.api, iotpay.DeviceID(*id), *token, ks.Signer())
+	defer keys.Close()
+	en, err := keys.Enroll(ctx, newAPIClient(*fs.api, "", *fs.idempotencyKey).http, *fs.api, iotpay.DeviceID(*id), *token)
 	if err != nil {
 		return err
 	}
-	if _, err := en.Identity(ks.Signer()); err != nil {
+	if _, err := keys.Identity(en); err != nil {
 		return err
 	}
 	if err := device.SaveEnrollment(*dir, en); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "enrolled %s: key generated in %s, certificate saved in %s\n", en.Device,
+	fmt.Fprintf(stdout, "enrolled %s (suite %s): key generated in %s, certificate saved in %s\n", en.Device, en.Suite,
 		where, filepath.Join(*dir, device.EnrollmentFile))
 	return nil
 }
@@ -143,16 +175,16 @@ func devicePay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		p.Amount = &m
 	}
-	ks, _, err := openKeystore(*ksSpec, *dir, false)
-	if err != nil {
-		return err
-	}
-	defer ks.Close()
 	en, err := device.LoadEnrollment(*dir)
 	if err != nil {
 		return err
 	}
-	id, err := en.Identity(ks.Signer())
+	keys, _, err := deviceKeys(*ksSpec, *dir, en.Suite, false)
+	if err != nil {
+		return err
+	}
+	defer keys.Close()
+	id, err := keys.Identity(en)
 	if err != nil {
 		return err
 	}

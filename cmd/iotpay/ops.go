@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/iotpay/iotpay/wire"
 )
 
 // opFlags are the flags every operator command has.
@@ -156,10 +158,11 @@ func deviceCreate(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs := operatorFlags("device create", stderr)
 	product := fs.String("product", "", "product id (required)")
 	name := fs.String("name", "", "device name (required)")
+	suite := fs.String("suite", wire.SuiteIntl, "crypto suite, fixed for the device's life: intl (P-256) or gm (SM2/SM3)")
 	if err := fs.parse(args, "product", "name"); err != nil {
 		return err
 	}
-	return fs.call(ctx, "POST", "/v1/devices", map[string]any{"product": *product, "name": *name}, stdout)
+	return fs.call(ctx, "POST", "/v1/devices", map[string]any{"product": *product, "name": *name, "suite": *suite}, stdout)
 }
 
 // list splits a comma-separated flag value.
