@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
@@ -29,6 +30,9 @@ type world struct {
 	tenant   iotpay.TenantID
 	payer    iotpay.AccountID
 	merchant iotpay.AccountID
+	// transport is a gm device's P-256 key, certified by the platform CA
+	// for TLS only.
+	transport *ecdsa.PrivateKey
 }
 
 // do runs fn as one writer operation, failing the test on error.
@@ -39,7 +43,12 @@ func (w *world) do(tb testing.TB, fn func(b *ledger.Batch[platform.Tx]) error) {
 	}
 }
 
-func newWorld(tb testing.TB) *world {
+func newWorld(tb testing.TB) *world { return newSuiteWorld(tb, wire.Intl, nil) }
+
+// newSuiteWorld is newWorld with a device of suite, the processor logging
+// to log (when not nil). The platform has both suites' CAs and receipt
+// keys.
+func newSuiteWorld(tb testing.TB, suite wire.Suite, log *slog.Logger) *world {
 	tb.Helper()
 	ctx := context.Background()
 	db, err := sqlite.Open(ctx, filepath.Join(tb.TempDir(), "t.db"))
@@ -51,7 +60,12 @@ func newWorld(tb testing.TB) *world {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	gmCA, err := pki.NewSuiteCA(pki.SuiteGM, "test gm", time.Now(), nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
 	rk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	gmRK, _ := pki.GenerateKey(pki.SuiteGM, nil)
 	read := sqlite.For[platform.Tx](db)
 	w := &world{pay: &payment.Engine[platform.Tx]{Store: read, Fees: payment.FeePlan{OperatorBps: 200, PlatformBps: 100}}}
 	wr, err := ledger.Open(ctx, read, ledger.Config[platform.Tx]{OnExpire: w.pay.OnExpire})
@@ -60,8 +74,10 @@ func newWorld(tb testing.TB) *world {
 	}
 	tb.Cleanup(func() { wr.Close() })
 	w.pay.W = wr
-	reg := &registry.Service{Store: platform.WriterStore[registry.Tx]{W: wr, Read: read}, CA: ca, PlatformKey: rk.Public()}
-	w.proc = &platform.Processor{Store: read, Engine: w.pay, ReceiptSigner: rk, ReceiptSuite: wire.Intl, ReceiptKid: []byte("k")}
+	reg := &registry.Service{Store: platform.WriterStore[registry.Tx]{W: wr, Read: read}, CA: ca, PlatformKey: rk.Public(),
+		GMCA: gmCA, GMPlatformKey: gmRK.Public()}
+	w.proc = &platform.Processor{Store: read, Engine: w.pay, ReceiptSigner: rk, ReceiptSuite: wire.Intl, ReceiptKid: []byte("k"),
+		GMReceiptSigner: gmRK, GMReceiptKid: []byte("g"), Logger: log}
 	ten, _, err := reg.Bootstrap(ctx, "t")
 	if err != nil {
 		tb.Fatal(err)
@@ -84,13 +100,18 @@ func newWorld(tb testing.TB) *world {
 	if err := reg.CreateProduct(ctx, prod); err != nil {
 		tb.Fatal(err)
 	}
-	d, token, err := reg.CreateDevice(ctx, ten.ID, prod.ID, "d", "")
+	d, token, err := reg.CreateDevice(ctx, ten.ID, prod.ID, "d", suite.Name())
 	if err != nil {
 		tb.Fatal(err)
 	}
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, _ := pki.GenerateKey(suite.Name(), nil)
 	csr, _ := pki.NewCSR(key, "d")
-	en, err := reg.Enroll(ctx, d.ID, token, csr, nil)
+	var transportCSR []byte
+	if suite == wire.GM {
+		w.transport, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		transportCSR, _ = pki.NewCSR(w.transport, "d")
+	}
+	en, err := reg.Enroll(ctx, d.ID, token, csr, transportCSR)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -101,7 +122,11 @@ func newWorld(tb testing.TB) *world {
 	cert, _ := pki.ParseCertPEM([]byte(en.Certificate))
 	st := &device.MemState{}
 	st.Save(device.State{Challenge: en.Challenge})
-	w.dev, _ = device.New(device.Identity{ID: d.ID, Suite: wire.Intl, Signer: key, Cert: cert, CA: ca.Cert, PlatformKey: rk.Public()}, st)
+	pk := rk.Public()
+	if suite == wire.GM {
+		pk = gmRK.Public()
+	}
+	w.dev, _ = device.New(device.Identity{ID: d.ID, Suite: suite, Signer: key, Cert: cert, CA: ca.Cert, PlatformKey: pk}, st)
 	return w
 }
 

@@ -93,14 +93,14 @@ func ParseSign1(b []byte) (*Sign1, error) {
 // refused, so a device cannot be downgraded to a suite it does not use.
 func (m *Sign1) Verify(s Suite, pub crypto.PublicKey) error {
 	if m.Alg != s.Alg() {
-		return iotpay.Errorf(iotpay.EUNAUTHORIZED, "verification failed")
+		return iotpay.Errorf(iotpay.EUNAUTHORIZED, "verification failed: alg %d is not suite %s's %d", m.Alg, s.Name(), s.Alg())
 	}
 	tbs, err := sigStructure(m.protected, m.Payload)
 	if err != nil {
 		return err
 	}
 	if !s.Verify(pub, tbs, m.signature) {
-		return iotpay.Errorf(iotpay.EUNAUTHORIZED, "verification failed")
+		return iotpay.Errorf(iotpay.EUNAUTHORIZED, "verification failed: signature does not verify under suite %s", s.Name())
 	}
 	return nil
 }
