@@ -52,7 +52,7 @@ type Config struct {
 	Module string // path of the PKCS#11 library; DefaultModule when empty
 	Token  string // token label; or
 	Slot   *uint  // slot id, when Token is empty
-	PIN    string // user PIN
+	PIN    string `json:"-"` // user PIN; never marshalled or printed
 	Label  string // key label (CKA_LABEL); DefaultKeyLabel when empty
 
 	// required is what the token must offer; tests add to it.

@@ -8,12 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 
 	p11 "github.com/miekg/pkcs11"
 
 	"github.com/iotpay/iotpay"
+	"github.com/iotpay/iotpay/device/keystore"
+	"github.com/iotpay/iotpay/device/keystore/keystoretest"
 	"github.com/iotpay/iotpay/device/keystore/pkcs11"
 	"github.com/iotpay/iotpay/device/keystore/pkcs11/pkcs11test"
 )
@@ -198,74 +199,6 @@ func TestBadConfig(t *testing.T) {
 	}
 }
 
-func TestSignRefusesBadInput(t *testing.T) {
-	s := create(t, pkcs11test.Token(t, "device")).Signer()
-	for _, c := range []struct {
-		name   string
-		digest []byte
-		opts   crypto.SignerOpts
-	}{
-		{"nil opts", make([]byte, 32), nil},
-		{"no hash", make([]byte, 32), crypto.Hash(0)},
-		{"short digest", make([]byte, 31), crypto.SHA256},
-		{"long digest", make([]byte, 33), crypto.SHA256},
-		{"nil digest", nil, crypto.SHA256},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			_, err := s.Sign(rand.Reader, c.digest, c.opts)
-			wantCode(t, err, iotpay.EINVALID)
-		})
-	}
-}
-
-func TestConcurrentSign(t *testing.T) {
-	s := create(t, pkcs11test.Token(t, "device")).Signer()
-	const goroutines, each = 4 * pkcs11.SessionsMax, 10
-	var wg sync.WaitGroup
-	errs := make(chan error, goroutines)
-	for g := range goroutines {
-		wg.Go(func() {
-			for i := range each {
-				d := sha256.Sum256(fmt.Appendf(nil, "%d/%d", g, i))
-				sig, err := s.Sign(nil, d[:], crypto.SHA256)
-				if err != nil {
-					errs <- err
-					return
-				}
-				if !ecdsa.VerifyASN1(s.Public().(*ecdsa.PublicKey), d[:], sig) {
-					errs <- fmt.Errorf("signature %d/%d does not verify", g, i)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-}
-
-// Close waits for Sign calls in progress; those after it fail cleanly.
-func TestCloseWhileSigning(t *testing.T) {
-	k := create(t, pkcs11test.Token(t, "device"))
-	s := k.Signer()
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Go(func() {
-			d := sha256.Sum256([]byte("m"))
-			for range 20 {
-				if _, err := s.Sign(nil, d[:], crypto.SHA256); err != nil {
-					wantCode(t, err, iotpay.EINVALID)
-					return
-				}
-			}
-		})
-	}
-	k.Close()
-	wg.Wait()
-}
-
 func TestConfigHidesPIN(t *testing.T) {
 	cfg := pkcs11test.Token(t, "device")
 	cfg.PIN = "s3cret-pin"
@@ -279,4 +212,14 @@ func TestConfigHidesPIN(t *testing.T) {
 	if s := fmt.Sprintf("%v %+v %#v", k.Signer(), k.Signer(), k.Signer()); strings.Contains(s, cfg.PIN) {
 		t.Fatalf("signer prints its PIN: %s", s)
 	}
+}
+
+func TestConformance(t *testing.T) {
+	keystoretest.Run(t, func(t *testing.T) keystore.Keystore {
+		k, err := pkcs11.Create(pkcs11test.Token(t, "device"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	})
 }
