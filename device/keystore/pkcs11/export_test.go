@@ -27,3 +27,12 @@ func SetPrivateAttribute(k *Keystore, attr uint, v bool) error {
 	defer func() { k.sessions <- sh }()
 	return k.mod.ctx.SetAttributeValue(sh, k.priv, []*p11.Attribute{p11.NewAttribute(attr, v)})
 }
+
+// CloseSession closes one session of the keystore behind its back and
+// leaves the dead handle in its pool. (Closing all would log the process
+// out of the token: that takes reopening the keystore.)
+func CloseSession(k *Keystore) {
+	sh := <-k.sessions
+	k.mod.ctx.CloseSession(sh)
+	k.sessions <- sh
+}

@@ -16,6 +16,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/asn1"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -43,6 +44,9 @@ const (
 	keyIDBytes    = 16 // a new key's random CKA_ID
 	objectsMax    = 2  // found per label: one is right, two is ambiguous
 )
+
+// sessionFlags open a read-write session: generation writes to the token.
+const sessionFlags = p11.CKF_SERIAL_SESSION | p11.CKF_RW_SESSION
 
 // oidP256 is the DER of the prime256v1 OID, the token's CKA_EC_PARAMS.
 var oidP256 = []byte{0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07}
@@ -190,7 +194,7 @@ func open(cfg Config) (_ *Keystore, err error) {
 		return nil, err
 	}
 	for range SessionsMax {
-		sh, err := mod.ctx.OpenSession(k.slot, p11.CKF_SERIAL_SESSION|p11.CKF_RW_SESSION)
+		sh, err := mod.ctx.OpenSession(k.slot, sessionFlags)
 		if err != nil {
 			return nil, iotpay.Wrap(iotpay.EUNAVAILABLE, "cannot open a PKCS#11 session", err)
 		}
@@ -463,15 +467,44 @@ func (s *signer) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byt
 	}
 	sh := <-k.sessions
 	defer func() { k.sessions <- sh }()
-	ctx := k.mod.ctx
-	if err := ctx.SignInit(sh, []*p11.Mechanism{p11.NewMechanism(p11.CKM_ECDSA, nil)}, k.priv); err != nil {
-		return nil, iotpay.Wrap(iotpay.EUNAVAILABLE, "the token refused to sign", err)
+	raw, err := k.sign(sh, digest)
+	if sessionLost(err) {
+		// The session is gone but the process is still logged in (a token
+		// reset logs out too; that takes reopening the keystore): a new
+		// session, which shares the login, and one retry.
+		var fresh p11.SessionHandle
+		if fresh, err = k.mod.ctx.OpenSession(k.slot, sessionFlags); err == nil {
+			k.mod.ctx.CloseSession(sh)
+			sh = fresh
+			raw, err = k.sign(sh, digest)
+		}
 	}
-	raw, err := ctx.Sign(sh, digest)
 	if err != nil {
 		return nil, iotpay.Wrap(iotpay.EUNAVAILABLE, "the token refused to sign", err)
 	}
 	return rawToDER(raw)
+}
+
+// sign runs CKM_ECDSA on session sh.
+func (k *Keystore) sign(sh p11.SessionHandle, digest []byte) ([]byte, error) {
+	if err := k.mod.ctx.SignInit(sh, []*p11.Mechanism{p11.NewMechanism(p11.CKM_ECDSA, nil)}, k.priv); err != nil {
+		return nil, err
+	}
+	return k.mod.ctx.Sign(sh, digest)
+}
+
+// sessionLost says whether err means that the session is gone, rather
+// than that the token refused the operation.
+func sessionLost(err error) bool {
+	var code p11.Error
+	if !errors.As(err, &code) {
+		return false
+	}
+	switch uint(code) {
+	case p11.CKR_SESSION_HANDLE_INVALID, p11.CKR_SESSION_CLOSED:
+		return true
+	}
+	return false
 }
 
 func (s *signer) String() string   { return "keystore/pkcs11(" + s.k.desc + ")" }

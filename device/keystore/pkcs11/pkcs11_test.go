@@ -199,6 +199,15 @@ func TestBadConfig(t *testing.T) {
 	}
 }
 
+// A session the token closed is replaced, and signing goes on.
+func TestLostSessionIsReplaced(t *testing.T) {
+	k := create(t, pkcs11test.Token(t, "device"))
+	pkcs11.CloseSession(k)
+	for i := range 2 * pkcs11.SessionsMax {
+		signAndVerify(t, k.Signer(), fmt.Sprint("after the reset ", i))
+	}
+}
+
 func TestConfigHidesPIN(t *testing.T) {
 	cfg := pkcs11test.Token(t, "device")
 	cfg.PIN = "s3cret-pin"
