@@ -41,38 +41,35 @@ const goldenHeader = "# iotpay wire golden file: hex of each part. Regenerate wi
 // goldenParts is the order of a golden file's lines.
 var goldenParts = []string{"key_scalar", "public_key", "payload", "protected", "sig_structure", "frame"}
 
+// goldenCase is one golden file.
+type goldenCase struct {
+	name  string
+	suite wire.Suite
+	key   string // testKey label
+	sign  func(s wire.Suite, k crypto.Signer) ([]byte, error)
+	// check decodes the golden frame and compares it with what was signed.
+	check func(t *testing.T, s wire.Suite, pub crypto.PublicKey, frame []byte)
+}
+
+// goldenCases are the same three frames in each suite, the gm ones in
+// files named gm_….
+func goldenCases() []goldenCase {
+	var cs []goldenCase
+	for _, s := range []wire.Suite{wire.Intl, wire.GM} {
+		prefix := ""
+		if s == wire.GM {
+			prefix = "gm_"
+		}
+		cs = append(cs,
+			goldenCase{prefix + "request_amount", s, "golden device", goldenRequest(amountRequest()), checkGoldenRequest(amountRequest())},
+			goldenCase{prefix + "request_event", s, "golden device", goldenRequest(eventRequest()), checkGoldenRequest(eventRequest())},
+			goldenCase{prefix + "receipt", s, "golden platform", goldenReceipt, checkGoldenReceipt})
+	}
+	return cs
+}
+
 func TestGolden(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		suite wire.Suite
-		key   string // testKey label
-		sign  func(s wire.Suite, k crypto.Signer) ([]byte, error)
-		// check decodes the golden frame and compares it with what was signed.
-		check func(t *testing.T, s wire.Suite, pub crypto.PublicKey, frame []byte)
-	}{
-		{
-			name: "request_amount", suite: wire.Intl, key: "golden device",
-			sign:  goldenRequest(amountRequest()),
-			check: checkGoldenRequest(amountRequest()),
-		},
-		{
-			name: "request_event", suite: wire.Intl, key: "golden device",
-			sign:  goldenRequest(eventRequest()),
-			check: checkGoldenRequest(eventRequest()),
-		},
-		{name: "receipt", suite: wire.Intl, key: "golden platform", sign: goldenReceipt, check: checkGoldenReceipt},
-		{
-			name: "gm_request_amount", suite: wire.GM, key: "golden device",
-			sign:  goldenRequest(amountRequest()),
-			check: checkGoldenRequest(amountRequest()),
-		},
-		{
-			name: "gm_request_event", suite: wire.GM, key: "golden device",
-			sign:  goldenRequest(eventRequest()),
-			check: checkGoldenRequest(eventRequest()),
-		},
-		{name: "gm_receipt", suite: wire.GM, key: "golden platform", sign: goldenReceipt, check: checkGoldenReceipt},
-	} {
+	for _, tc := range goldenCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			key := suiteKey(t, tc.suite, tc.key)
 			frame, err := tc.sign(tc.suite, key)

@@ -51,14 +51,18 @@ func openKeystore(spec, dir string, create bool) (keystore.Keystore, string, err
 	if spec != "soft" {
 		return nil, "", fmt.Errorf("--keystore %q: want soft or pkcs11:…", spec)
 	}
+	return softKeystore(filepath.Join(dir, device.KeyFile), create, keystore.OpenSoft, keystore.CreateSoft)
+}
+
+// softKeystore opens, or creates, the software keystore at path under the
+// passphrase from the environment.
+func softKeystore[K keystore.Keystore](path string, create bool, open, mk func(string, []byte) (K, error)) (keystore.Keystore, string, error) {
 	pass, err := passphrase()
 	if err != nil {
 		return nil, "", err
 	}
-	path := filepath.Join(dir, device.KeyFile)
-	open := keystore.OpenSoft
 	if create {
-		open = keystore.CreateSoft
+		open = mk
 	}
 	ks, err := open(path, pass)
 	if err != nil {
@@ -79,17 +83,7 @@ func deviceKeys(spec, dir, suite string, create bool) (*device.Keys, string, err
 	if err != nil || s != wire.GM {
 		return &device.Keys{Suite: s, Signer: ks}, where, err
 	}
-	pass, err := passphrase()
-	if err != nil {
-		ks.Close()
-		return nil, "", err
-	}
-	path := filepath.Join(dir, device.SM2KeyFile)
-	open := device.OpenSoftSM2
-	if create {
-		open = device.CreateSoftSM2
-	}
-	gm, err := open(path, pass)
+	gm, path, err := softKeystore(filepath.Join(dir, device.SM2KeyFile), create, device.OpenSoftSM2, device.CreateSoftSM2)
 	if err != nil {
 		ks.Close()
 		return nil, "", err

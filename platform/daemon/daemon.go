@@ -152,11 +152,7 @@ func Open(ctx context.Context, cfg Config) (*Daemon, error) {
 	if d.CA, _, err = pki.LoadOrCreateCA(cfg.DataDir, time.Now()); err != nil {
 		return nil, err
 	}
-	receiptKey, _, err := pki.LoadOrCreateKey(filepath.Join(cfg.DataDir, ReceiptKeyFile), pki.SuiteIntl)
-	if err != nil {
-		return nil, err
-	}
-	kid, err := pki.KeyID(receiptKey.Public())
+	receiptKey, kid, err := loadReceiptKey(filepath.Join(cfg.DataDir, ReceiptKeyFile), pki.SuiteIntl)
 	if err != nil {
 		return nil, err
 	}
@@ -165,11 +161,7 @@ func Open(ctx context.Context, cfg Config) (*Daemon, error) {
 	if d.GMCA, _, err = pki.LoadOrCreateSuiteCA(cfg.DataDir, pki.SuiteGM, time.Now()); err != nil {
 		return nil, err
 	}
-	gmReceiptKey, _, err := pki.LoadOrCreateKey(filepath.Join(cfg.DataDir, GMReceiptKeyFile), pki.SuiteGM)
-	if err != nil {
-		return nil, err
-	}
-	gmKid, err := pki.KeyID(gmReceiptKey.Public())
+	gmReceiptKey, gmKid, err := loadReceiptKey(filepath.Join(cfg.DataDir, GMReceiptKeyFile), pki.SuiteGM)
 	if err != nil {
 		return nil, err
 	}
@@ -200,6 +192,17 @@ func Open(ctx context.Context, cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// loadReceiptKey loads (creating on first use) a receipt key of suite and
+// returns it with its key id.
+func loadReceiptKey(path, suite string) (crypto.Signer, []byte, error) {
+	key, _, err := pki.LoadOrCreateKey(path, suite)
+	if err != nil {
+		return nil, nil, err
+	}
+	kid, err := pki.KeyID(key.Public())
+	return key, kid, err
 }
 
 // storeKind names the kind of store Config.Store selects, "sqlite" or

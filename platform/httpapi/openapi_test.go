@@ -3,9 +3,6 @@ package httpapi_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -159,6 +156,20 @@ func (c *checker) ok(want int, method, path string, body any, headers ...string)
 	return c.send(c.a.key, method, path, body, true, want, headers...)
 }
 
+// csrPEM returns a PEM certificate request for a fresh key of suite.
+func csrPEM(t *testing.T, suite, device string) string {
+	t.Helper()
+	key, err := pki.GenerateKey(suite, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := pki.NewCSR(key, device)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
+}
+
 // TestOpenAPILive drives every documented operation against a running
 // daemon — successes and every documented error — and validates every
 // request and answer against the document.
@@ -185,15 +196,7 @@ func TestOpenAPILive(t *testing.T) {
 	created := c.ok(201, "POST", "/v1/devices", map[string]any{"product": product, "name": "charger-1"})
 	device := created.body["device"].(map[string]any)["id"].(string)
 	token := created.str("enrollment_token")
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := pki.NewCSR(key, device)
-	if err != nil {
-		t.Fatal(err)
-	}
-	csr := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
+	csr := csrPEM(t, pki.SuiteIntl, device)
 	c.send("", "POST", "/v1/enroll", map[string]any{"device": device, "token": "wrong", "csr": csr}, true, 401)
 	c.send("", "POST", "/v1/enroll", map[string]any{"device": device, "token": token, "csr": "not a CSR"}, true, 400)
 	c.send("", "POST", "/v1/enroll", map[string]any{"device": device, "token": token, "csr": csr}, true, 200, "Idempotency-Key", "enroll-1")
@@ -203,15 +206,7 @@ func TestOpenAPILive(t *testing.T) {
 	// A gm device: an SM2 signing key, a P-256 transport key.
 	gmCreated := c.ok(201, "POST", "/v1/devices", map[string]any{"product": product, "name": "charger-gm", "suite": "gm"})
 	gmDevice := gmCreated.body["device"].(map[string]any)["id"].(string)
-	sm2Key, err := pki.GenerateKey(pki.SuiteGM, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gmDER, err := pki.NewCSR(sm2Key, gmDevice)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gmCSR := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: gmDER}))
+	gmCSR := csrPEM(t, pki.SuiteGM, gmDevice)
 	c.send("", "POST", "/v1/enroll", map[string]any{"device": gmDevice, "token": gmCreated.str("enrollment_token"), "csr": gmCSR},
 		true, 400)
 	gmEn := c.send("", "POST", "/v1/enroll", map[string]any{"device": gmDevice, "token": gmCreated.str("enrollment_token"),
