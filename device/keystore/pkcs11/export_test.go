@@ -2,10 +2,10 @@ package pkcs11
 
 import p11 "github.com/miekg/pkcs11"
 
-// Requiring adds a mechanism the token must offer, as a future algorithm
-// would (SM2, which SoftHSM2 lacks).
-func Requiring(c Config, code uint, name string) Config {
-	c.required = append(c.required, mechanism{code, name})
+// Requiring adds a mechanism the token must offer for use (a CKF_ flag),
+// as a future algorithm would (SM2, which SoftHSM2 lacks).
+func Requiring(c Config, code, use uint, name string) Config {
+	c.required = append(c.required, mechanism{code, use, name})
 	return c
 }
 

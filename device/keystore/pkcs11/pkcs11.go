@@ -103,16 +103,17 @@ func (c Config) check() error {
 	return nil
 }
 
-// mechanism is a PKCS#11 mechanism and its name for errors.
+// mechanism is a PKCS#11 mechanism, the use the keystore makes of it
+// (CKF_GENERATE_KEY_PAIR, CKF_SIGN) and its name for errors.
 type mechanism struct {
-	code uint
-	name string
+	code, use uint
+	name      string
 }
 
 // p256Mechanisms are what a P-256 device key needs.
 var p256Mechanisms = []mechanism{
-	{p11.CKM_EC_KEY_PAIR_GEN, "CKM_EC_KEY_PAIR_GEN"},
-	{p11.CKM_ECDSA, "CKM_ECDSA"},
+	{p11.CKM_EC_KEY_PAIR_GEN, p11.CKF_GENERATE_KEY_PAIR, "CKM_EC_KEY_PAIR_GEN"},
+	{p11.CKM_ECDSA, p11.CKF_SIGN, "CKM_ECDSA"},
 }
 
 // MechanismError says that a token lacks mechanisms the keystore needs,
@@ -234,7 +235,9 @@ func findSlot(ctx *p11.Ctx, cfg Config) (uint, error) {
 	return 0, iotpay.Errorf(iotpay.ENOTFOUND, "no PKCS#11 token labelled %q", cfg.Token)
 }
 
-// checkMechanisms refuses a token that lacks one of need.
+// checkMechanisms refuses a token that lacks one of need, or offers it
+// but not for the use the keystore makes of it (a token that verifies
+// ECDSA but does not sign).
 func checkMechanisms(ctx *p11.Ctx, slot uint, desc string, need []mechanism) error {
 	list, err := ctx.GetMechanismList(slot)
 	if err != nil {
@@ -248,6 +251,14 @@ func checkMechanisms(ctx *p11.Ctx, slot uint, desc string, need []mechanism) err
 	for _, m := range need {
 		if !have[m.code] {
 			missing = append(missing, m.name)
+			continue
+		}
+		info, err := ctx.GetMechanismInfo(slot, []*p11.Mechanism{p11.NewMechanism(m.code, nil)})
+		if err != nil {
+			return iotpay.Wrap(iotpay.EUNAVAILABLE, "cannot read the token's mechanism "+m.name, err)
+		}
+		if info.Flags&m.use != m.use {
+			missing = append(missing, fmt.Sprintf("%s (flags %#x, without %#x)", m.name, info.Flags, m.use))
 		}
 	}
 	if missing != nil {

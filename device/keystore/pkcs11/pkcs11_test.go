@@ -149,7 +149,7 @@ func TestMissingMechanism(t *testing.T) {
 	cfg := pkcs11test.Token(t, "device")
 	// A vendor-defined SM2 key generation, as SM2 tokens number it;
 	// SoftHSM2 has no SM2 at all.
-	_, err := pkcs11.Create(pkcs11.Requiring(cfg, p11.CKM_VENDOR_DEFINED|0x8001, "CKM_SM2_KEY_PAIR_GEN"))
+	_, err := pkcs11.Create(pkcs11.Requiring(cfg, p11.CKM_VENDOR_DEFINED|0x8001, p11.CKF_GENERATE_KEY_PAIR, "CKM_SM2_KEY_PAIR_GEN"))
 	wantCode(t, err, iotpay.EINVALID)
 	var me *pkcs11.MechanismError
 	if !errors.As(err, &me) || len(me.Missing) != 1 || me.Missing[0] != "CKM_SM2_KEY_PAIR_GEN" {
@@ -158,6 +158,13 @@ func TestMissingMechanism(t *testing.T) {
 	// Nothing was generated: the refusal comes before.
 	_, err = pkcs11.Open(cfg)
 	wantCode(t, err, iotpay.ENOTFOUND)
+
+	// A mechanism the token has, but not for the use: SHA-256 does not sign.
+	_, err = pkcs11.Create(pkcs11.Requiring(cfg, p11.CKM_SHA256, p11.CKF_SIGN, "CKM_SHA256"))
+	wantCode(t, err, iotpay.EINVALID)
+	if !errors.As(err, &me) || len(me.Missing) != 1 || !strings.HasPrefix(me.Missing[0], "CKM_SHA256 (flags") {
+		t.Fatalf("error %v, want a MechanismError naming CKM_SHA256", err)
+	}
 }
 
 func TestTokenBySlot(t *testing.T) {
