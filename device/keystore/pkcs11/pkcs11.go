@@ -54,8 +54,8 @@ var oidP256 = []byte{0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07}
 // Config says which token and key to use. Its PIN is never printed.
 type Config struct {
 	Module string // path of the PKCS#11 library; DefaultModule when empty
-	Token  string // token label; or
-	Slot   *uint  // slot id, when Token is empty
+	Token  string // token label; and/or
+	Slot   *uint  // slot id: when both are set, the slot's token must have the label
 	PIN    string `json:"-"` // user PIN; never marshalled or printed
 	Label  string // key label (CKA_LABEL); DefaultKeyLabel when empty
 
@@ -65,9 +65,14 @@ type Config struct {
 
 // String describes the config without its PIN.
 func (c Config) String() string {
-	where := fmt.Sprintf("token %q", c.Token)
-	if c.Token == "" && c.Slot != nil {
+	var where string
+	switch {
+	case c.Token != "" && c.Slot != nil:
+		where = fmt.Sprintf("token %q in slot %d", c.Token, *c.Slot)
+	case c.Slot != nil:
 		where = fmt.Sprintf("slot %d", *c.Slot)
+	default:
+		where = fmt.Sprintf("token %q", c.Token)
 	}
 	return fmt.Sprintf("pkcs11 %s key %q (module %s)", where, c.label(), c.module())
 }
@@ -211,14 +216,17 @@ func open(cfg Config) (_ *Keystore, err error) {
 	return k, nil
 }
 
-// findSlot returns the slot of the token with cfg's label, or cfg's slot.
+// findSlot returns cfg's slot, or the slot of the one token labelled as
+// cfg says: labels need not be unique, and two are refused rather than
+// one chosen by chance.
 func findSlot(ctx *p11.Ctx, cfg Config) (uint, error) {
 	slots, err := ctx.GetSlotList(true)
 	if err != nil {
 		return 0, iotpay.Wrap(iotpay.EUNAVAILABLE, "cannot list PKCS#11 slots", err)
 	}
+	var found []uint
 	for _, s := range slots {
-		if cfg.Token == "" && s != *cfg.Slot {
+		if cfg.Slot != nil && s != *cfg.Slot {
 			continue
 		}
 		ti, err := ctx.GetTokenInfo(s)
@@ -226,11 +234,18 @@ func findSlot(ctx *p11.Ctx, cfg Config) (uint, error) {
 			continue // a token going away, or a blank one, is not the one we want
 		}
 		if cfg.Token == "" || strings.TrimRight(ti.Label, " \x00") == cfg.Token {
-			return s, nil
+			found = append(found, s)
 		}
 	}
-	if cfg.Token == "" {
+	switch {
+	case len(found) == 1:
+		return found[0], nil
+	case len(found) > 1:
+		return 0, iotpay.Errorf(iotpay.ECONFLICT, "PKCS#11 tokens in slots %v are all labelled %q: name the slot", found, cfg.Token)
+	case cfg.Token == "":
 		return 0, iotpay.Errorf(iotpay.ENOTFOUND, "no initialized PKCS#11 token in slot %d", *cfg.Slot)
+	case cfg.Slot != nil:
+		return 0, iotpay.Errorf(iotpay.ENOTFOUND, "no PKCS#11 token labelled %q in slot %d", cfg.Token, *cfg.Slot)
 	}
 	return 0, iotpay.Errorf(iotpay.ENOTFOUND, "no PKCS#11 token labelled %q", cfg.Token)
 }

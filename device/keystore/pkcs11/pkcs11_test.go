@@ -176,6 +176,23 @@ func TestTokenBySlot(t *testing.T) {
 	}
 }
 
+// Two tokens of one label are refused by label, not chosen by chance.
+func TestTwoTokensOfOneLabel(t *testing.T) {
+	first := pkcs11test.Token(t, "twin")
+	second := pkcs11test.AnotherToken(t, "twin")
+	byLabel := first
+	byLabel.Slot = nil
+	_, err := pkcs11.Create(byLabel)
+	wantCode(t, err, iotpay.ECONFLICT)
+	a, b := create(t, first), create(t, second) // label and slot
+	if _, err := pkcs11.Open(pkcs11.Config{Module: first.Module, Token: "other", Slot: first.Slot, PIN: first.PIN}); iotpay.ErrorCode(err) != iotpay.ENOTFOUND {
+		t.Errorf("a slot whose token has another label: %v", err)
+	}
+	if a.Signer().Public().(*ecdsa.PublicKey).Equal(b.Signer().Public()) {
+		t.Fatal("two tokens, one key")
+	}
+}
+
 func TestBadConfig(t *testing.T) {
 	good := pkcs11test.Token(t, "device")
 	slot, blank := uint(1<<30), uint(1) // SoftHSM2 leaves a blank token in slot 1

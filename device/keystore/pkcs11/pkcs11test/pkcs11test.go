@@ -29,7 +29,7 @@ const (
 // reloaded with the next test's configuration only after the last closes.
 func Token(t testing.TB, label string) pkcs11.Config {
 	t.Helper()
-	module := Module(t)
+	Module(t)
 	dir := t.TempDir()
 	tokens := filepath.Join(dir, "tokens")
 	if err := os.Mkdir(tokens, 0o700); err != nil {
@@ -41,18 +41,31 @@ func Token(t testing.TB, label string) pkcs11.Config {
 		t.Fatal(err)
 	}
 	t.Setenv("SOFTHSM2_CONF", conf)
+	return AnotherToken(t, label)
+}
+
+// AnotherToken initializes one more token beside those of the test's
+// Token, in the same configuration, and returns a config for it.
+func AnotherToken(t testing.TB, label string) pkcs11.Config {
+	t.Helper()
+	if os.Getenv("SOFTHSM2_CONF") == "" {
+		t.Fatal("pkcs11test.AnotherToken before Token")
+	}
 	out, err := exec.Command("softhsm2-util", "--init-token", "--free", "--label", label, "--pin", PIN, "--so-pin", SOPIN).CombinedOutput()
 	if err != nil {
 		t.Fatalf("softhsm2-util --init-token: %v: %s", err, out)
 	}
 	// "The token has been initialized and is reassigned to slot 1234"
 	f := strings.Fields(string(out))
+	if len(f) == 0 {
+		t.Fatal("softhsm2-util --init-token said nothing")
+	}
 	slot, err := strconv.ParseUint(f[len(f)-1], 10, 0)
 	if err != nil {
 		t.Fatalf("softhsm2-util --init-token said no slot: %s", out)
 	}
 	s := uint(slot)
-	return pkcs11.Config{Module: module, Token: label, Slot: &s, PIN: PIN}
+	return pkcs11.Config{Module: Module(t), Token: label, Slot: &s, PIN: PIN}
 }
 
 // Module returns the path of SoftHSM2's PKCS#11 library, failing the test
