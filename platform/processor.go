@@ -111,13 +111,18 @@ func (r *rejection) Unwrap() error { return r.err }
 func (p *Processor) Process(ctx context.Context, device iotpay.DeviceID, raw []byte) Result {
 	suite := wire.Intl
 	env, req, err := wire.ParseRequest(raw)
-	if err != nil {
-		p.log().Info("request refused", "device", device, "err", err)
-		return p.reject(suite, device, suite.Hash(raw), nil, nil, err)
-	}
-	if iotpay.DeviceID(req.Device) != device {
+	if err == nil && iotpay.DeviceID(req.Device) != device {
 		p.log().Warn("request names another device than its channel", "device", device, "claimed", req.Device)
-		return p.reject(suite, device, suite.Hash(raw), req, nil, iotpay.Errorf(iotpay.EUNAUTHORIZED, "verification failed"))
+		err = iotpay.Errorf(iotpay.EUNAUTHORIZED, "verification failed")
+	} else if err != nil {
+		p.log().Info("request refused", "device", device, "err", err)
+		req = nil
+	}
+	if err != nil {
+		// Answered in the suite of the device the transport authenticated,
+		// so that a gm device can check the refusal too.
+		suite = p.channelSuite(ctx, device)
+		return p.reject(suite, device, suite.Hash(raw), req, nil, err)
 	}
 	dev, err := p.device(ctx, device)
 	if err == nil {
@@ -169,6 +174,20 @@ func (p *Processor) device(ctx context.Context, id iotpay.DeviceID) (*registry.D
 		return nil, iotpay.Errorf(iotpay.EUNAUTHORIZED, "verification failed")
 	}
 	return d, nil
+}
+
+// channelSuite is the suite of the device a transport authenticated, for
+// answering a request that names no device of its own; intl when unknown.
+func (p *Processor) channelSuite(ctx context.Context, id iotpay.DeviceID) wire.Suite {
+	var d *registry.Device
+	if p.Store.View(ctx, func(tx Tx) (err error) { d, err = tx.Device(ctx, id); return }) != nil {
+		return wire.Intl
+	}
+	s, err := wire.SuiteByName(d.Suite)
+	if err != nil {
+		return wire.Intl
+	}
+	return s
 }
 
 func (p *Processor) decide(b *ledger.Batch[Tx], rh []byte, req *wire.Request) (Result, error) {

@@ -181,8 +181,13 @@ func TestProcessorPaysOnceAndBalances(t *testing.T) {
 // FuzzProcess feeds arbitrary bytes to the admission path as if they came
 // from the enrolled device's channel: never a panic, always a signed answer,
 // never money created or lost.
-func FuzzProcess(f *testing.F) {
-	w := newWorld(f)
+func FuzzProcess(f *testing.F) { fuzzProcess(f, wire.Intl) }
+
+// FuzzProcessGM is FuzzProcess with a gm device.
+func FuzzProcessGM(f *testing.F) { fuzzProcess(f, wire.GM) }
+
+func fuzzProcess(f *testing.F, suite wire.Suite) {
+	w := newSuiteWorld(f, suite, nil)
 	for _, amt := range []int64{1, 500, 1001} {
 		s, err := w.dev.Sign(device.Payment{Amount: &iotpay.Money{Amount: amt, Currency: "EUR"}})
 		if err != nil {

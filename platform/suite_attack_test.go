@@ -108,3 +108,24 @@ func TestSuiteAttacks(t *testing.T) {
 		})
 	}
 }
+
+// TestGMDeviceRefusalsAreSM2 checks that a malformed request on a gm
+// device's channel, which names no device the platform can trust, is still
+// answered with a receipt the device can verify: signed in its suite.
+func TestGMDeviceRefusalsAreSM2(t *testing.T) {
+	w := newSuiteWorld(t, wire.GM, nil)
+	s, err := w.dev.Sign(device.Payment{Amount: &iotpay.Money{Amount: 500, Currency: "EUR"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, raw := range [][]byte{s.Raw[:len(s.Raw)/2], []byte("garbage"), {}} {
+		res := w.proc.Process(context.Background(), w.dev.ID(), raw)
+		if res.Outcome != wire.Rejected || res.Code != iotpay.EINVALID {
+			t.Fatalf("%x answered %s %s", raw, res.Outcome, res.Code)
+		}
+		rc, err := wire.OpenReceipt(wire.GM, w.dev.Identity().PlatformKey, res.Receipt)
+		if err != nil || !bytes.Equal(rc.RequestHash, wire.GM.Hash(raw)) {
+			t.Errorf("refusal of %x does not open as a gm receipt: %v", raw, err)
+		}
+	}
+}
