@@ -3,6 +3,7 @@ package wire_test
 import (
 	"bytes"
 	"crypto/ecdsa"
+	"crypto/rand"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -62,6 +63,12 @@ func FuzzParseRequest(f *testing.F) {
 		}
 		addSeeds(f, b)
 		addSeeds(f, payloadOf(f, b))
+		// A gm frame parses the same; under the intl key it must not verify.
+		gm, err := wire.SignRequest(wire.GM, suiteKey(f, wire.GM, "device"), rand.Reader, r)
+		if err != nil {
+			f.Fatal(err)
+		}
+		addSeeds(f, gm)
 	}
 	addGarbage(f)
 
