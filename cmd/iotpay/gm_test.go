@@ -10,7 +10,23 @@ import (
 
 	"github.com/iotpay/iotpay/device"
 	"github.com/iotpay/iotpay/device/keystore/pkcs11/pkcs11test"
+	"github.com/iotpay/iotpay/platform/daemon"
 )
+
+// vending starts a platform for the CLI (IOTPAY_URL, IOTPAY_API_KEY) with
+// a merchant, a product at 2.50 a dispense and a payer holding 10.00.
+func vending(t *testing.T) (c *cli, d *daemon.Daemon, payer, product string) {
+	d = startDaemon(t)
+	t.Setenv("IOTPAY_API_KEY", d.APIKey)
+	t.Setenv("IOTPAY_URL", "http://"+d.HTTPAddr())
+	c = &cli{t: t}
+	merchant := c.run("account", "create", "--name", "Snack Co", "--kind", "merchant")["id"].(string)
+	payer = c.run("account", "create", "--name", "Alice")["id"].(string)
+	c.run("account", "fund", "--account", payer, "--amount", "1000")
+	product = c.run("product", "create", "--name", "vending", "--merchant", merchant, "--mode", "fixed",
+		"--event", "dispense", "--price", "250")["id"].(string)
+	return c, d, payer, product
+}
 
 // TestGMDeviceCLI creates, enrolls and pays with gm devices through the
 // CLI and a running platform: one with both keys in software keystores,
@@ -18,19 +34,10 @@ import (
 // in software: SoftHSM2 has no SM2). A gm device enrolled as intl is
 // refused.
 func TestGMDeviceCLI(t *testing.T) {
-	d := startDaemon(t)
-	t.Setenv("IOTPAY_API_KEY", d.APIKey)
-	t.Setenv("IOTPAY_URL", "http://"+d.HTTPAddr())
 	t.Setenv("IOTPAY_KEYSTORE_PASSPHRASE", "change-me")
 	tok := pkcs11test.Token(t, "gm")
 	t.Setenv("IOTPAY_PKCS11_PIN", tok.PIN)
-
-	c := &cli{t: t}
-	merchant := c.run("account", "create", "--name", "Meter Co", "--kind", "merchant")["id"].(string)
-	payer := c.run("account", "create", "--name", "Wang")["id"].(string)
-	c.run("account", "fund", "--account", payer, "--amount", "1000")
-	product := c.run("product", "create", "--name", "meter", "--merchant", merchant, "--mode", "fixed",
-		"--event", "dispense", "--price", "250")["id"].(string)
+	c, d, payer, product := vending(t)
 	for i, spec := range []string{"soft", "pkcs11:token=gm;pin-env=IOTPAY_PKCS11_PIN;module=" + tok.Module} {
 		name := []string{"soft", "token"}[i]
 		created := c.run("device", "create", "--product", product, "--name", name, "--suite", "gm")

@@ -15,19 +15,11 @@ import (
 // TestDeviceOnPKCS11Token enrolls a device whose key is generated on a
 // SoftHSM2 token and pays with it, through the CLI and a running platform.
 func TestDeviceOnPKCS11Token(t *testing.T) {
-	d := startDaemon(t)
-	t.Setenv("IOTPAY_API_KEY", d.APIKey)
-	t.Setenv("IOTPAY_URL", "http://"+d.HTTPAddr())
+	c, d, payer, product := vending(t)
 	tok := pkcs11test.Token(t, "iotpay")
 	t.Setenv("IOTPAY_PKCS11_PIN", tok.PIN)
 	spec := "pkcs11:token=iotpay;pin-env=IOTPAY_PKCS11_PIN;module=" + tok.Module
 
-	c := &cli{t: t}
-	merchant := c.run("account", "create", "--name", "Snack Co", "--kind", "merchant")["id"].(string)
-	payer := c.run("account", "create", "--name", "Alice")["id"].(string)
-	c.run("account", "fund", "--account", payer, "--amount", "1000")
-	product := c.run("product", "create", "--name", "vending", "--merchant", merchant, "--mode", "fixed",
-		"--event", "dispense", "--price", "250")["id"].(string)
 	created := c.run("device", "create", "--product", product, "--name", "m1")
 	dev := created["device"].(map[string]any)["id"].(string)
 	dir := filepath.Join(t.TempDir(), "m1")
