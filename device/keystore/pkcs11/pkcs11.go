@@ -6,13 +6,10 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"encoding/asn1"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"strings"
 	"sync"
 
@@ -290,17 +287,6 @@ func (k *Keystore) adopt(sh p11.SessionHandle, pub, priv p11.ObjectHandle) error
 	return nil
 }
 
-// parsePoint reads CKA_EC_POINT: an uncompressed point, DER-wrapped in an
-// OCTET STRING as PKCS#11 says, or bare as some tokens return it.
-func parsePoint(v []byte) (*ecdsa.PublicKey, error) {
-	point := v
-	var inner []byte
-	if rest, err := asn1.Unmarshal(v, &inner); err == nil && len(rest) == 0 {
-		point = inner
-	}
-	return ecdsa.ParseUncompressedPublicKey(elliptic.P256(), point)
-}
-
 // findObjects returns up to objectsMax objects of class with label (and
 // id, when not nil).
 func findObjects(ctx *p11.Ctx, sh p11.SessionHandle, class uint, label string, id []byte) ([]p11.ObjectHandle, error) {
@@ -424,13 +410,3 @@ func sessionLost(err error) bool {
 
 func (s *signer) String() string   { return "keystore/pkcs11(" + s.k.desc + ")" }
 func (s *signer) GoString() string { return s.String() }
-
-// rawToDER turns CKM_ECDSA's r‖s into the ASN.1 SEQUENCE crypto.Signer
-// returns.
-func rawToDER(raw []byte) ([]byte, error) {
-	if len(raw) != 64 {
-		return nil, iotpay.Wrap(iotpay.EINTERNAL, "the token's signature is malformed",
-			fmt.Errorf("CKM_ECDSA returned %d bytes for P-256", len(raw)))
-	}
-	return asn1.Marshal(struct{ R, S *big.Int }{new(big.Int).SetBytes(raw[:32]), new(big.Int).SetBytes(raw[32:])})
-}
