@@ -401,3 +401,44 @@ func (s *Service) CheckDevice(ctx context.Context, id iotpay.DeviceID) error {
 	}
 	return nil
 }
+
+// Reenroll certifies a new key, or the same one again, for an active
+// device whose current certificate the transport has just verified (EST
+// simplereenroll). The certificate is for the device's TLS key: an intl
+// device's one key, whose public half the registry keeps to verify its
+// requests (so a new key replaces it), or a gm device's P-256 transport key
+// (its SM2 signing key is untouched). The CSR's subject, if it names one,
+// must be the device. The previous certificate is not revoked: it stays
+// valid until it expires, so a device switches to the new one when it has
+// saved it, without downtime.
+func (s *Service) Reenroll(ctx context.Context, id iotpay.DeviceID, csr []byte) (*x509.Certificate, error) {
+	req, err := pki.ParseCSR(csr)
+	if err != nil {
+		return nil, err
+	}
+	if cn := req.Subject.CommonName; cn != "" && cn != string(id) {
+		return nil, iotpay.Errorf(iotpay.EINVALID, "certificate request names another device")
+	}
+	var cert *x509.Certificate
+	err = s.Store.Update(ctx, func(tx Tx) error {
+		d, err := tx.Device(ctx, id)
+		if err != nil {
+			return err
+		}
+		if d.Status != DeviceActive {
+			return iotpay.Errorf(iotpay.EUNAUTHORIZED, "device %s is %s", id, d.Status)
+		}
+		if cert, err = s.CA.SignDeviceCSR(csr, d.ID, d.Tenant); err != nil {
+			return err
+		}
+		if d.Suite == wire.SuiteGM {
+			return nil // the transport key signs no request
+		}
+		if d.PublicKey, err = pki.MarshalPublicKey(req.PublicKey); err != nil {
+			return iotpay.Wrap(iotpay.EINVALID, "unsupported public key", err)
+		}
+		d.CertSerial, d.CertNotAfter = cert.SerialNumber.Text(16), cert.NotAfter
+		return tx.UpdateDevice(ctx, d)
+	})
+	return cert, err
+}
