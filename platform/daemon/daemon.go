@@ -24,6 +24,8 @@ import (
 	"github.com/iotpay/iotpay/payment"
 	"github.com/iotpay/iotpay/payment/ledger"
 	"github.com/iotpay/iotpay/platform"
+	"github.com/iotpay/iotpay/platform/coap"
+	"github.com/iotpay/iotpay/platform/devicehttp"
 	"github.com/iotpay/iotpay/platform/httpapi"
 	"github.com/iotpay/iotpay/platform/mqtt"
 	"github.com/iotpay/iotpay/platform/pki"
@@ -39,7 +41,9 @@ const (
 	DefaultDataDir  = "./iotpay-data"
 	DefaultHTTPAddr = "127.0.0.1:8080"
 	DefaultMQTTAddr = ":8883"
-	ShutdownTimeout = 10 * time.Second
+	// DefaultDeviceHTTPAddr is the HTTPS device endpoint (mutual TLS, EST).
+	DefaultDeviceHTTPAddr = ":8443"
+	ShutdownTimeout       = 10 * time.Second
 )
 
 // Files in the data directory.
@@ -58,6 +62,10 @@ type Config struct {
 	Store    string
 	HTTPAddr string
 	MQTTAddr string
+	// CoAPAddr is where devices pay over CoAP/DTLS (UDP; DefaultCoAPAddr when empty).
+	CoAPAddr string
+	// DeviceHTTPAddr is where devices pay and enroll over HTTPS.
+	DeviceHTTPAddr string
 	// ServerNames are the names and addresses the MQTT server certificate
 	// is valid for, besides localhost and the loopback addresses.
 	ServerNames []string
@@ -81,6 +89,11 @@ type Daemon struct {
 	Payments  *payment.Engine[platform.Tx]
 	Processor *platform.Processor
 	Broker    *mqtt.Broker
+	// CoAP is the CoAP/DTLS access point.
+	CoAP      *coap.Server
+	pskSecret []byte
+	// DeviceHTTP is the HTTPS device endpoint.
+	DeviceHTTP *devicehttp.Server
 	// APIKey is the operator API key, set only on the first start: it is
 	// never stored in clear.
 	APIKey string
@@ -131,6 +144,9 @@ func Open(ctx context.Context, cfg Config) (*Daemon, error) {
 	}
 	if cfg.MQTTAddr == "" {
 		cfg.MQTTAddr = DefaultMQTTAddr
+	}
+	if cfg.DeviceHTTPAddr == "" {
+		cfg.DeviceHTTPAddr = DefaultDeviceHTTPAddr
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -264,9 +280,19 @@ func (d *Daemon) Start() error {
 	if err := d.Broker.Start(); err != nil {
 		return fmt.Errorf("mqtt listener on %s: %w", d.cfg.MQTTAddr, err)
 	}
+	if err := d.startCoAP(tlsCfg.Certificates[0]); err != nil {
+		d.Broker.Close()
+		return err
+	}
+	if err := d.startDeviceHTTP(tlsCfg); err != nil {
+		d.Broker.Close()
+		return err
+	}
 	api := &httpapi.Server{Registry: d.Registry, Payments: d.Payments, OnRevoke: d.Broker.Disconnect, Logger: d.log.With("component", "http")}
 	d.httpLn, err = net.Listen("tcp", d.cfg.HTTPAddr)
 	if err != nil {
+		d.DeviceHTTP.Close(context.Background())
+		d.closeCoAP()
 		d.Broker.Close()
 		return fmt.Errorf("http listener on %s: %w", d.cfg.HTTPAddr, err)
 	}
@@ -277,7 +303,7 @@ func (d *Daemon) Start() error {
 	d.janitorStop, d.janitorDone = make(chan struct{}), make(chan struct{})
 	go d.janitor()
 	kind, _ := storeKind(d.cfg.Store)
-	d.log.Info("iotpayd listening", "http", d.HTTPAddr(), "mqtt", d.MQTTAddr(), "data", d.cfg.DataDir, "store", kind)
+	d.log.Info("iotpayd listening", "http", d.HTTPAddr(), "mqtt", d.MQTTAddr(), "device_https", d.DeviceHTTPAddr(), "data", d.cfg.DataDir, "store", kind)
 	return nil
 }
 
@@ -286,6 +312,24 @@ func (d *Daemon) HTTPAddr() string { return d.httpLn.Addr().String() }
 
 // MQTTAddr is the bound MQTT/TLS address.
 func (d *Daemon) MQTTAddr() string { return d.Broker.Addr() }
+
+// DeviceHTTPAddr is the bound address of the HTTPS device endpoint.
+func (d *Daemon) DeviceHTTPAddr() string { return d.DeviceHTTP.Addr() }
+
+// startDeviceHTTP starts the HTTPS device endpoint with the broker's
+// server certificate and client CA.
+func (d *Daemon) startDeviceHTTP(tlsCfg *tls.Config) error {
+	var err error
+	d.DeviceHTTP, err = devicehttp.New(devicehttp.Config{Addr: d.cfg.DeviceHTTPAddr, TLS: tlsCfg, CA: d.CA.Cert,
+		Logger: d.log}, d.Registry, d.Processor)
+	if err != nil {
+		return err
+	}
+	if err := d.DeviceHTTP.Start(); err != nil {
+		return fmt.Errorf("device https listener on %s: %w", d.cfg.DeviceHTTPAddr, err)
+	}
+	return nil
+}
 
 // Close stops intake, lets every request in progress finish and commit,
 // then closes the store. An acknowledged payment is never lost: a receipt
@@ -300,6 +344,12 @@ func (d *Daemon) Close() error {
 			errs = append(errs, err)
 		}
 	}
+	if d.DeviceHTTP != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+		errs = append(errs, d.DeviceHTTP.Close(ctx))
+		cancel()
+	}
+	errs = append(errs, d.closeCoAP())
 	if d.Broker != nil {
 		errs = append(errs, d.Broker.Close())
 	}
