@@ -1,0 +1,61 @@
+package daemon
+
+import (
+	"crypto/tls"
+	"fmt"
+	"path/filepath"
+
+	"github.com/iotpay/iotpay"
+	"github.com/iotpay/iotpay/platform/coap"
+)
+
+// DefaultCoAPAddr is where devices pay over CoAP/DTLS (UDP).
+const DefaultCoAPAddr = ":5684"
+
+// CoAPPSKSecretFile holds the secret devices' DTLS pre-shared keys are
+// derived from (coap.DerivePSK), created on first start, mode 0600.
+const CoAPPSKSecretFile = "coap-psk-secret"
+
+// startCoAP starts the CoAP/DTLS access point with the broker's server
+// certificate, the platform CA for device certificates, and PSKs.
+func (d *Daemon) startCoAP(cert tls.Certificate) error {
+	addr := d.cfg.CoAPAddr
+	if addr == "" {
+		addr = DefaultCoAPAddr
+	}
+	secret, err := coap.LoadOrCreatePSKSecret(filepath.Join(d.cfg.DataDir, CoAPPSKSecretFile), nil)
+	if err != nil {
+		return err
+	}
+	d.pskSecret = secret
+	d.CoAP, err = coap.New(coap.Config{Addr: addr, Certificate: cert, ClientCAs: d.CA.Pool(), PSKSecret: secret,
+		Logger: d.log}, d.Registry, d.Processor)
+	if err != nil {
+		return err
+	}
+	if err := d.CoAP.Start(); err != nil {
+		return fmt.Errorf("coap listener on %s: %w", addr, err)
+	}
+	return nil
+}
+
+// closeCoAP stops the CoAP/DTLS access point, if started.
+func (d *Daemon) closeCoAP() error {
+	if d.CoAP == nil {
+		return nil
+	}
+	return d.CoAP.Close()
+}
+
+// CoAPAddr is the bound CoAP/DTLS (UDP) address.
+func (d *Daemon) CoAPAddr() string { return d.CoAP.Addr() }
+
+// DevicePSK returns the DTLS pre-shared key of device id, to provision a
+// constrained device with (its PSK identity is its id). Available once the
+// daemon started.
+func (d *Daemon) DevicePSK(id iotpay.DeviceID) ([]byte, error) {
+	if d.pskSecret == nil {
+		return nil, iotpay.Errorf(iotpay.EUNAVAILABLE, "coap: not started")
+	}
+	return coap.DerivePSK(d.pskSecret, id)
+}
