@@ -18,7 +18,6 @@ import (
 
 	"github.com/emmansun/gmsm/smx509"
 	"github.com/iotpay/iotpay"
-	"github.com/iotpay/iotpay/internal/atomicfile"
 	"github.com/iotpay/iotpay/wire"
 )
 
@@ -192,11 +191,7 @@ const (
 // SaveEnrollment writes the enrollment and the initial state (its first
 // challenge) into dir.
 func SaveEnrollment(dir string, en *Enrollment) error {
-	b, err := json.MarshalIndent(en, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := atomicfile.Write(filepath.Join(dir, EnrollmentFile), b, 0o600); err != nil {
+	if err := WriteEnrollment(dir, en); err != nil {
 		return err
 	}
 	return FileState{Path: filepath.Join(dir, StateFile)}.Save(State{Challenge: en.Challenge})

@@ -9,6 +9,8 @@ package pkcs7
 
 import (
 	"encoding/asn1"
+	"encoding/base64"
+	"strings"
 
 	"github.com/iotpay/iotpay"
 )
@@ -123,4 +125,20 @@ func isContext0(v asn1.RawValue) bool {
 
 func isEmptySet(v asn1.RawValue) bool {
 	return v.Class == asn1.ClassUniversal && v.Tag == asn1.TagSet && v.IsCompound && len(v.Bytes) == 0
+}
+
+// DecodeBase64 decodes an EST body: base64 (RFC 4648) with line breaks
+// allowed, as OpenSSL writes it (RFC 7030 §4).
+func DecodeBase64(b []byte) ([]byte, error) {
+	clean := strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' || r == ' ' || r == '\t' {
+			return -1
+		}
+		return r
+	}, string(b))
+	out, err := base64.StdEncoding.Strict().DecodeString(clean)
+	if err != nil {
+		return nil, iotpay.Wrap(iotpay.EINVALID, "body is not base64", err)
+	}
+	return out, nil
 }

@@ -26,7 +26,6 @@ import (
 	"mime"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -333,28 +332,12 @@ func (s *Server) readCSR(w http.ResponseWriter, r *http.Request) ([]byte, bool) 
 		s.plain(w, r, st, err)
 		return nil, false
 	}
-	csr, err := DecodeBase64(body)
+	csr, err := pkcs7.DecodeBase64(body)
 	if err != nil {
 		s.fail(w, r, err)
 		return nil, false
 	}
 	return csr, true
-}
-
-// DecodeBase64 decodes EST's base64 body (RFC 7030 §4: RFC 4648 with line
-// breaks, as OpenSSL writes it).
-func DecodeBase64(b []byte) ([]byte, error) {
-	clean := strings.Map(func(r rune) rune {
-		if r == '\r' || r == '\n' || r == ' ' || r == '\t' {
-			return -1
-		}
-		return r
-	}, string(b))
-	out, err := base64.StdEncoding.Strict().DecodeString(clean)
-	if err != nil {
-		return nil, iotpay.Wrap(iotpay.EINVALID, "body is not base64", err)
-	}
-	return out, nil
 }
 
 // simpleEnroll certifies a pending device's key with its one-time token,
