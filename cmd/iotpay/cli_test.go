@@ -29,7 +29,7 @@ type cli struct {
 func startDaemon(t *testing.T) *daemon.Daemon {
 	t.Helper()
 	d, err := daemon.Open(context.Background(), daemon.Config{DataDir: filepath.Join(t.TempDir(), "d"),
-		HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", DeviceHTTPAddr: "127.0.0.1:0", Fees: demoFees})
+		HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", DeviceHTTPAddr: "127.0.0.1:0", CoAPAddr: "127.0.0.1:0", Fees: demoFees})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,6 +56,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	store := fs.String("store", "", "where the state lives: empty for SQLite in the data directory, or a PostgreSQL `URL`, postgres://user@host:5432/db (env IOTPAY_STORE)")
 	httpAddr := fs.String("http", env("IOTPAY_HTTP_ADDR", daemon.DefaultHTTPAddr), "HTTP API listen address (env IOTPAY_HTTP_ADDR)")
 	mqttAddr := fs.String("mqtt", env("IOTPAY_MQTT_ADDR", daemon.DefaultMQTTAddr), "MQTT over mutual TLS listen address (env IOTPAY_MQTT_ADDR)")
+	coapAddr := fs.String("coap", env("IOTPAY_COAP_ADDR", daemon.DefaultCoAPAddr), "CoAP over DTLS 1.2 (UDP; certificates or PSK) listen address (env IOTPAY_COAP_ADDR)")
 	deviceHTTPAddr := fs.String("device-http", env("IOTPAY_DEVICE_HTTP_ADDR", daemon.DefaultDeviceHTTPAddr), "HTTPS device endpoint (mutual TLS payments, EST enrollment) listen address (env IOTPAY_DEVICE_HTTP_ADDR)")
 	names := fs.String("server-names", env("IOTPAY_SERVER_NAMES", ""), "extra comma-separated host names or IPs for the MQTT and device HTTPS server certificate (env IOTPAY_SERVER_NAMES)")
 	feeOp := fs.Int64("fee-operator-bps", envInt("IOTPAY_FEE_OPERATOR_BPS"), "the operator's fee on each capture, in basis points (env IOTPAY_FEE_OPERATOR_BPS)")
@@ -80,7 +81,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("bad -log-level: %w", err)
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	cfg := daemon.Config{DataDir: *dataDir, Store: *store, HTTPAddr: *httpAddr, MQTTAddr: *mqttAddr, DeviceHTTPAddr: *deviceHTTPAddr, Logger: logger,
+	cfg := daemon.Config{DataDir: *dataDir, Store: *store, HTTPAddr: *httpAddr, MQTTAddr: *mqttAddr, DeviceHTTPAddr: *deviceHTTPAddr, CoAPAddr: *coapAddr, Logger: logger,
 		Fees: payment.FeePlan{OperatorBps: *feeOp, PlatformBps: *feePlat}}
 	for _, n := range strings.Split(*names, ",") {
 		if n = strings.TrimSpace(n); n != "" {
@@ -100,7 +101,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		d.Close()
 		return err
 	}
-	fmt.Fprintf(stdout, "iotpayd: HTTP API on http://%s, MQTT/TLS on %s, data in %s, device HTTPS on %s\n", d.HTTPAddr(), d.MQTTAddr(), *dataDir, d.DeviceHTTPAddr())
+	fmt.Fprintf(stdout, "iotpayd: HTTP API on http://%s, MQTT/TLS on %s, data in %s, device HTTPS on %s, CoAP/DTLS on %s\n", d.HTTPAddr(), d.MQTTAddr(), *dataDir, d.DeviceHTTPAddr(), d.CoAPAddr())
 	<-ctx.Done()
 	logger.Info("shutting down")
 	return d.Close()

@@ -32,7 +32,7 @@ func TestHelp(t *testing.T) {
 	if err == nil {
 		t.Fatal("--help returned nil, want flag.ErrHelp")
 	}
-	for _, want := range []string{"-data", "IOTPAY_DATA", "-http", "IOTPAY_HTTP_ADDR", "-mqtt", "IOTPAY_MQTT_ADDR", "-device-http", "IOTPAY_DEVICE_HTTP_ADDR", "-store", "IOTPAY_STORE", "postgres://"} {
+	for _, want := range []string{"-data", "IOTPAY_DATA", "-http", "IOTPAY_HTTP_ADDR", "-mqtt", "IOTPAY_MQTT_ADDR", "-device-http", "IOTPAY_DEVICE_HTTP_ADDR", "-coap", "IOTPAY_COAP_ADDR", "-store", "IOTPAY_STORE", "postgres://"} {
 		if !strings.Contains(errOut.String(), want) {
 			t.Errorf("help lacks %q", want)
 		}
@@ -61,7 +61,7 @@ type daemonProc struct {
 // it is not empty.
 func startProc(t *testing.T, bin, data, store string) *daemonProc {
 	t.Helper()
-	cmd := exec.Command(bin, "-data", data, "-http", "127.0.0.1:0", "-mqtt", "127.0.0.1:0", "-device-http", "127.0.0.1:0")
+	cmd := exec.Command(bin, "-data", data, "-http", "127.0.0.1:0", "-mqtt", "127.0.0.1:0", "-device-http", "127.0.0.1:0", "-coap", "127.0.0.1:0")
 	if store != "" {
 		cmd.Env = append(os.Environ(), "IOTPAY_STORE="+store)
 	}

@@ -51,7 +51,7 @@ func onEachStore(t *testing.T, scenario func(t *testing.T, store string)) {
 func start(t *testing.T, store string) *platform {
 	t.Helper()
 	ctx := context.Background()
-	d, err := daemon.Open(ctx, daemon.Config{DataDir: filepath.Join(t.TempDir(), "data"), Store: store, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", DeviceHTTPAddr: "127.0.0.1:0"})
+	d, err := daemon.Open(ctx, daemon.Config{DataDir: filepath.Join(t.TempDir(), "data"), Store: store, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", DeviceHTTPAddr: "127.0.0.1:0", CoAPAddr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
