@@ -77,7 +77,7 @@ func (f *fixture) enrollEST(key crypto.Signer) *estDevice {
 	// the CA (here: known out of band), and the first challenge is learnt
 	// from the platform's first answer.
 	en := &device.Enrollment{Device: id, Suite: wire.SuiteIntl, Certificate: string(pki.EncodeCertPEM(cert)),
-		CA: string(pki.EncodeCertPEM(cas[0])), PlatformKey: string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pk}))}
+		CA: string(pki.EncodeCertPEM(cas[0])), PlatformKey: pemPublicKey(pk)}
 	ident, err := en.Identity(key)
 	if err != nil {
 		t.Fatal(err)
@@ -98,6 +98,10 @@ func (e *estDevice) transport(t *testing.T, url string) *devhttps.Transport {
 	}
 	t.Cleanup(func() { tr.Close() })
 	return tr
+}
+
+func pemPublicKey(der []byte) string {
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 }
 
 func newP256(t *testing.T) *ecdsa.PrivateKey {
