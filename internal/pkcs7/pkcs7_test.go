@@ -125,3 +125,20 @@ func FuzzParseCertsOnly(f *testing.F) {
 		}
 	})
 }
+
+func FuzzDecodeBase64(f *testing.F) {
+	f.Add([]byte("MAA=\r\n"))
+	f.Add([]byte("!!"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		out, err := DecodeBase64(b)
+		if err != nil {
+			if iotpay.ErrorCode(err) != iotpay.EINVALID {
+				t.Fatalf("error code %v", err)
+			}
+			return
+		}
+		if len(out) > len(b) {
+			t.Fatalf("decoded %d bytes from %d", len(out), len(b))
+		}
+	})
+}
