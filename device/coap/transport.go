@@ -193,7 +193,7 @@ func refusal(c codes.Code) error {
 	case codes.ServiceUnavailable, codes.InternalServerError:
 		code = iotpay.EUNAVAILABLE
 	}
-	return iotpay.Errorf(code, "coap: refused with %v", c)
+	return iotpay.Errorf(code, "coap: refused with %d.%02d %v", c>>5, c&0x1f, c)
 }
 
 // Close ends the session.

@@ -4,6 +4,7 @@ import (
 	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"io"
 	"os"
 
@@ -12,8 +13,11 @@ import (
 
 // PSK sizes.
 const (
-	// PSKBytes is the length of a device's pre-shared key (AES-128).
-	PSKBytes = 16
+	// pskEntropyBytes is the strength of a device's pre-shared key.
+	pskEntropyBytes = 16
+	// PSKBytes is the length of a device's pre-shared key: the hex text
+	// of pskEntropyBytes bytes.
+	PSKBytes = 2 * pskEntropyBytes
 	// PSKSecretBytes is the length of the platform secret keys derive from.
 	PSKSecretBytes = 32
 )
@@ -21,10 +25,12 @@ const (
 // pskInfo separates PSK derivation from any other use of the secret.
 const pskInfo = "iotpay coap dtls psk v1\x00"
 
-// DerivePSK returns device id's pre-shared key: HKDF-SHA256 of the
-// platform's PSK secret with the device id in the info. Nothing per device
-// is stored; the key is handed to the device at provisioning and a
-// compromised key is withdrawn by revoking the device.
+// DerivePSK returns device id's pre-shared key: the lowercase hex text of
+// 16 bytes of HKDF-SHA256 of the platform's PSK secret with the device id
+// in the info. Nothing per device is stored; the key is handed to the
+// device at provisioning and a compromised key is withdrawn by revoking the
+// device. The key is text (128 bits in 32 octets) because tools and device
+// configurations take a PSK as a string (libcoap's coap-client -k).
 func DerivePSK(secret []byte, id iotpay.DeviceID) ([]byte, error) {
 	if len(secret) < PSKSecretBytes {
 		return nil, iotpay.Errorf(iotpay.EINVALID, "coap: PSK secret shorter than %d bytes", PSKSecretBytes)
@@ -32,11 +38,11 @@ func DerivePSK(secret []byte, id iotpay.DeviceID) ([]byte, error) {
 	if !iotpay.ValidID(iotpay.PrefixDevice, string(id)) {
 		return nil, iotpay.Errorf(iotpay.EUNAUTHORIZED, "coap: PSK identity is not a device id")
 	}
-	k, err := hkdf.Key(sha256.New, secret, nil, pskInfo+string(id), PSKBytes)
+	k, err := hkdf.Key(sha256.New, secret, nil, pskInfo+string(id), pskEntropyBytes)
 	if err != nil {
 		return nil, iotpay.Wrap(iotpay.EINTERNAL, "coap: cannot derive PSK", err)
 	}
-	return k, nil
+	return hex.AppendEncode(nil, k), nil
 }
 
 // LoadOrCreatePSKSecret reads the PSK secret from path, creating it (mode

@@ -1,0 +1,282 @@
+package daemon_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/iotpay/iotpay"
+	devcoap "github.com/iotpay/iotpay/device/coap"
+	"github.com/iotpay/iotpay/platform/pki"
+	"github.com/iotpay/iotpay/wire"
+)
+
+// coapClientTimeout bounds one coap-client run.
+const coapClientTimeout = 20 * time.Second
+
+// dialCoAP opens a CoAP/DTLS session for f's device, with its certificate
+// or, when psk is set, with its derived pre-shared key.
+func (f *fixture) dialCoAP(t *testing.T, psk bool) *devcoap.Transport {
+	t.Helper()
+	id := f.dev.Identity()
+	cfg := devcoap.Config{Addr: f.d.CoAPAddr(), DeviceID: id.ID, Timeout: 5 * time.Second}
+	if psk {
+		k, err := f.d.DevicePSK(id.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.PSK = k
+	} else {
+		cfg.TLS = id.TLSConfig("127.0.0.1")
+	}
+	tr, err := devcoap.Dial(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	return tr
+}
+
+// assertUnmoved fails unless the payer's and merchant's balances are payer
+// and merchant and the ledger balances.
+func (f *fixture) assertUnmoved(t *testing.T, payer, merchant int64) {
+	t.Helper()
+	if got := f.balance(f.payer); got != payer {
+		t.Errorf("payer balance moved: %d, want %d", got, payer)
+	}
+	if got := f.balance(f.merchant); got != merchant {
+		t.Errorf("merchant balance moved: %d, want %d", got, merchant)
+	}
+	f.assertBalanced()
+}
+
+func TestCoAPPayment(t *testing.T) {
+	for _, mode := range []string{"certificate", "psk"} {
+		t.Run(mode, func(t *testing.T) {
+			f := setup(t, "")
+			tr := f.dialCoAP(t, mode == "psk")
+			for i := range 2 {
+				rc, err := f.dev.Pay(context.Background(), tr, dispense())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if rc.Outcome != wire.Approved || rc.AmountMinor != 250 {
+					t.Fatalf("payment %d: receipt = %+v", i, rc)
+				}
+			}
+			if got := f.balance(f.payer); got != 1500 {
+				t.Errorf("payer balance = %d, want 1500", got)
+			}
+			f.assertBalanced()
+		})
+	}
+}
+
+func TestCoAPRevokedDeviceIsRefused(t *testing.T) {
+	for _, mode := range []string{"certificate", "psk"} {
+		t.Run(mode, func(t *testing.T) {
+			f := setup(t, "")
+			tr := f.dialCoAP(t, mode == "psk")
+			if _, err := f.dev.Pay(context.Background(), tr, dispense()); err != nil {
+				t.Fatal(err)
+			}
+			payer, merchant := f.balance(f.payer), f.balance(f.merchant)
+			f.must("POST", "/v1/devices/"+string(f.dev.Identity().ID)+"/revoke", nil, nil)
+			// The live session is refused on its next message.
+			_, err := f.dev.Pay(context.Background(), tr, dispense())
+			if iotpay.ErrorCode(err) != iotpay.EUNAUTHORIZED || !strings.Contains(err.Error(), "4.01") {
+				t.Fatalf("payment of a revoked device: %v, want 4.01 unauthorized", err)
+			}
+			f.assertUnmoved(t, payer, merchant)
+		})
+	}
+}
+
+func TestCoAPRefusedHandshakes(t *testing.T) {
+	f := setup(t, "")
+	id := f.dev.Identity()
+	otherCA, _, err := pki.LoadOrCreateCA(t.TempDir(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr, err := pki.NewCSR(key, string(id.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign, err := otherCA.SignDeviceCSR(csr, id.ID, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	noCert := id.TLSConfig("127.0.0.1")
+	noCert.Certificates = nil
+	foreignCert := id.TLSConfig("127.0.0.1")
+	foreignCert.Certificates[0].Certificate = [][]byte{foreign.Raw}
+	foreignCert.Certificates[0].PrivateKey, foreignCert.Certificates[0].Leaf = key, foreign
+	payer, merchant := f.balance(f.payer), f.balance(f.merchant)
+	for _, c := range []struct {
+		name string
+		cfg  devcoap.Config
+	}{
+		{"no certificate", devcoap.Config{TLS: noCert}},
+		{"certificate from another CA", devcoap.Config{TLS: foreignCert}},
+		{"wrong PSK", devcoap.Config{PSK: make([]byte, 32)}},
+		{"PSK of another identity", devcoap.Config{PSK: mustPSK(t, f, iotpay.DeviceID(iotpay.NewID(iotpay.PrefixDevice, time.Now(), nil)))}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := c.cfg
+			cfg.Addr, cfg.DeviceID, cfg.Timeout = f.d.CoAPAddr(), id.ID, 2*time.Second
+			tr, err := devcoap.Dial(context.Background(), cfg)
+			if err == nil {
+				tr.Close()
+				t.Fatal("handshake succeeded")
+			}
+			t.Logf("refused: %v", err)
+		})
+	}
+	f.assertUnmoved(t, payer, merchant)
+}
+
+func mustPSK(t *testing.T, f *fixture, id iotpay.DeviceID) []byte {
+	t.Helper()
+	k, err := f.d.DevicePSK(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// coapClient returns the path of libcoap's coap-client built with OpenSSL
+// (Debian libcoap3-bin: coap-client-openssl), failing the test without it.
+func coapClient(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"coap-client-openssl", "coap-client"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Fatal("coap-client not installed: make test installs it (scripts/setup.sh, Debian libcoap3-bin)")
+	return ""
+}
+
+// runCoAPClient posts the file body to /pay with coap-client and returns
+// its output and the answer's payload.
+func runCoAPClient(t *testing.T, f *fixture, body []byte, args ...string) (string, []byte) {
+	t.Helper()
+	bin := coapClient(t)
+	dir := t.TempDir()
+	in, out := filepath.Join(dir, "request.cose"), filepath.Join(dir, "answer")
+	if err := os.WriteFile(in, body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := strings.Cut(f.d.CoAPAddr(), "]:")
+	if port == "" {
+		_, port, _ = strings.Cut(f.d.CoAPAddr(), ":")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), coapClientTimeout)
+	defer cancel()
+	args = append([]string{"-m", "post", "-B", "5", "-f", in, "-o", out}, args...)
+	args = append(args, "coaps://127.0.0.1:"+port+"/pay")
+	cmd := exec.CommandContext(ctx, bin, args...)
+	log, _ := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("coap-client %v: timed out; output: %s", args, log)
+	}
+	t.Logf("coap-client %s: %q", strings.Join(args, " "), log)
+	answer, _ := os.ReadFile(out)
+	return string(log), answer
+}
+
+// pkiArgs writes f's device certificate, key and the CA and returns the
+// coap-client arguments using them.
+func pkiArgs(t *testing.T, f *fixture) []string {
+	t.Helper()
+	id := f.dev.Identity()
+	dir := t.TempDir()
+	key, ok := id.Signer.(*ecdsa.PrivateKey)
+	if !ok {
+		t.Fatalf("device key is a %T", id.Signer)
+	}
+	keyPEM, err := pki.EncodeKeyPEM(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{"cert.pem": pki.EncodeCertPEM(id.Cert), "key.pem": keyPEM, "ca.pem": pki.EncodeCertPEM(id.CA)}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return []string{"-c", filepath.Join(dir, "cert.pem"), "-j", filepath.Join(dir, "key.pem"), "-R", filepath.Join(dir, "ca.pem")}
+}
+
+// pskArgs returns the coap-client arguments for f's device's PSK.
+func pskArgs(t *testing.T, f *fixture) []string {
+	id := f.dev.Identity().ID
+	return []string{"-u", string(id), "-k", string(mustPSK(t, f, id))}
+}
+
+// TestCoAPClient pays with libcoap's coap-client, a third-party DTLS and
+// CoAP implementation, with PKI and with PSK, and checks its refusals.
+func TestCoAPClient(t *testing.T) {
+	coapClient(t)
+	f := setup(t, "")
+	for _, mode := range []string{"pki", "psk"} {
+		t.Run(mode, func(t *testing.T) {
+			auth := pkiArgs(t, f)
+			if mode == "psk" {
+				auth = pskArgs(t, f)
+			}
+			s, err := f.dev.Sign(dispense())
+			if err != nil {
+				t.Fatal(err)
+			}
+			log, answer := runCoAPClient(t, f, s.Raw, append([]string{"-t", "18"}, auth...)...)
+			rc, err := f.dev.Open(s, answer)
+			if err != nil {
+				t.Fatalf("answer is no receipt: %v; coap-client said %q", err, log)
+			}
+			if rc.Outcome != wire.Approved || rc.AmountMinor != 250 {
+				t.Fatalf("receipt = %+v", rc)
+			}
+		})
+	}
+	payer, merchant := f.balance(f.payer), f.balance(f.merchant)
+	good, err := f.dev.Sign(dispense())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		body []byte
+		args []string
+		want string // in coap-client's output
+	}{
+		{"wrong content format", good.Raw, []string{"-t", "text/plain"}, "4.15"},
+		{"oversized", make([]byte, 8192), []string{"-t", "application/octet-stream"}, "4.13"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			log, _ := runCoAPClient(t, f, c.body, append(c.args, pkiArgs(t, f)...)...)
+			if !strings.Contains(log, c.want) {
+				t.Fatalf("coap-client said %q, want %s", log, c.want)
+			}
+		})
+	}
+	t.Run("garbage", func(t *testing.T) {
+		// Not a request at all: answered with a signed rejection.
+		_, answer := runCoAPClient(t, f, []byte("pay me"), append([]string{"-t", "18"}, pkiArgs(t, f)...)...)
+		id := f.dev.Identity()
+		rc, err := wire.OpenReceipt(id.Suite, id.PlatformKey, answer)
+		if err != nil || rc.Outcome != wire.Rejected || rc.Code != string(iotpay.EINVALID) {
+			t.Fatalf("garbage: %+v, %v; want a signed rejection invalid", rc, err)
+		}
+	})
+	f.assertUnmoved(t, payer, merchant)
+}
