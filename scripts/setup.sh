@@ -21,6 +21,8 @@ local_pg=1
 
 need=()
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
+# libcoap's coap-client (OpenSSL build) for the CoAP/DTLS interop tests.
+command -v coap-client-openssl >/dev/null 2>&1 || need+=(libcoap3-bin)
 if ! command -v softhsm2-util >/dev/null 2>&1 || [ ! -e /usr/lib/softhsm/libsofthsm2.so ]; then
 	need+=(softhsm2)
 fi
