@@ -68,17 +68,9 @@ func EnrollWith(ctx context.Context, client *http.Client, apiURL string, id iotp
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	if client == nil {
-		client = http.DefaultClient
-	}
-	resp, err := client.Do(req)
+	resp, b, err := roundTrip(client, req)
 	if err != nil {
-		return nil, iotpay.Wrap(iotpay.EUNAVAILABLE, "platform unreachable", err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, EnrollResponseBytesMax))
-	if err != nil {
-		return nil, iotpay.Wrap(iotpay.EUNAVAILABLE, "platform unreachable", err)
+		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e struct {
@@ -98,6 +90,24 @@ func EnrollWith(ctx context.Context, client *http.Client, apiURL string, id iotp
 		return nil, iotpay.Errorf(iotpay.EINVALID, "enrollment answer is for another device")
 	}
 	return &en, nil
+}
+
+// roundTrip sends req (on http.DefaultClient when client is nil) and reads
+// the answer, up to EnrollResponseBytesMax.
+func roundTrip(client *http.Client, req *http.Request) (*http.Response, []byte, error) {
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, nil, iotpay.Wrap(iotpay.EUNAVAILABLE, "platform unreachable", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, EnrollResponseBytesMax))
+	if err != nil {
+		return nil, nil, iotpay.Wrap(iotpay.EUNAVAILABLE, "platform unreachable", err)
+	}
+	return resp, b, nil
 }
 
 // Identity builds the device identity from an enrollment, checking that the

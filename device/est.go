@@ -10,7 +10,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
-	"io"
 	"net/http"
 	"path/filepath"
 
@@ -73,17 +72,9 @@ func estDo(ctx context.Context, client *http.Client, method, url string, body []
 	if auth != nil {
 		auth(req)
 	}
-	if client == nil {
-		client = http.DefaultClient
-	}
-	resp, err := client.Do(req)
+	resp, b, err := roundTrip(client, req)
 	if err != nil {
-		return nil, iotpay.Wrap(iotpay.EUNAVAILABLE, "est: platform unreachable", err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, EnrollResponseBytesMax))
-	if err != nil {
-		return nil, iotpay.Wrap(iotpay.EUNAVAILABLE, "est: platform unreachable", err)
+		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, iotpay.Errorf(StatusCode(resp.StatusCode), "est: %s: %s", resp.Status, bytes.TrimSpace(b))

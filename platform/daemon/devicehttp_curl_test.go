@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/iotpay/iotpay"
-	"github.com/iotpay/iotpay/device"
 	"github.com/iotpay/iotpay/platform/pki"
 	"github.com/iotpay/iotpay/wire"
 )
@@ -80,17 +79,7 @@ func TestDeviceHTTPSCurl(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pk, _ := pki.MarshalPublicKey(f.d.ReceiptKey())
-	en := &device.Enrollment{Device: id, Suite: wire.SuiteIntl, Certificate: certPEM, CA: string(pki.EncodeCertPEM(f.d.CA.Cert)),
-		PlatformKey: pemPublicKey(pk)}
-	ident, err := en.Identity(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := device.New(*ident, stateWith(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, d := f.estIdentity(id, certPEM, key)
 	pay := func(cert string) *wire.Receipt {
 		t.Helper()
 		s, err := d.Sign(dispense())

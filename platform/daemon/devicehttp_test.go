@@ -72,23 +72,30 @@ func (f *fixture) enrollEST(key crypto.Signer) *estDevice {
 	if _, err := device.ESTEnroll(ctx, f.trustingClient(), f.deviceURL(), id, token, key); iotpay.ErrorCode(err) != iotpay.EUNAUTHORIZED {
 		t.Fatalf("second use of the token: %v, want unauthorized", err)
 	}
-	pk, _ := pki.MarshalPublicKey(f.d.ReceiptKey())
-	// EST gives the certificate only; the receipt key is provisioned with
-	// the CA (here: known out of band), and the first challenge is learnt
-	// from the platform's first answer.
-	en := &device.Enrollment{Device: id, Suite: wire.SuiteIntl, Certificate: string(pki.EncodeCertPEM(cert)),
-		CA: string(pki.EncodeCertPEM(cas[0])), PlatformKey: pemPublicKey(pk)}
-	ident, err := en.Identity(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := device.New(*ident, stateWith(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
+	en, ident, d := f.estIdentity(id, string(pki.EncodeCertPEM(cert)), key)
 	f.must("POST", "/v1/mandates", map[string]any{"device": id, "payer": f.payer, "per_payment_limit": 500,
 		"daily_limit": 1000, "monthly_limit": 10000}, nil)
 	return &estDevice{en: en, id: ident, dev: d, dir: t.TempDir()}
+}
+
+// estIdentity is the device around a certificate EST issued for key. EST
+// gives the certificate only; the receipt key is provisioned with the CA
+// (here: known out of band), and the first challenge is learnt from the
+// platform's first answer.
+func (f *fixture) estIdentity(id iotpay.DeviceID, certPEM string, key crypto.Signer) (*device.Enrollment, *device.Identity, *device.Device) {
+	f.t.Helper()
+	pk, _ := pki.MarshalPublicKey(f.d.ReceiptKey())
+	en := &device.Enrollment{Device: id, Suite: wire.SuiteIntl, Certificate: certPEM,
+		CA: string(pki.EncodeCertPEM(f.d.CA.Cert)), PlatformKey: pemPublicKey(pk)}
+	ident, err := en.Identity(key)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	d, err := device.New(*ident, stateWith(nil))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return en, ident, d
 }
 
 func (e *estDevice) transport(t *testing.T, url string) *devhttps.Transport {
