@@ -175,3 +175,32 @@ func testDeviceHTTPS(t *testing.T, store string) {
 	}
 	f.assertBalanced()
 }
+
+// TestDeviceHTTPSNewKey: re-enrolling with a new key moves the device's
+// request key to it; the old certificate still opens a channel, but
+// requests signed with the old key are refused.
+func TestDeviceHTTPSNewKey(t *testing.T) {
+	f := setup(t, "")
+	ctx := context.Background()
+	e := f.enrollEST(newP256(t))
+	key := newP256(t)
+	cert, err := device.ESTReenroll(ctx, mtlsClient(e.id), f.deviceURL(), e.id.ID, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, id2, d2 := f.estIdentity(e.id.ID, string(pki.EncodeCertPEM(cert)), key)
+	tr2 := (&estDevice{id: id2}).transport(t, f.deviceURL())
+	if rc, err := d2.Pay(ctx, tr2, dispense()); err != nil || rc.Code != string(iotpay.EREPLAY) {
+		t.Fatalf("first payment (no challenge yet): %+v, %v", rc, err)
+	}
+	if rc, err := d2.Pay(ctx, tr2, dispense()); err != nil || rc.Outcome != wire.Approved {
+		t.Fatalf("payment with the new key: %+v, %v", rc, err)
+	}
+	rc, err := e.dev.Pay(ctx, e.transport(t, f.deviceURL()), dispense())
+	if err != nil || rc.Outcome != wire.Rejected || rc.Code != string(iotpay.EUNAUTHORIZED) {
+		t.Fatalf("payment signed with the old key: %+v, %v; want rejected unauthorized", rc, err)
+	}
+	if got := f.balance(f.payer); got != 2000-250 {
+		t.Errorf("payer balance = %d, want %d", got, 2000-250)
+	}
+}
