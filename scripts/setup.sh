@@ -21,6 +21,9 @@ local_pg=1
 
 need=()
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
+# curl and OpenSSL for the HTTPS device endpoint's EST and payment interop tests.
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # libcoap's coap-client (OpenSSL build) for the CoAP/DTLS interop tests.
 command -v coap-client-openssl >/dev/null 2>&1 || need+=(libcoap3-bin)
 if ! command -v softhsm2-util >/dev/null 2>&1 || [ ! -e /usr/lib/softhsm/libsofthsm2.so ]; then
