@@ -14,7 +14,6 @@ import (
 	"github.com/iotpay/iotpay/device"
 	"github.com/iotpay/iotpay/device/keystore"
 	"github.com/iotpay/iotpay/device/keystore/pkcs11"
-	devmqtt "github.com/iotpay/iotpay/device/mqtt"
 	"github.com/iotpay/iotpay/wire"
 )
 
@@ -130,6 +129,7 @@ func devicePay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.SetOutput(stderr)
 	dir := fs.String("dir", "", "enrolled device directory (required)")
 	broker := fs.String("mqtt", "127.0.0.1:8883", "platform MQTT/TLS address")
+	httpsURL := fs.String("https", "", "pay over the platform's HTTPS device endpoint instead of MQTT, e.g. https://127.0.0.1:8443")
 	amount := fs.Int64("amount", 0, "amount in minor units, for products priced by amount")
 	currency := fs.String("currency", "EUR", "currency of --amount")
 	event := fs.String("event", "", "event type, e.g. dispense or session_end")
@@ -186,12 +186,11 @@ func devicePay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	host, _, _ := strings.Cut(*broker, ":")
-	t, err := devmqtt.Dial(ctx, devmqtt.Config{Addr: *broker, TLS: id.TLSConfig(host), DeviceID: id.ID})
+	t, closer, err := payTransport(ctx, id, *broker, *httpsURL)
 	if err != nil {
 		return err
 	}
-	defer t.Close()
+	defer closer.Close()
 	rc, err := dev.Pay(ctx, t, p)
 	if err != nil {
 		return err
