@@ -169,19 +169,11 @@ func devicePay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		p.Amount = &m
 	}
-	en, err := device.LoadEnrollment(*dir)
-	if err != nil {
-		return err
-	}
-	keys, _, err := deviceKeys(*ksSpec, *dir, en.Suite, false)
+	_, keys, id, err := loadDevice(*ksSpec, *dir)
 	if err != nil {
 		return err
 	}
 	defer keys.Close()
-	id, err := keys.Identity(en)
-	if err != nil {
-		return err
-	}
 	dev, err := device.New(*id, device.FileState{Path: filepath.Join(*dir, device.StateFile)})
 	if err != nil {
 		return err

@@ -56,19 +56,11 @@ func deviceRotate(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	en, err := device.LoadEnrollment(*dir)
-	if err != nil {
-		return err
-	}
-	keys, _, err := deviceKeys(*ksSpec, *dir, en.Suite, false)
+	en, keys, id, err := loadDevice(*ksSpec, *dir)
 	if err != nil {
 		return err
 	}
 	defer keys.Close()
-	id, err := keys.Identity(en)
-	if err != nil {
-		return err
-	}
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: id.TLSConfig(host)}}
 	defer client.CloseIdleConnections()
 	_, next, err := device.Rotate(ctx, client, *httpsURL, *dir, en, id)
@@ -82,4 +74,23 @@ func deviceRotate(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fmt.Fprintf(stdout, "certificate renewed for %s: serial %x, valid until %s; the previous one stays valid until it expires\n",
 		id.ID, cert.SerialNumber, cert.NotAfter.UTC().Format(time.RFC3339))
 	return nil
+}
+
+// loadDevice opens an enrolled device directory: its enrollment, its keys
+// (the caller closes them) and the identity they make.
+func loadDevice(ksSpec, dir string) (*device.Enrollment, *device.Keys, *device.Identity, error) {
+	en, err := device.LoadEnrollment(dir)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	keys, _, err := deviceKeys(ksSpec, dir, en.Suite, false)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	id, err := keys.Identity(en)
+	if err != nil {
+		keys.Close()
+		return nil, nil, nil, err
+	}
+	return en, keys, id, nil
 }

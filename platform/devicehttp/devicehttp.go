@@ -148,10 +148,10 @@ func New(cfg Config, reg Registry, h Handler) (*Server, error) {
 // Handler returns the routes, for tests that bring their own TLS.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST "+PayPath, s.pay)
+	mux.HandleFunc("POST "+PayPath, s.deviceRoute(s.pay))
 	mux.HandleFunc("GET "+CACertsPath, s.caCerts)
 	mux.HandleFunc("POST "+SimpleEnrollPath, s.simpleEnroll)
-	mux.HandleFunc("POST "+SimpleReenrollPath, s.simpleReenroll)
+	mux.HandleFunc("POST "+SimpleReenrollPath, s.deviceRoute(s.simpleReenroll))
 	return mux
 }
 
@@ -232,6 +232,22 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	io.WriteString(w, msg+"\n")
 }
 
+// deviceRoute wraps a route for devices only: h runs, within
+// handleTimeout, for the active device whose client certificate
+// authenticated the connection.
+func (s *Server) deviceRoute(h func(ctx context.Context, w http.ResponseWriter, r *http.Request, dev iotpay.DeviceID)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), handleTimeout)
+		defer cancel()
+		dev, err := s.device(ctx, r)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		h(ctx, w, r, dev)
+	}
+}
+
 // device returns the active device whose verified client certificate
 // authenticated the connection.
 func (s *Server) device(ctx context.Context, r *http.Request) (iotpay.DeviceID, error) {
@@ -284,14 +300,7 @@ func hasType(r *http.Request, types ...string) bool {
 // pay hands a signed request to the processor and answers its receipt.
 // Every refusal of the request itself is a signed receipt; only a channel
 // that is not a device's is refused with a status.
-func (s *Server) pay(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), handleTimeout)
-	defer cancel()
-	dev, err := s.device(ctx, r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
+func (s *Server) pay(ctx context.Context, w http.ResponseWriter, r *http.Request, dev iotpay.DeviceID) {
 	if !hasType(r, typeCOSE, typeOctets) {
 		s.plain(w, r, http.StatusUnsupportedMediaType, iotpay.Errorf(iotpay.EINVALID, "content type must be %s or %s", typeCOSE, typeOctets))
 		return
@@ -374,14 +383,7 @@ func (s *Server) simpleEnroll(w http.ResponseWriter, r *http.Request) {
 
 // simpleReenroll certifies a key, new or the same, for the device whose
 // current certificate authenticated the connection.
-func (s *Server) simpleReenroll(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), handleTimeout)
-	defer cancel()
-	dev, err := s.device(ctx, r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
+func (s *Server) simpleReenroll(ctx context.Context, w http.ResponseWriter, r *http.Request, dev iotpay.DeviceID) {
 	csr, ok := s.readCSR(w, r)
 	if !ok {
 		return
