@@ -3,6 +3,7 @@ package daemon_test
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/tls"
 	"encoding/base64"
 	"io"
@@ -42,13 +43,15 @@ func TestDeviceHTTPSRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stranger := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
-		RootCAs: f.d.CA.Pool(), MinVersion: tls.VersionTLS13,
-		// Sent whatever CAs the server names (Go's client would otherwise
-		// keep a certificate the server cannot accept to itself).
-		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			return &tls.Certificate{Certificate: [][]byte{forged.Raw}, PrivateKey: key, Leaf: forged}, nil
-		}}}}
+	stranger := presenting(f, forged.Raw, key)
+	// A certificate of the platform CA for the device, expired.
+	past := *f.d.CA
+	past.Now = func() time.Time { return time.Now().Add(-pki.DeviceLifetime - time.Hour) }
+	expired, err := past.SignDeviceCSR(csr, e.id.ID, "ten_x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lapsed := presenting(f, expired.Raw, key)
 	csrB64 := base64.StdEncoding.EncodeToString(csr)
 	otherCSR, _ := pki.NewCSR(key, "dev_01JAAAAAAAAAAAAAAAAAAAAAAA")
 
@@ -64,6 +67,7 @@ func TestDeviceHTTPSRefusals(t *testing.T) {
 		tlsError bool
 	}{
 		{name: "pay without client certificate", client: anon, method: "POST", path: "/device/v1/pay", ctype: "application/cose", body: []byte{0xd2}, want: 403},
+		{name: "pay with an expired certificate", client: lapsed, method: "POST", path: "/device/v1/pay", ctype: "application/cose", body: []byte{0xd2}, tlsError: true},
 		{name: "pay with another CA's certificate", client: stranger, method: "POST", path: "/device/v1/pay", ctype: "application/cose", body: []byte{0xd2}, tlsError: true},
 		{name: "pay as JSON", client: dev, method: "POST", path: "/device/v1/pay", ctype: "application/json", body: []byte("{}"), want: 415},
 		{name: "pay oversized", client: dev, method: "POST", path: "/device/v1/pay", ctype: "application/cose", body: make([]byte, wire.EnvelopeBytesMax+1), want: 413},
@@ -128,4 +132,15 @@ func TestDeviceHTTPSRefusals(t *testing.T) {
 		t.Errorf("payer balance moved: %d, want %d", got, before)
 	}
 	f.assertBalanced()
+}
+
+// presenting is a client that presents the certificate cert of key
+// whatever CAs the server names (Go's client would otherwise keep a
+// certificate the server cannot accept to itself).
+func presenting(f *fixture, cert []byte, key crypto.Signer) *http.Client {
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		RootCAs: f.d.CA.Pool(), MinVersion: tls.VersionTLS13,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return &tls.Certificate{Certificate: [][]byte{cert}, PrivateKey: key}, nil
+		}}}}
 }
