@@ -114,17 +114,30 @@ func StatusCode(status int) iotpay.Code {
 	return iotpay.EUNAVAILABLE
 }
 
-// Rotate renews the device's TLS certificate over EST before it expires:
-// a CSR for the same TLS key (an intl device's key, a gm device's
-// transport key), sent over a client presenting the current certificate;
-// the new certificate is checked, written to en in dir atomically, and
-// returned in a new Identity. The old certificate stays valid until it
-// expires, so connections made with it go on working meanwhile.
+// Rotate renews the device's TLS certificate over EST before it expires,
+// for the same TLS key (an intl device's key, a gm device's transport
+// key): see RotateTo.
 func Rotate(ctx context.Context, client *http.Client, baseURL, dir string, en *Enrollment, id *Identity) (*Enrollment, *Identity, error) {
 	key := id.Signer
 	if id.Transport != nil {
 		key = id.Transport
 	}
+	return RotateTo(ctx, client, baseURL, dir, en, id, key)
+}
+
+// RotateTo asks over EST (simplereenroll, on a client presenting the
+// current certificate) for a certificate for key, the device's TLS key
+// from now on; checks it (chains to the CA, is for key); writes it into en
+// in dir atomically (dir empty: not saved); and returns the new Identity.
+// The old certificate stays valid until it expires, so connections made
+// with it go on working.
+//
+// For an intl device, key also signs its requests from the moment the
+// platform issues the certificate: the caller keeps the new key in a
+// keystore before calling, and if the answer is lost, calls again with
+// the old certificate, which still authenticates. A gm device's key here
+// is its transport key; its SM2 key does not change.
+func RotateTo(ctx context.Context, client *http.Client, baseURL, dir string, en *Enrollment, id *Identity, key crypto.Signer) (*Enrollment, *Identity, error) {
 	cert, err := ESTReenroll(ctx, client, baseURL, id.ID, key)
 	if err != nil {
 		return nil, nil, err
@@ -135,9 +148,9 @@ func Rotate(ctx context.Context, client *http.Client, baseURL, dir string, en *E
 	}
 	next, nextID := *en, *id
 	if id.Transport != nil {
-		next.TransportCertificate, nextID.TransportCert = certPEM, cert
+		next.TransportCertificate, nextID.TransportCert, nextID.Transport = certPEM, cert, key
 	} else {
-		next.Certificate, nextID.Cert = certPEM, cert
+		next.Certificate, nextID.Cert, nextID.Signer = certPEM, cert, key
 	}
 	if dir != "" {
 		if err := WriteEnrollment(dir, &next); err != nil {

@@ -184,11 +184,18 @@ func TestDeviceHTTPSNewKey(t *testing.T) {
 	ctx := context.Background()
 	e := f.enrollEST(newP256(t))
 	key := newP256(t)
-	cert, err := device.ESTReenroll(ctx, mtlsClient(e.id), f.deviceURL(), e.id.ID, key)
+	dir := t.TempDir()
+	en2, id2, err := device.RotateTo(ctx, mtlsClient(e.id), f.deviceURL(), dir, e.en, e.id, key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, id2, d2 := f.estIdentity(e.id.ID, string(pki.EncodeCertPEM(cert)), key)
+	if saved, err := device.LoadEnrollment(dir); err != nil || saved.Certificate != en2.Certificate {
+		t.Fatalf("rotated enrollment not saved: %v", err)
+	}
+	d2, err := device.New(*id2, stateWith(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
 	tr2 := (&estDevice{id: id2}).transport(t, f.deviceURL())
 	if rc, err := d2.Pay(ctx, tr2, dispense()); err != nil || rc.Code != string(iotpay.EREPLAY) {
 		t.Fatalf("first payment (no challenge yet): %+v, %v", rc, err)
