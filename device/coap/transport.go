@@ -52,7 +52,7 @@ type Config struct {
 	Timeout  time.Duration // per attempt; default 5s
 	Attempts int           // default 3: on a timeout the SAME bytes are resent (the platform is idempotent)
 	// PacketConn, if set, carries the session instead of a new UDP
-	// socket; the transport does not close it.
+	// socket; the transport owns it and closes it.
 	PacketConn net.PacketConn
 }
 
@@ -94,8 +94,6 @@ func Dial(ctx context.Context, cfg Config) (*Transport, error) {
 			return nil, iotpay.Wrap(iotpay.EUNAVAILABLE, "coap: cannot open a UDP socket", err)
 		}
 		pc = udp
-	} else {
-		pc = keepOpen{pc}
 	}
 	dc, err := piondtls.ClientWithOptions(pc, raddr, dtlsOptions(cfg)...)
 	if err != nil {
@@ -200,8 +198,3 @@ func refusal(c codes.Code) error {
 func (t *Transport) Close() error {
 	return t.conn.Close()
 }
-
-// keepOpen is a PacketConn the transport does not close.
-type keepOpen struct{ net.PacketConn }
-
-func (keepOpen) Close() error { return nil }

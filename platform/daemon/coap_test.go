@@ -5,10 +5,13 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -279,4 +282,110 @@ func TestCoAPClient(t *testing.T) {
 		}
 	})
 	f.assertUnmoved(t, payer, merchant)
+}
+
+// rebinding is a UDP socket whose local port can change under the DTLS
+// session, as a NAT rebinding does.
+type rebinding struct {
+	mu     sync.Mutex
+	cur    *net.UDPConn
+	closed bool
+}
+
+// rebindPoll is how often a read looks for a rebinding.
+const rebindPoll = 20 * time.Millisecond
+
+func newRebinding(t *testing.T) *rebinding {
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rebinding{cur: c}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// rebind moves to a new local port and closes the old one.
+func (r *rebinding) rebind(t *testing.T) {
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.mu.Lock()
+	old := r.cur
+	r.cur = c
+	r.mu.Unlock()
+	old.Close()
+	t.Logf("rebound %s -> %s", old.LocalAddr(), c.LocalAddr())
+}
+
+func (r *rebinding) conn() (*net.UDPConn, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cur, r.closed
+}
+
+func (r *rebinding) ReadFrom(p []byte) (int, net.Addr, error) {
+	for {
+		c, closed := r.conn()
+		if closed {
+			return 0, nil, net.ErrClosed
+		}
+		_ = c.SetReadDeadline(time.Now().Add(rebindPoll))
+		n, a, err := c.ReadFrom(p)
+		var ne net.Error
+		if err != nil && (errors.Is(err, net.ErrClosed) || errors.As(err, &ne) && ne.Timeout()) {
+			continue // rebound, or time to look
+		}
+		return n, a, err
+	}
+}
+
+func (r *rebinding) WriteTo(p []byte, a net.Addr) (int, error) {
+	c, _ := r.conn()
+	return c.WriteTo(p, a)
+}
+
+func (r *rebinding) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = true
+	return r.cur.Close()
+}
+
+func (r *rebinding) LocalAddr() net.Addr {
+	c, _ := r.conn()
+	return c.LocalAddr()
+}
+
+func (*rebinding) SetDeadline(time.Time) error      { return nil }
+func (*rebinding) SetReadDeadline(time.Time) error  { return nil }
+func (*rebinding) SetWriteDeadline(time.Time) error { return nil }
+
+// TestCoAPSessionSurvivesRebinding pays, moves the device to another
+// source port without a new handshake, and pays again: the connection id
+// (RFC 9146) routes its records to the same session.
+func TestCoAPSessionSurvivesRebinding(t *testing.T) {
+	f := setup(t, "")
+	id := f.dev.Identity()
+	pc := newRebinding(t)
+	tr, err := devcoap.Dial(context.Background(), devcoap.Config{Addr: f.d.CoAPAddr(), DeviceID: id.ID,
+		TLS: id.TLSConfig("127.0.0.1"), Timeout: 3 * time.Second, Attempts: 1, PacketConn: pc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	for i := range 3 {
+		if i > 0 {
+			pc.rebind(t)
+		}
+		rc, err := f.dev.Pay(context.Background(), tr, dispense())
+		if err != nil {
+			t.Fatalf("payment %d: %v", i, err)
+		}
+		if rc.Outcome != wire.Approved {
+			t.Fatalf("payment %d: %+v", i, rc)
+		}
+	}
+	f.assertBalanced()
 }
