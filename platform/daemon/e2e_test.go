@@ -342,13 +342,7 @@ func testBadInput(t *testing.T, store string) {
 			if rc.Outcome != c.outcome || rc.Code != string(c.code) {
 				t.Errorf("got %s %s (%s), want %s %s", rc.Outcome, rc.Code, rc.Reason, c.outcome, c.code)
 			}
-			if got := f.balance(f.payer); got != payer {
-				t.Errorf("payer balance moved: %d, want %d", got, payer)
-			}
-			if got := f.balance(f.merchant); got != merchant {
-				t.Errorf("merchant balance moved: %d, want %d", got, merchant)
-			}
-			f.assertBalanced()
+			f.assertUnmoved(t, payer, merchant)
 		})
 	}
 }
