@@ -128,8 +128,8 @@ func BenchmarkMessage(b *testing.B) {
 }
 
 // TestAccessPath runs both benchmarks' paths once, so the suite covers
-// them, and checks a body over the bound is refused with 4.13 and no
-// identity-less request gets through.
+// them, checks a body over the bound is refused with 4.13, and that
+// Disconnect ends a device's live session.
 func TestAccessPath(t *testing.T) {
 	r := newRig(t)
 	for _, mode := range modes {
@@ -148,6 +148,16 @@ func TestAccessPath(t *testing.T) {
 				t.Fatalf("oversized body: %v, want invalid (4.13)", err)
 			}
 			t.Logf("oversized: %v", err)
+			if n := r.srv.SessionCount(r.id); n != 1 {
+				t.Fatalf("%d live sessions, want 1", n)
+			}
+			r.srv.Disconnect(r.id) // as on revocation
+			if _, err := tr.Exchange(context.Background(), []byte("ping"), func([]byte) bool { return true }); err == nil {
+				t.Fatal("exchange on a disconnected session succeeded")
+			}
+			if n := r.srv.SessionCount(r.id); n != 0 {
+				t.Fatalf("%d live sessions after Disconnect, want 0", n)
+			}
 		})
 	}
 }

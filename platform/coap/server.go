@@ -105,8 +105,9 @@ type Server struct {
 	handler Handler
 	server  *dtlsserver.Server
 
-	mu      sync.Mutex
-	ln      *coapnet.DTLSListener
+	mu       sync.Mutex
+	sessions map[iotpay.DeviceID]map[*udpclient.Conn]struct{} // live sessions, for Disconnect
+	ln       *coapnet.DTLSListener
 	closing bool
 	served  chan struct{}
 	calls   sync.WaitGroup
@@ -132,7 +133,8 @@ func New(cfg Config, checker DeviceChecker, h Handler) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{addr: cfg.Addr, log: log.With("component", "coap"), checker: checker, handler: h}
+	s := &Server{addr: cfg.Addr, log: log.With("component", "coap"), checker: checker, handler: h,
+		sessions: make(map[iotpay.DeviceID]map[*udpclient.Conn]struct{})}
 	suites := []piondtls.CipherSuiteID{
 		piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
 		piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8,
@@ -167,6 +169,7 @@ func New(cfg Config, checker DeviceChecker, h Handler) (*Server, error) {
 		options.WithDTLSHandshakeTimeout(handshakeTimeout),
 		options.WithLimitClientParallelRequest(parallelRequestsMax),
 		options.WithInactivityMonitor(idleTimeout, func(cc *udpclient.Conn) { _ = cc.Close() }),
+		options.WithOnNewConn(s.track),
 		options.WithErrors(func(err error) { s.log.Debug("coap", "err", err) }),
 	)
 	return s, nil
@@ -223,6 +226,52 @@ func (s *Server) Close() error {
 		s.log.Info("coap server closed")
 	})
 	return nil
+}
+
+// track registers a session once its handshake completed, so Disconnect
+// can end it, and forgets it when it closes.
+func (s *Server) track(cc *udpclient.Conn) {
+	id, err := deviceOf(cc.NetConn())
+	if err != nil {
+		return // refused at its first request
+	}
+	s.mu.Lock()
+	if s.sessions[id] == nil {
+		s.sessions[id] = make(map[*udpclient.Conn]struct{})
+	}
+	s.sessions[id][cc] = struct{}{}
+	s.mu.Unlock()
+	cc.AddOnClose(func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		delete(s.sessions[id], cc)
+		if len(s.sessions[id]) == 0 {
+			delete(s.sessions, id)
+		}
+	})
+}
+
+// Disconnect ends the live sessions of device, if any (a revoked device).
+// It does not stop the device from handshaking again: the DeviceChecker
+// refuses its requests.
+func (s *Server) Disconnect(id iotpay.DeviceID) {
+	s.mu.Lock()
+	var live []*udpclient.Conn
+	for cc := range s.sessions[id] {
+		live = append(live, cc)
+	}
+	s.mu.Unlock()
+	for _, cc := range live {
+		s.log.Info("disconnecting device", "device", id, "remote", cc.RemoteAddr())
+		_ = cc.Close()
+	}
+}
+
+// sessionCount is the number of live sessions of device.
+func (s *Server) sessionCount(id iotpay.DeviceID) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions[id])
 }
 
 // begin registers a handler call, unless the server is closing.

@@ -47,6 +47,14 @@ func (d *Daemon) closeCoAP() error {
 	return d.CoAP.Close()
 }
 
+// disconnect drops a revoked device's live MQTT and CoAP sessions.
+func (d *Daemon) disconnect(id iotpay.DeviceID) {
+	d.Broker.Disconnect(id)
+	if d.CoAP != nil {
+		d.CoAP.Disconnect(id)
+	}
+}
+
 // CoAPAddr is the bound CoAP/DTLS (UDP) address.
 func (d *Daemon) CoAPAddr() string { return d.CoAP.Addr() }
 

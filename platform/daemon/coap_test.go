@@ -92,8 +92,12 @@ func TestCoAPRevokedDeviceIsRefused(t *testing.T) {
 			}
 			payer, merchant := f.balance(f.payer), f.balance(f.merchant)
 			f.must("POST", "/v1/devices/"+string(f.dev.Identity().ID)+"/revoke", nil, nil)
-			// The live session is refused on its next message.
-			_, err := f.dev.Pay(context.Background(), tr, dispense())
+			// The live session is closed, and a new one is refused at its
+			// first message.
+			if _, err := f.dev.Pay(context.Background(), tr, dispense()); err == nil {
+				t.Fatal("payment on the revoked device's old session succeeded")
+			}
+			_, err := f.dev.Pay(context.Background(), f.dialCoAP(t, mode == "psk"), dispense())
 			if iotpay.ErrorCode(err) != iotpay.EUNAUTHORIZED || !strings.Contains(err.Error(), "4.01") {
 				t.Fatalf("payment of a revoked device: %v, want 4.01 unauthorized", err)
 			}

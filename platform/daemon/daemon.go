@@ -288,7 +288,7 @@ func (d *Daemon) Start() error {
 		d.Broker.Close()
 		return err
 	}
-	api := &httpapi.Server{Registry: d.Registry, Payments: d.Payments, OnRevoke: d.Broker.Disconnect, Logger: d.log.With("component", "http")}
+	api := &httpapi.Server{Registry: d.Registry, Payments: d.Payments, OnRevoke: d.disconnect, Logger: d.log.With("component", "http")}
 	d.httpLn, err = net.Listen("tcp", d.cfg.HTTPAddr)
 	if err != nil {
 		d.DeviceHTTP.Close(context.Background())
