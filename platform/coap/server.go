@@ -108,9 +108,9 @@ type Server struct {
 	mu       sync.Mutex
 	sessions map[iotpay.DeviceID]map[*udpclient.Conn]struct{} // live sessions, for Disconnect
 	ln       *coapnet.DTLSListener
-	closing bool
-	served  chan struct{}
-	calls   sync.WaitGroup
+	closing  bool
+	served   chan struct{}
+	calls    sync.WaitGroup
 
 	closeOnce sync.Once
 }
