@@ -64,6 +64,9 @@ const (
 	checkTimeout = 5 * time.Second
 	// handleTimeout bounds one Handler call.
 	handleTimeout = 30 * time.Second
+	// SessionsMax bounds the live (handshaken) sessions; one over it is
+	// closed at once.
+	SessionsMax = 10000
 	// parallelRequestsMax bounds a session's requests in progress.
 	parallelRequestsMax = 4
 )
@@ -107,6 +110,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[iotpay.DeviceID]map[*udpclient.Conn]struct{} // live sessions, for Disconnect
+	live     int                                              // sessions in the map
 	ln       *coapnet.DTLSListener
 	closing  bool
 	served   chan struct{}
@@ -236,15 +240,25 @@ func (s *Server) track(cc *udpclient.Conn) {
 		return // refused at its first request
 	}
 	s.mu.Lock()
+	if s.live >= SessionsMax {
+		s.mu.Unlock()
+		s.log.Warn("too many sessions, closing a new one", "device", id, "remote", cc.RemoteAddr())
+		_ = cc.Close()
+		return
+	}
 	if s.sessions[id] == nil {
 		s.sessions[id] = make(map[*udpclient.Conn]struct{})
 	}
 	s.sessions[id][cc] = struct{}{}
+	s.live++
 	s.mu.Unlock()
 	cc.AddOnClose(func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		delete(s.sessions[id], cc)
+		if _, ok := s.sessions[id][cc]; ok {
+			delete(s.sessions[id], cc)
+			s.live--
+		}
 		if len(s.sessions[id]) == 0 {
 			delete(s.sessions, id)
 		}
