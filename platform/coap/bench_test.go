@@ -1,6 +1,7 @@
 package coap_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -142,6 +143,11 @@ func TestAccessPath(t *testing.T) {
 			got, err := tr.Exchange(context.Background(), []byte("ping"), func([]byte) bool { return true })
 			if err != nil || string(got) != "ping" {
 				t.Fatalf("exchange: %q, %v", got, err)
+			}
+			big := bytes.Repeat([]byte("0123456789"), coap.PayloadBytesMax/10) // block-wise both ways
+			got, err = tr.Exchange(context.Background(), big, func([]byte) bool { return true })
+			if err != nil || !bytes.Equal(got, big) {
+				t.Fatalf("exchange of %d bytes: %d bytes back, %v", len(big), len(got), err)
 			}
 			_, err = tr.Exchange(context.Background(), make([]byte, coap.PayloadBytesMax+1), func([]byte) bool { return true })
 			if iotpay.ErrorCode(err) != iotpay.EINVALID {

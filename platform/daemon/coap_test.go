@@ -235,11 +235,15 @@ func pskArgs(t *testing.T, f *fixture) []string {
 func TestCoAPClient(t *testing.T) {
 	coapClient(t)
 	f := setup(t, "")
-	for _, mode := range []string{"pki", "psk"} {
+	// "blockwise": the request in 64-byte blocks (RFC 7959 Block1).
+	for _, mode := range []string{"pki", "psk", "blockwise"} {
 		t.Run(mode, func(t *testing.T) {
 			auth := pkiArgs(t, f)
-			if mode == "psk" {
+			switch mode {
+			case "psk":
 				auth = pskArgs(t, f)
+			case "blockwise":
+				auth = append(auth, "-b", "64")
 			}
 			s, err := f.dev.Sign(dispense())
 			if err != nil {
