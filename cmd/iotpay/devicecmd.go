@@ -130,6 +130,7 @@ func devicePay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	dir := fs.String("dir", "", "enrolled device directory (required)")
 	broker := fs.String("mqtt", "127.0.0.1:8883", "platform MQTT/TLS address")
 	httpsURL := fs.String("https", "", "pay over the platform's HTTPS device endpoint instead of MQTT, e.g. https://127.0.0.1:8443")
+	coapAddr := fs.String("coap", "", "pay over CoAP/DTLS with the device certificate instead of MQTT, e.g. 127.0.0.1:5684")
 	amount := fs.Int64("amount", 0, "amount in minor units, for products priced by amount")
 	currency := fs.String("currency", "EUR", "currency of --amount")
 	event := fs.String("event", "", "event type, e.g. dispense or session_end")
@@ -178,7 +179,13 @@ func devicePay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	t, closer, err := payTransport(ctx, id, *broker, *httpsURL)
+	var t device.Transport
+	var closer io.Closer
+	if *coapAddr != "" {
+		t, closer, err = coapTransport(ctx, id, *coapAddr)
+	} else {
+		t, closer, err = payTransport(ctx, id, *broker, *httpsURL)
+	}
 	if err != nil {
 		return err
 	}
