@@ -1,7 +1,6 @@
 package main
 
 import (
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -17,11 +16,7 @@ func TestDeviceHTTPSCLI(t *testing.T) {
 	url := "https://" + d.DeviceHTTPAddr()
 	for _, suite := range []string{"intl", "gm"} {
 		t.Run(suite, func(t *testing.T) {
-			created := c.run("device", "create", "--product", product, "--name", suite, "--suite", suite)
-			dev := created["device"].(map[string]any)["id"].(string)
-			dir := filepath.Join(t.TempDir(), suite)
-			runText(t, "device", "enroll", "--dir", dir, "--device", dev, "--token", created["enrollment_token"].(string), "--suite", suite)
-			c.run("mandate", "create", "--device", dev, "--payer", payer, "--per-payment", "500", "--daily", "1000")
+			dev, dir := enrolledDevice(t, c, payer, product, suite)
 			if out := runText(t, "device", "pay", "--dir", dir, "--https", url, "--event", "dispense"); !strings.HasPrefix(out, "receipt verified: approved") {
 				t.Fatalf("pay said %q", out)
 			}
