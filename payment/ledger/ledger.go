@@ -124,18 +124,18 @@ func (a *Account) sameFields(b *Account) bool {
 		a.Flags == b.Flags && a.Kind == b.Kind && a.Name == b.Name
 }
 
-// fits reports whether the balance respects the account's constraint: no
-// overdraft, counting holds against it, unless the account allows one.
-func (a *Account) fits() bool {
+// fits reports whether b respects a's constraint: no overdraft, counting
+// holds against it, unless the account allows one.
+func (a *Account) fits(b Balance) bool {
 	if a.Flags&Overdraft != 0 {
 		return true
 	}
 	if a.Normal == Debit {
-		need, ok := iotpay.AddInt64(a.CreditsPosted, a.CreditsPending)
-		return ok && a.DebitsPosted >= need
+		need, ok := iotpay.AddInt64(b.CreditsPosted, b.CreditsPending)
+		return ok && b.DebitsPosted >= need
 	}
-	need, ok := iotpay.AddInt64(a.DebitsPosted, a.DebitsPending)
-	return ok && a.CreditsPosted >= need
+	need, ok := iotpay.AddInt64(b.DebitsPosted, b.DebitsPending)
+	return ok && b.CreditsPosted >= need
 }
 
 // TransferFlags say what a transfer does.

@@ -423,10 +423,10 @@ func (s *state) applyOne(ctx context.Context, tx Tx, t *Transfer, now time.Time)
 		if !ok1 || !ok2 {
 			return ErrOverflow, nil
 		}
-		if !fits(d, db) {
+		if !d.fits(db) {
 			return ErrInsufficientFunds, nil
 		}
-		if !fits(cr, cb) {
+		if !cr.fits(cb) {
 			return ErrExceedsDebits, nil
 		}
 		if c.Flags&Pending != 0 {
@@ -457,12 +457,6 @@ func (s *state) finish(c *Transfer, d, cr *Account, db, cb Balance, now time.Tim
 			heap.Push(&s.expiry, c) // undone lazily: expire skips holds no longer open
 		}
 	}
-}
-
-func fits(a *Account, b Balance) bool {
-	c := *a
-	c.Balance = b
-	return c.fits()
 }
 
 // hold returns the open hold id, or why it cannot be resolved.
