@@ -11,11 +11,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/iotpay/iotpay/internal/atomicfile"
 	"io"
 	"io/fs"
 	"math/big"
 	"os"
-	"path/filepath"
 	"runtime"
 	"sync"
 
@@ -170,7 +170,7 @@ func createSoft(path string, passphrase []byte, kdf kdfParams, random io.Reader)
 	if err != nil {
 		return nil, iotpay.Wrap(iotpay.EINTERNAL, "cannot seal keystore", err)
 	}
-	if err := writeNew(path, data); err != nil {
+	if err := atomicfile.WriteNew(path, data, 0o600); err != nil {
 		zeroKey(key)
 		if errors.Is(err, fs.ErrExist) {
 			return nil, iotpay.Errorf(iotpay.ECONFLICT, "keystore %s already exists", path)
@@ -418,60 +418,4 @@ func checkFile(path string, fi fs.FileInfo) error {
 		return iotpay.Errorf(iotpay.EINVALID, "keystore %s is accessible by group or others (mode %v); chmod 600 it", path, fi.Mode().Perm())
 	}
 	return nil
-}
-
-// writeNew writes data to a new file at path, mode 0600, so that a crash
-// leaves either no file or the whole file: a synced temporary file is
-// hard-linked into place, which unlike a rename fails if path exists.
-func writeNew(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*") // mode 0600
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Link(tmp, path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return err
-		}
-		// Some file systems (FAT on an SD card) have no hard links: fall
-		// back to check-then-rename, which is atomic but could replace a
-		// file created in between.
-		if _, serr := os.Lstat(path); serr == nil {
-			return fs.ErrExist
-		}
-		if err := os.Rename(tmp, path); err != nil {
-			return err
-		}
-	}
-	return syncDir(dir)
-}
-
-// syncDir makes the new directory entry durable.
-func syncDir(dir string) error {
-	if runtime.GOOS == "windows" {
-		return nil // directories cannot be opened for syncing there
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"github.com/iotpay/iotpay/internal/atomicfile"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -429,8 +430,8 @@ func TestCreateRefusesOverwrite(t *testing.T) {
 	}
 	// The link step refuses on its own too, for a file that appears after
 	// the early check.
-	if err := writeNew(path, []byte("x")); !errors.Is(err, os.ErrExist) {
-		t.Errorf("writeNew over an existing file: %v, want ErrExist", err)
+	if err := atomicfile.WriteNew(path, []byte("x"), 0o600); !errors.Is(err, os.ErrExist) {
+		t.Errorf("WriteNew over an existing file: %v, want ErrExist", err)
 	}
 }
 
