@@ -272,51 +272,36 @@ func deleteHoldsSQLOf(rows int) string {
 
 // insertTransfersArrays is one INSERT … SELECT FROM unnest of 22 arrays.
 func (tx *Tx) insertTransfersArrays(ctx context.Context, ts []*ledger.Transfer) error {
-	cols := make([][]any, transferColsN)
-	for i := range cols {
-		cols[i] = make([]any, len(ts))
-	}
-	for j, t := range ts {
-		for i, v := range transferArgs(t) {
-			cols[i][j] = v
-		}
-	}
-	// Typed slices, which the driver sends as arrays.
-	args := make([]any, transferColsN)
-	for i, c := range cols {
-		switch c[0].(type) {
-		case int64:
-			s := make([]int64, len(c))
-			for j, v := range c {
-				s[j] = v.(int64)
-			}
-			args[i] = s
-		default:
-			s := make([]string, len(c))
-			for j, v := range c {
-				s[j] = stringOf(v)
-			}
-			args[i] = s
-		}
-	}
-	_, err := tx.exec(ctx, insertTransfersArraysSQL, args...)
+	_, err := tx.exec(ctx, insertTransfersArraysSQL, transferArrays(ts)...)
 	return tx.mapErr(err)
 }
 
-func stringOf(v any) string {
-	switch s := v.(type) {
-	case string:
-		return s
-	case iotpay.TenantID:
-		return string(s)
-	case iotpay.AccountID:
-		return string(s)
-	case iotpay.TransferID:
-		return string(s)
-	case iotpay.Currency:
-		return string(s)
+// transferArrays is ts column by column, in transferCols' order (as
+// transferArgs gives a row), as the typed arrays the driver sends to
+// unnest.
+func transferArrays(ts []*ledger.Transfer) []any {
+	n := len(ts)
+	ints := func() []int64 { return make([]int64, n) }
+	strs := func() []string { return make([]string, n) }
+	seq, amount, flags, timeout, expires, at := ints(), ints(), ints(), ints(), ints(), ints()
+	id, tenant, debit, credit, cur, pending, kind, ref := strs(), strs(), strs(), strs(), strs(), strs(), strs(), strs()
+	var bal [8][]int64
+	for k := range bal {
+		bal[k] = ints()
 	}
-	panic("sqlstore: not a string column")
+	for j, t := range ts {
+		seq[j], amount[j], flags[j], timeout[j], expires[j], at[j] = t.Seq, t.Amount, int64(t.Flags),
+			t.Timeout.Milliseconds(), ms(t.ExpiresAt), ms(t.Time)
+		id[j], tenant[j], debit[j], credit[j] = string(t.ID), string(t.Tenant), string(t.Debit), string(t.Credit)
+		cur[j], pending[j], kind[j], ref[j] = string(t.Currency), string(t.PendingID), t.Kind, t.Ref
+		d, c := t.DebitBalance, t.CreditBalance
+		for k, v := range [8]int64{d.DebitsPending, d.DebitsPosted, d.CreditsPending, d.CreditsPosted,
+			c.DebitsPending, c.DebitsPosted, c.CreditsPending, c.CreditsPosted} {
+			bal[k][j] = v
+		}
+	}
+	return []any{seq, id, tenant, debit, credit, amount, cur, flags, pending, timeout, expires, kind, ref, at,
+		bal[0], bal[1], bal[2], bal[3], bal[4], bal[5], bal[6], bal[7]}
 }
 
 // UpdateBalances implements ledger.Tx.
