@@ -1,6 +1,9 @@
 package wire
 
 import (
+	"bytes"
+	"errors"
+
 	"github.com/fxamacker/cbor/v2"
 )
 
@@ -44,3 +47,27 @@ func marshal(v any) ([]byte, error) { return encMode.Marshal(v) }
 // unmarshal decodes exactly one strict CBOR item from b into v; trailing
 // bytes are an error.
 func unmarshal(b []byte, v any) error { return decMode.Unmarshal(b, v) }
+
+// errNotCanonical is returned by unmarshalCanonical for a well-formed item
+// that is not in deterministic encoding.
+var errNotCanonical = errors.New("cbor: not in deterministic encoding (RFC 8949 §4.2.1)")
+
+// unmarshalCanonical is unmarshal, and then requires that b be exactly the
+// deterministic encoding of what it decoded to: shortest integer and length
+// forms, map keys in order, no field the encoder would omit. Without it one
+// signed message has many byte strings (a longer length prefix, reordered
+// keys), each with its own hash: refused as a replay today, but a message
+// must have one form so that its hash is its identity.
+func unmarshalCanonical(b []byte, v any) error {
+	if err := unmarshal(b, v); err != nil {
+		return err
+	}
+	again, err := marshal(v)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(again, b) {
+		return errNotCanonical
+	}
+	return nil
+}

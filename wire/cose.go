@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bytes"
 	"crypto"
 	"io"
 
@@ -72,11 +73,14 @@ func ParseSign1(b []byte) (*Sign1, error) {
 	if err := unmarshal(raw.Content, &m); err != nil {
 		return nil, iotpay.Wrap(iotpay.EINVALID, "malformed envelope", err)
 	}
+	if again, err := marshal(cbor.Tag{Number: tagSign1, Content: m}); err != nil || !bytes.Equal(again, b) {
+		return nil, iotpay.Wrap(iotpay.EINVALID, "malformed envelope", errNotCanonical)
+	}
 	if m.Unprotected.Alg != 0 || m.Unprotected.Kid != nil {
 		return nil, iotpay.Errorf(iotpay.EINVALID, "unexpected unprotected header")
 	}
 	var h header
-	if err := unmarshal(m.Protected, &h); err != nil {
+	if err := unmarshalCanonical(m.Protected, &h); err != nil {
 		return nil, iotpay.Wrap(iotpay.EINVALID, "malformed protected header", err)
 	}
 	if h.Alg == 0 || len(h.Kid) == 0 || len(h.Kid) > kidBytesMax {

@@ -58,7 +58,7 @@ func OpenReceipt(s Suite, pub crypto.PublicKey, b []byte) (*Receipt, error) {
 		return nil, iotpay.Errorf(iotpay.EUNAUTHORIZED, "receipt signature does not verify")
 	}
 	var r Receipt
-	if err := unmarshal(env.Payload, &r); err != nil {
+	if err := unmarshalCanonical(env.Payload, &r); err != nil {
 		return nil, iotpay.Wrap(iotpay.EINVALID, "malformed receipt", err)
 	}
 	if r.V != Version {

@@ -142,7 +142,7 @@ func ParseRequest(b []byte) (*Sign1, *Request, error) {
 		return nil, nil, err
 	}
 	var r Request
-	if err := unmarshal(env.Payload, &r); err != nil {
+	if err := unmarshalCanonical(env.Payload, &r); err != nil {
 		return nil, nil, iotpay.Wrap(iotpay.EINVALID, "malformed request", err)
 	}
 	if err := r.Validate(); err != nil {

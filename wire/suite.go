@@ -71,8 +71,24 @@ func (intlSuite) Sign(signer crypto.Signer, rand io.Reader, msg []byte) ([]byte,
 	if err != nil {
 		return nil, err
 	}
-	return derToRaw(der, 32)
+	sig, err := derToRaw(der, 32)
+	if err != nil {
+		return nil, err
+	}
+	// Low-s form: (r, n−s) verifies as well as (r, s), so ECDSA gives
+	// anyone a second valid signature, and a second byte string, for a
+	// signed message. Signers (a keystore, a token) return either; we send
+	// the low one and accept only it.
+	s := new(big.Int).SetBytes(sig[32:])
+	if s.Cmp(p256HalfOrder) > 0 {
+		s.Sub(elliptic.P256().Params().N, s).FillBytes(sig[32:])
+	}
+	return sig, nil
 }
+
+// p256HalfOrder is ⌊n/2⌋ for P-256: a signature's s above it is the high
+// form.
+var p256HalfOrder = new(big.Int).Rsh(elliptic.P256().Params().N, 1)
 
 func (intlSuite) Verify(pub crypto.PublicKey, msg, sig []byte) bool {
 	// A typed nil key, as a lookup of an unknown device may return, or a
@@ -84,6 +100,9 @@ func (intlSuite) Verify(pub crypto.PublicKey, msg, sig []byte) bool {
 	h := sha256.Sum256(msg)
 	r := new(big.Int).SetBytes(sig[:32])
 	s := new(big.Int).SetBytes(sig[32:])
+	if s.Cmp(p256HalfOrder) > 0 {
+		return false // the high form: see Sign
+	}
 	return ecdsa.Verify(k, h[:], r, s)
 }
 

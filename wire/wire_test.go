@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -902,3 +903,142 @@ func TestTopics(t *testing.T) {
 // equateEmpty treats nil and empty slices and maps alike: a decoder cannot
 // tell them apart once omitempty has dropped them.
 var equateEmpty = cmpopts.EquateEmpty()
+
+// TestOneFormPerMessage checks that a signed message has exactly one byte
+// string: the second ECDSA signature (r, n−s) and every non-deterministic
+// CBOR framing of the same content are refused, so the request hash is the
+// request's identity.
+func TestOneFormPerMessage(t *testing.T) {
+	key := testKey(t, "device")
+	n := elliptic.P256().Params().N
+	half := new(big.Int).Rsh(n, 1)
+	for i := range 64 { // random nonces: about half come out high before normalization
+		b := mustSignRequest(t, key, amountRequest())
+		var tag cbor.RawTag
+		if err := cbor.Unmarshal(b, &tag); err != nil {
+			t.Fatal(err)
+		}
+		var msg []cbor.RawMessage
+		if err := cbor.Unmarshal(tag.Content, &msg); err != nil {
+			t.Fatal(err)
+		}
+		var sig []byte
+		if err := cbor.Unmarshal(msg[3], &sig); err != nil {
+			t.Fatal(err)
+		}
+		s := new(big.Int).SetBytes(sig[32:])
+		if s.Cmp(half) > 0 {
+			t.Fatalf("signature %d: s in high form", i)
+		}
+		// The mirror signature is valid ECDSA, and refused.
+		high := bytes.Clone(sig)
+		new(big.Int).Sub(n, s).FillBytes(high[32:])
+		var payload, prot []byte
+		_ = cbor.Unmarshal(msg[2], &payload)
+		_ = cbor.Unmarshal(msg[0], &prot)
+		digest := sha256.Sum256(sigStructure(t, prot, payload))
+		if !verifyRaw(&key.PublicKey, digest[:], high) {
+			t.Fatal("mirror signature should be valid ECDSA")
+		}
+		mirror, err := cbor.Marshal(cbor.Tag{Number: 18, Content: []any{prot, map[int]any{}, payload, high}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		env, _, err := wire.ParseRequest(mirror)
+		if err != nil {
+			t.Fatalf("mirror frame should parse: %v", err)
+		}
+		if err := env.Verify(wire.Intl, key.Public()); iotpay.ErrorCode(err) != iotpay.EUNAUTHORIZED {
+			t.Fatalf("high-s signature: err %v, want unauthorized", err)
+		}
+	}
+
+	b := mustSignRequest(t, key, amountRequest())
+	if _, _, err := wire.ParseRequest(b); err != nil {
+		t.Fatal(err)
+	}
+	// Re-encodings of the same envelope that a lax decoder would accept.
+	var tag cbor.RawTag
+	_ = cbor.Unmarshal(b, &tag)
+	var parts []cbor.RawMessage
+	_ = cbor.Unmarshal(tag.Content, &parts)
+	var prot, payload, sig []byte
+	_ = cbor.Unmarshal(parts[0], &prot)
+	_ = cbor.Unmarshal(parts[2], &payload)
+	_ = cbor.Unmarshal(parts[3], &sig)
+	longBstr := func(v []byte) []byte { // a byte string with a 2-byte length where 1 suffices
+		if len(v) > 255 {
+			t.Fatalf("test needs a short value, got %d bytes", len(v))
+		}
+		return append([]byte{0x59, 0, byte(len(v))}, v...)
+	}
+	frame := func(items ...[]byte) []byte {
+		out := []byte{0xd2, 0x84}
+		for _, it := range items {
+			out = append(out, it...)
+		}
+		return out
+	}
+	enc := func(v any) []byte {
+		t.Helper()
+		out, err := cbor.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if !bytes.Equal(frame(parts[0], parts[1], parts[2], parts[3]), b) {
+		t.Fatal("test frame builder does not rebuild the original")
+	}
+	var hdr map[int]any
+	_ = cbor.Unmarshal(prot, &hdr)
+	reordered := append([]byte{0xa2}, enc(4)...)
+	reordered = append(reordered, enc(hdr[4])...)
+	reordered = append(append(reordered, enc(1)...), enc(hdr[1])...)
+	for name, bad := range map[string][]byte{
+		"long tag":              append([]byte{0xd8, 18}, b[1:]...),
+		"long array header":     append([]byte{0xd2, 0x98, 4}, b[2:]...),
+		"long signature length": frame(parts[0], parts[1], parts[2], longBstr(sig)),
+		"long protected length": frame(longBstr(prot), parts[1], parts[2], parts[3]),
+		"header keys reordered": frame(enc(reordered), parts[1], parts[2], parts[3]),
+	} {
+		_, _, err := wire.ParseRequest(bad)
+		if iotpay.ErrorCode(err) != iotpay.EINVALID {
+			t.Errorf("%s: err %v, want invalid", name, err)
+		}
+	}
+}
+
+// TestSignedNonCanonicalPayload checks that a request signed over a
+// payload that is not in deterministic encoding is refused: a signer
+// cannot give one request two forms either.
+func TestSignedNonCanonicalPayload(t *testing.T) {
+	key := testKey(t, "device")
+	b := mustSignRequest(t, key, amountRequest())
+	env, _, err := wire.ParseRequest(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fields map[int]cbor.RawMessage
+	if err := cbor.Unmarshal(env.Payload, &fields); err != nil {
+		t.Fatal(err)
+	}
+	keys := make([]int, 0, len(fields))
+	for k := range fields {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	slices.Reverse(keys) // descending: not the deterministic order
+	payload := []byte{byte(0xa0 + len(keys))}
+	for _, k := range keys {
+		kb, _ := cbor.Marshal(k)
+		payload = append(append(payload, kb...), fields[k]...)
+	}
+	bad, err := wire.Sign(wire.Intl, key, rand.Reader, []byte(testDevice), payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := wire.ParseRequest(bad); iotpay.ErrorCode(err) != iotpay.EINVALID {
+		t.Fatalf("err %v, want invalid", err)
+	}
+}
