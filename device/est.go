@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"net/http"
 	"path/filepath"
+	"time"
 
 	"github.com/emmansun/gmsm/smx509"
 	"github.com/iotpay/iotpay"
@@ -112,6 +113,29 @@ func StatusCode(status int) iotpay.Code {
 		return iotpay.EINTERNAL
 	}
 	return iotpay.EUNAVAILABLE
+}
+
+// RenewalFraction is the part of a certificate's life after which the
+// device should renew it: late enough not to churn, early enough that a
+// device asleep for a while, or a platform down for a day, still renews
+// before expiry.
+const RenewalFraction = 2.0 / 3
+
+// RenewalDue returns when cert should be renewed: after RenewalFraction of
+// its validity has passed.
+func RenewalDue(cert *x509.Certificate) time.Time {
+	life := cert.NotAfter.Sub(cert.NotBefore)
+	return cert.NotBefore.Add(time.Duration(float64(life) * RenewalFraction))
+}
+
+// TLSCert is the certificate the identity presents on TLS channels, the one
+// Rotate renews: an intl device's certificate, a gm device's transport
+// certificate.
+func (id *Identity) TLSCert() *x509.Certificate {
+	if id.TransportCert != nil {
+		return id.TransportCert
+	}
+	return id.Cert
 }
 
 // Rotate renews the device's TLS certificate over EST before it expires,

@@ -46,6 +46,7 @@ func deviceRotate(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	dir := fs.String("dir", "", "enrolled device directory (required)")
 	httpsURL := fs.String("https", "https://127.0.0.1:8443", "platform HTTPS device endpoint (EST)")
 	ksSpec := fs.String("keystore", "soft", keystoreUsage+"; as at enrollment")
+	ifDue := fs.Bool("if-due", false, "renew only once 2/3 of the certificate's life has passed (for a periodic job)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -61,16 +62,18 @@ func deviceRotate(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	defer keys.Close()
+	if due := device.RenewalDue(id.TLSCert()); *ifDue && time.Now().Before(due) {
+		fmt.Fprintf(stdout, "certificate of %s valid until %s; renewal due from %s: nothing to do\n",
+			id.ID, id.TLSCert().NotAfter.UTC().Format(time.RFC3339), due.UTC().Format(time.RFC3339))
+		return nil
+	}
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: id.TLSConfig(host)}}
 	defer client.CloseIdleConnections()
 	_, next, err := device.Rotate(ctx, client, *httpsURL, *dir, en, id)
 	if err != nil {
 		return err
 	}
-	cert := next.Cert
-	if next.TransportCert != nil {
-		cert = next.TransportCert
-	}
+	cert := next.TLSCert()
 	fmt.Fprintf(stdout, "certificate renewed for %s: serial %x, valid until %s; the previous one stays valid until it expires\n",
 		id.ID, cert.SerialNumber, cert.NotAfter.UTC().Format(time.RFC3339))
 	return nil

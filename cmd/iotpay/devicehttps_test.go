@@ -24,6 +24,12 @@ func TestDeviceHTTPSCLI(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if out := runText(t, "device", "rotate", "--dir", dir, "--https", url, "--if-due"); !strings.Contains(out, "nothing to do") {
+				t.Fatalf("rotate --if-due of a new certificate said %q", out)
+			}
+			if again, err := device.LoadEnrollment(dir); err != nil || again.Certificate+again.TransportCertificate != before.Certificate+before.TransportCertificate {
+				t.Fatalf("rotate --if-due changed the enrollment (err %v)", err)
+			}
 			if out := runText(t, "device", "rotate", "--dir", dir, "--https", url); !strings.Contains(out, "certificate renewed for "+dev) {
 				t.Fatalf("rotate said %q", out)
 			}
