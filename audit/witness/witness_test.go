@@ -1,0 +1,242 @@
+package witness_test
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	fnote "github.com/transparency-dev/formats/note"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/iotpay/iotpay"
+	"github.com/iotpay/iotpay/audit/tlog"
+	"github.com/iotpay/iotpay/audit/witness"
+)
+
+const origin = "iotpay.test/log"
+
+// testLog is a log in memory: its tiles and its key.
+type testLog struct {
+	in     *tlog.Integrator
+	tiles  map[[2]uint64][]byte
+	signer note.Signer
+}
+
+func (l *testLog) ReadTile(_ context.Context, level uint8, index uint64, width int) ([]byte, error) {
+	t := l.tiles[[2]uint64{uint64(level), index}]
+	if len(t) < width*tlog.HashSize {
+		return nil, iotpay.Errorf(iotpay.ENOTFOUND, "no tile")
+	}
+	return t[:width*tlog.HashSize], nil
+}
+
+// grow appends n leaves named prefix+i and returns the signed checkpoint.
+func (l *testLog) grow(t *testing.T, prefix string, n int) []byte {
+	t.Helper()
+	var hs [][]byte
+	for i := range n {
+		h := sha256.Sum256(fmt.Appendf([]byte{0}, "%s%d", prefix, int(l.in.Size())+i))
+		hs = append(hs, h[:])
+	}
+	ch, err := l.in.Append(hs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tl := range ch {
+		l.tiles[[2]uint64{uint64(tl.Level), tl.Index}] = tl.Hashes
+	}
+	cp, err := tlog.SignCheckpoint(tlog.Checkpoint{Origin: l.signer.Name(), Size: l.in.Size(), Hash: l.in.Root()}, l.signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cp
+}
+
+func (l *testLog) proof(t *testing.T, from uint64) [][]byte {
+	t.Helper()
+	p, err := tlog.ConsistencyProof(context.Background(), l, from, l.in.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func newLog(t *testing.T, skey string) *testLog {
+	s, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testLog{in: tlog.NewIntegrator(), tiles: map[[2]uint64][]byte{}, signer: s}
+}
+
+func TestWitness(t *testing.T) {
+	ctx := context.Background()
+	logSKey, logVKey, err := tlog.GenerateLogKey(origin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wSKey, _, err := note.GenerateKey(rand.Reader, "witness.test/w1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wVKey, err := witness.VerifierKey(wSKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	w, err := witness.New(dir, wSKey, []string{logVKey}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(w)
+	defer srv.Close()
+	client := srv.Client()
+	logV, _ := tlog.NewVerifier(logVKey)
+	wV, err := fnote.NewVerifierForCosignatureV1(wVKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	real := newLog(t, logSKey)
+	cp5 := real.grow(t, "leaf", 5)
+	sigs, err := witness.AddCheckpoint(ctx, client, srv.URL, 0, nil, cp5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, n, err := tlog.OpenCheckpoint(witness.CoSign(cp5, sigs), logV, wV); err != nil || len(n.Sigs) != 2 {
+		t.Fatalf("co-signed checkpoint: %v", err)
+	}
+	if ts, err := fnote.CoSigV1Timestamp(noteSig(t, witness.CoSign(cp5, sigs), logV, wV)); err != nil || ts.IsZero() {
+		t.Fatalf("co-signature timestamp: %v %v", ts, err)
+	}
+
+	cp300 := real.grow(t, "leaf", 295)
+	if _, err := witness.AddCheckpoint(ctx, client, srv.URL, 5, real.proof(t, 5), cp300); err != nil {
+		t.Fatal(err)
+	}
+	// The same checkpoint again: co-signed again, nothing changes.
+	if _, err := witness.AddCheckpoint(ctx, client, srv.URL, 300, nil, cp300); err != nil {
+		t.Fatalf("same checkpoint again: %v", err)
+	}
+
+	// A stale old size: 409 with the size held.
+	cp310 := real.grow(t, "leaf", 10)
+	_, err = witness.AddCheckpoint(ctx, client, srv.URL, 5, real.proof(t, 5), cp310)
+	var ce *witness.ConflictError
+	if !errors.As(err, &ce) || ce.Size != 300 || iotpay.ErrorCode(err) != iotpay.ECONFLICT {
+		t.Fatalf("stale old size: %v", err)
+	}
+
+	// A fork: the same first 299 leaves, then others. Its checkpoint of
+	// size 300 (a split view) and a later one are refused.
+	fork := newLog(t, logSKey)
+	fork.grow(t, "leaf", 299)
+	forked300 := fork.grow(t, "other", 1)
+	_, err = witness.AddCheckpoint(ctx, client, srv.URL, 300, nil, forked300)
+	if !errors.As(err, &ce) || !ce.SplitView && ce.Size != 300 {
+		// The client sees a 409 with the size; the witness logs the split view.
+		t.Fatalf("split view: %v", err)
+	}
+	if _, err := w.Add(300, nil, forked300); !errors.As(err, &ce) || !ce.SplitView {
+		t.Fatalf("split view, in process: %v", err)
+	}
+	forked320 := fork.grow(t, "other", 20)
+	_, err = witness.AddCheckpoint(ctx, client, srv.URL, 300, fork.proof(t, 300), forked320)
+	if !errors.Is(err, witness.ErrInconsistent) {
+		t.Fatalf("inconsistent checkpoint: %v", err)
+	}
+
+	// Refusals of the request itself.
+	otherSKey, otherVKey, _ := tlog.GenerateLogKey("other.test/log")
+	other := newLog(t, otherSKey)
+	_ = otherVKey
+	forged := newLog(t, mustKey(t, origin)) // same origin, another key
+	for name, tc := range map[string]struct {
+		body string
+		code int
+	}{
+		"unknown log":    {string(witness.FormatAddCheckpoint(0, nil, other.grow(t, "x", 1))), http.StatusNotFound},
+		"another key":    {string(witness.FormatAddCheckpoint(310, nil, forged.grow(t, "x", 400))), http.StatusForbidden},
+		"garbage":        {"hello", http.StatusBadRequest},
+		"bad old line":   {"old 05\n\n" + string(cp310), http.StatusBadRequest},
+		"bad proof line": {"old 300\nnot base64!\n\n" + string(cp310), http.StatusBadRequest},
+		"short proof":    {"old 300\nAAAA\n\n" + string(cp310), http.StatusBadRequest},
+		"size below old": {string(witness.FormatAddCheckpoint(400, nil, cp310)), http.StatusBadRequest},
+		"oversized":      {strings.Repeat("A", witness.BodyBytesMax+1), http.StatusRequestEntityTooLarge},
+	} {
+		resp, err := client.Post(srv.URL+witness.AddCheckpointPath, "text/plain", strings.NewReader(tc.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.code {
+			t.Errorf("%s: status %d, want %d", name, resp.StatusCode, tc.code)
+		}
+	}
+	if resp, _ := client.Get(srv.URL + witness.AddCheckpointPath); resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("GET: %d", resp.StatusCode)
+	}
+
+	// None of it moved the witness, and a restarted witness remembers.
+	if cp, _ := w.Latest(origin); cp.Size != 300 {
+		t.Fatalf("witness holds size %d, want 300", cp.Size)
+	}
+	w2, err := witness.New(dir, wSKey, []string{logVKey}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cp, ok := w2.Latest(origin); !ok || cp.Size != 300 {
+		t.Fatalf("restarted witness holds %d", cp.Size)
+	}
+	if _, err := w2.Add(0, nil, cp310); !errors.As(err, &ce) || ce.Size != 300 {
+		t.Fatalf("restarted witness accepted old size 0: %v", err)
+	}
+	if _, err := w2.Add(300, real.proof(t, 300), cp310); err != nil {
+		t.Fatalf("restarted witness: %v", err)
+	}
+}
+
+func mustKey(t *testing.T, name string) string {
+	t.Helper()
+	skey, _, err := note.GenerateKey(rand.Reader, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return skey
+}
+
+// noteSig returns the witness's signature of a co-signed checkpoint.
+func noteSig(t *testing.T, b []byte, logV, wV note.Verifier) note.Signature {
+	t.Helper()
+	_, n, err := tlog.OpenCheckpoint(b, logV, wV)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range n.Sigs {
+		if s.Name == wV.Name() {
+			return s
+		}
+	}
+	t.Fatal("no witness signature")
+	return note.Signature{}
+}
+
+func FuzzParseAddCheckpoint(f *testing.F) {
+	f.Add([]byte("old 5\nBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\n\no\n10\nAAAA\n\n— k AAAA\n"))
+	f.Add([]byte("old 0\n\nx"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		old, proof, cp, err := witness.ParseAddCheckpoint(b)
+		if err != nil {
+			return
+		}
+		if again := witness.FormatAddCheckpoint(old, proof, cp); string(again) != string(b) {
+			t.Fatalf("%q re-formats as %q", b, again)
+		}
+	})
+}
