@@ -29,7 +29,7 @@ func TestSessionsBounds(t *testing.T) {
 	}
 	tab.add(testSession(4, b, later))
 	tab.get([]byte{2, 0, 0, 0, 0, 0, 0, 0}, now) // 2 used: 3 is now the least recent
-	tab.add(testSession(5, b, later))          // the table is full: 3 goes
+	tab.add(testSession(5, b, later))            // the table is full: 3 goes
 	if tab.get([]byte{3, 0, 0, 0, 0, 0, 0, 0}, now) != nil || tab.get([]byte{2, 0, 0, 0, 0, 0, 0, 0}, now) == nil || tab.Len() != 3 {
 		t.Fatal("the least recently used session outlived the bound")
 	}
