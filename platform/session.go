@@ -154,6 +154,9 @@ func (t *Sessions) Len() int {
 	return len(t.byID)
 }
 
+// EndSessions ends every end-to-end session of device (it was revoked).
+func (p *Processor) EndSessions(device iotpay.DeviceID) { p.sessions().Drop(device) }
+
 func (p *Processor) sessions() *Sessions {
 	p.sessionsOnce.Do(func() {
 		if p.Sessions == nil {

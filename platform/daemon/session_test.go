@@ -159,7 +159,7 @@ func TestSecureSessions(t *testing.T) {
 				}
 				// The platform forgets its sessions (a restart): the SDK is
 				// refused, handshakes again and pays.
-				f.d.Processor.Sessions.Drop(s.id.ID)
+				f.d.Processor.EndSessions(s.id.ID)
 				if rc, err := s.dev.PaySecure(ctx, rec, dispense()); err != nil || rc.Outcome != wire.Approved {
 					t.Fatalf("payment after the session was lost: %+v, %v", rc, err)
 				}
@@ -270,8 +270,24 @@ func TestSecureSessionAttacks(t *testing.T) {
 			t.Run("another device's session", func(t *testing.T) {
 				refused(t, other.id.ID, resealedSeq(t, sealed, 3), iotpay.EUNAUTHORIZED, "session is not this device's")
 			})
+			t.Run("revoked device", func(t *testing.T) {
+				r := f.enrollSuite(t, suite)
+				rrec := &recorder{Transport: f.transports(t, r)["https"]}
+				if rc, err := r.dev.PaySecure(ctx, rrec, dispense()); err != nil || rc.Outcome != wire.Approved {
+					t.Fatalf("secure payment: %+v, %v", rc, err)
+				}
+				payer, merchant = f.balance(f.payer), f.balance(f.merchant)
+				f.must("POST", "/v1/devices/"+string(r.id.ID)+"/revoke", nil, nil)
+				// Its session ended with it: even on a channel a transport
+				// still let through, a sealed request is refused.
+				res := f.d.Processor.ProcessSealed(ctx, r.id.ID, resealedSeq(t, rrec.last(), 9))
+				if res.Outcome != wire.Rejected || res.Reason != "unknown or expired session" {
+					t.Errorf("revoked device's session: %s %q", res.Outcome, res.Reason)
+				}
+				f.assertUnmoved(t, payer, merchant)
+			})
 			t.Run("unknown session", func(t *testing.T) {
-				f.d.Processor.Sessions.Drop(s.id.ID)
+				f.d.Processor.EndSessions(s.id.ID)
 				refused(t, s.id.ID, sealed, iotpay.EUNAUTHORIZED, "unknown or expired session")
 			})
 		})
