@@ -16,11 +16,19 @@ type direct struct {
 	proc *platform.Processor
 	dev  iotpay.DeviceID
 	sent [][]byte
+	// lose drops the answers to the next sealed message: the transport
+	// then sends the same bytes again, as MQTT does on a timeout.
+	lose bool
 }
 
 func (d *direct) Exchange(ctx context.Context, req []byte, match func([]byte) bool) ([]byte, error) {
 	d.sent = append(d.sent, req)
 	a := d.proc.HandlePay(ctx, d.dev, req)
+	if d.lose && wire.IsEncrypt0(req) {
+		d.lose = false
+		d.sent = append(d.sent, req)
+		a = d.proc.HandlePay(ctx, d.dev, req)
+	}
 	if a == nil || !match(a) {
 		return nil, iotpay.Errorf(iotpay.EUNAUTHORIZED, "no matching answer")
 	}
@@ -59,4 +67,29 @@ func fuzzHandlePaySession(f *testing.F, suite wire.Suite) {
 			t.Fatalf("money moved: payer %d→%d, merchant %d→%d", payer, p, paid, m)
 		}
 	})
+}
+
+// TestSealedRedelivery: the answer to a sealed request is lost and the
+// transport sends the same bytes again: the replay window refuses them
+// (a signed refusal), the SDK handshakes again and resends the same
+// signed request in the new session, and the platform answers it with the
+// original receipt — one payment, in each suite.
+func TestSealedRedelivery(t *testing.T) {
+	for _, s := range []wire.Suite{wire.Intl, wire.GM} {
+		t.Run(s.Name(), func(t *testing.T) {
+			w := newSuiteWorld(t, s, nil)
+			tr := &direct{proc: w.proc, dev: w.dev.ID(), lose: true}
+			payer0, _ := w.balances(t)
+			rc, err := w.dev.PaySecure(context.Background(), tr, device.Payment{Amount: &iotpay.Money{Amount: 100, Currency: "EUR"}})
+			if err != nil || rc.Outcome != wire.Approved {
+				t.Fatalf("payment: %+v, %v", rc, err)
+			}
+			if len(tr.sent) != 5 || !wire.IsHello(tr.sent[3]) {
+				t.Fatalf("sent %d messages, want hello, sealed, the same again, hello, sealed", len(tr.sent))
+			}
+			if payer, _ := w.balances(t); payer != payer0-100 {
+				t.Errorf("payer paid %d, want 100 once", payer0-payer)
+			}
+		})
+	}
 }
