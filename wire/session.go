@@ -289,6 +289,7 @@ type Session struct {
 	ID     []byte
 	Device string
 	alg    int64
+	prot   []byte // the protected header {alg} of every message
 	keys   sessionKeys
 	req    cipher.AEAD
 	resp   cipher.AEAD
@@ -339,6 +340,9 @@ func deriveSession(s Suite, z, hello, welcome, id []byte, device string) (*Sessi
 		return nil, err
 	}
 	if _, sess.resp, err = suiteAEAD(s, k.RespKey); err != nil {
+		return nil, err
+	}
+	if sess.prot, err = marshal(header{Alg: sess.alg}); err != nil {
 		return nil, err
 	}
 	return sess, nil
@@ -405,10 +409,7 @@ func (s *Session) seal(dir int, seq uint64, u encHeader, plaintext []byte) ([]by
 	if seq > SeqMax {
 		return nil, iotpay.Errorf(iotpay.EINVALID, "sequence number over %d", SeqMax)
 	}
-	prot, err := marshal(header{Alg: s.alg})
-	if err != nil {
-		return nil, err
-	}
+	prot := s.prot
 	ext, err := s.externalAAD(dir, seq)
 	if err != nil {
 		return nil, err
