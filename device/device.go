@@ -83,6 +83,8 @@ type Device struct {
 
 	mu    sync.Mutex
 	state State
+
+	secure secure // the end-to-end session, if any (session.go)
 }
 
 // New returns a device with the state store's last state.

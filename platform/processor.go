@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/iotpay/iotpay"
@@ -54,6 +55,10 @@ type Processor struct {
 	Logger          *slog.Logger
 	Now             func() time.Time
 	Rand            io.Reader
+	// Sessions holds the devices' end-to-end sessions (session.go); nil
+	// means a table with the default bounds, made at first use.
+	Sessions     *Sessions
+	sessionsOnce sync.Once
 }
 
 // Result is what happened to one message.
@@ -89,8 +94,15 @@ func (p *Processor) log() *slog.Logger {
 
 // HandlePay processes one message from a device and returns the receipt to
 // send back (nil when none can be made). It implements the transports'
-// handler interface.
+// handler interface. A session's messages come on the same channel: a
+// COSE_Encrypt0 is a sealed request, a hello starts a session.
 func (p *Processor) HandlePay(ctx context.Context, device iotpay.DeviceID, raw []byte) []byte {
+	switch {
+	case wire.IsEncrypt0(raw):
+		return p.ProcessSealed(ctx, device, raw).Receipt
+	case wire.IsHello(raw):
+		return p.Handshake(ctx, device, raw).Receipt
+	}
 	return p.Process(ctx, device, raw).Receipt
 }
 

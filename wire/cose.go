@@ -19,6 +19,7 @@ const (
 // header is a COSE header map restricted to the labels iotpay uses.
 type header struct {
 	Alg int64  `cbor:"1,keyasint,omitempty"`
+	Cty string `cbor:"3,keyasint,omitempty"` // content type: set on handshake messages only
 	Kid []byte `cbor:"4,keyasint,omitempty"`
 }
 
@@ -32,17 +33,26 @@ type sign1 struct {
 
 // Sign1 is a decoded COSE_Sign1 message whose signature is not yet checked.
 type Sign1 struct {
-	Alg       int64
-	Kid       []byte // key id from the protected header: who claims to have signed
-	Payload   []byte
-	protected []byte
-	signature []byte
+	Alg int64
+	Kid []byte // key id from the protected header: who claims to have signed
+	// ContentType is the protected content type (COSE header 3): empty for
+	// requests and receipts, ContentTypeHello or ContentTypeWelcome for
+	// the messages of a session handshake.
+	ContentType string
+	Payload     []byte
+	protected   []byte
+	signature   []byte
 }
 
 // Sign returns a tagged COSE_Sign1 over payload, with alg and kid in the
 // protected header so both are covered by the signature.
 func Sign(s Suite, signer crypto.Signer, rand io.Reader, kid, payload []byte) ([]byte, error) {
-	prot, err := marshal(header{Alg: s.Alg(), Kid: kid})
+	return signTyped(s, signer, rand, kid, "", payload)
+}
+
+// signTyped is Sign with a content type in the protected header.
+func signTyped(s Suite, signer crypto.Signer, rand io.Reader, kid []byte, cty string, payload []byte) ([]byte, error) {
+	prot, err := marshal(header{Alg: s.Alg(), Cty: cty, Kid: kid})
 	if err != nil {
 		return nil, err
 	}
@@ -86,10 +96,13 @@ func ParseSign1(b []byte) (*Sign1, error) {
 	if h.Alg == 0 || len(h.Kid) == 0 || len(h.Kid) > kidBytesMax {
 		return nil, iotpay.Errorf(iotpay.EINVALID, "protected header needs alg and kid")
 	}
+	if h.Cty != "" && h.Cty != ContentTypeHello && h.Cty != ContentTypeWelcome {
+		return nil, iotpay.Errorf(iotpay.EINVALID, "unknown content type")
+	}
 	if m.Payload == nil || len(m.Signature) == 0 || len(m.Signature) > sigBytesMax {
 		return nil, iotpay.Errorf(iotpay.EINVALID, "envelope lacks payload or signature")
 	}
-	return &Sign1{Alg: h.Alg, Kid: h.Kid, Payload: m.Payload, protected: m.Protected, signature: m.Signature}, nil
+	return &Sign1{Alg: h.Alg, Kid: h.Kid, ContentType: h.Cty, Payload: m.Payload, protected: m.Protected, signature: m.Signature}, nil
 }
 
 // Verify checks the signature with pub under suite s, which must be the

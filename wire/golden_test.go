@@ -214,9 +214,15 @@ func signatureOf(t *testing.T, frame []byte) []byte {
 
 func writeGolden(t *testing.T, path string, parts map[string][]byte) {
 	t.Helper()
+	writeGoldenParts(t, path, goldenHeader, goldenParts, parts)
+}
+
+// writeGoldenParts writes parts in order under header.
+func writeGoldenParts(t *testing.T, path, header string, order []string, parts map[string][]byte) {
+	t.Helper()
 	var b strings.Builder
-	b.WriteString(goldenHeader)
-	for _, p := range goldenParts {
+	b.WriteString(header)
+	for _, p := range order {
 		fmt.Fprintf(&b, "%s: %s\n", p, hex.EncodeToString(parts[p]))
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -228,6 +234,12 @@ func writeGolden(t *testing.T, path string, parts map[string][]byte) {
 }
 
 func readGolden(t *testing.T, path string) map[string][]byte {
+	t.Helper()
+	return readGoldenParts(t, path, goldenParts)
+}
+
+// readGoldenParts reads a golden file that must hold every part of order.
+func readGoldenParts(t *testing.T, path string, order []string) map[string][]byte {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -255,7 +267,7 @@ func readGolden(t *testing.T, path string) map[string][]byte {
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range goldenParts {
+	for _, p := range order {
 		if _, ok := parts[p]; !ok {
 			t.Fatalf("%s lacks %s", path, p)
 		}

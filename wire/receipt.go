@@ -57,6 +57,9 @@ func OpenReceipt(s Suite, pub crypto.PublicKey, b []byte) (*Receipt, error) {
 	if err := env.Verify(s, pub); err != nil {
 		return nil, iotpay.Errorf(iotpay.EUNAUTHORIZED, "receipt signature does not verify")
 	}
+	if env.ContentType != "" {
+		return nil, iotpay.Errorf(iotpay.EINVALID, "a handshake message is not a receipt")
+	}
 	var r Receipt
 	if err := unmarshalCanonical(env.Payload, &r); err != nil {
 		return nil, iotpay.Wrap(iotpay.EINVALID, "malformed receipt", err)

@@ -141,6 +141,9 @@ func ParseRequest(b []byte) (*Sign1, *Request, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if env.ContentType != "" {
+		return nil, nil, iotpay.Errorf(iotpay.EINVALID, "a handshake message is not a request")
+	}
 	var r Request
 	if err := unmarshalCanonical(env.Payload, &r); err != nil {
 		return nil, nil, iotpay.Wrap(iotpay.EINVALID, "malformed request", err)

@@ -137,6 +137,7 @@ func devicePay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fields := fs.String("fields", "", "event fields, comma-separated: wh=12400,sku=A3 (integers are quantities)")
 	rid := fs.String("request-id", "", "idempotency key (generated when empty)")
 	ksSpec := fs.String("keystore", "soft", keystoreUsage+"; as at enrollment")
+	secure := fs.Bool("secure", false, "pay through an end-to-end session: a signed handshake, then the request and its receipt sealed (COSE_Encrypt0)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -190,9 +191,16 @@ func devicePay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer closer.Close()
-	rc, err := dev.Pay(ctx, t, p)
+	pay := dev.Pay
+	if *secure {
+		pay = dev.PaySecure
+	}
+	rc, err := pay(ctx, t, p)
 	if err != nil {
 		return err
+	}
+	if *secure {
+		fmt.Fprint(stdout, "sealed ")
 	}
 	fmt.Fprintf(stdout, "receipt verified: %s", rc.Outcome)
 	if rc.Currency != "" {

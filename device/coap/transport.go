@@ -26,6 +26,7 @@ import (
 	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 
 	"github.com/iotpay/iotpay"
+	"github.com/iotpay/iotpay/wire"
 )
 
 // Defaults and bounds.
@@ -163,7 +164,11 @@ func (t *Transport) Exchange(ctx context.Context, request []byte, match func([]b
 func (t *Transport) post(ctx context.Context, request []byte) ([]byte, error) {
 	pctx, cancel := context.WithTimeout(ctx, t.timeout)
 	defer cancel()
-	resp, err := t.conn.Post(pctx, PayPath, message.AppCoseSign1, bytes.NewReader(request))
+	cf := message.AppCoseSign1
+	if wire.IsEncrypt0(request) { // a session's sealed request
+		cf = message.AppCoseEncrypt0
+	}
+	resp, err := t.conn.Post(pctx, PayPath, cf, bytes.NewReader(request))
 	if err != nil {
 		return nil, iotpay.Wrap(iotpay.EUNAVAILABLE, "coap: no answer", err)
 	}

@@ -39,6 +39,7 @@ import (
 
 	"github.com/iotpay/iotpay"
 	"github.com/iotpay/iotpay/platform/pki"
+	"github.com/iotpay/iotpay/wire"
 )
 
 // Bounds.
@@ -311,7 +312,7 @@ func (s *Server) servePay(w mux.ResponseWriter, r *mux.Message) {
 		s.refuse(w, codes.MethodNotAllowed)
 		return
 	}
-	if cf, err := r.ContentFormat(); err != nil || (cf != message.AppCoseSign1 && cf != message.AppOctets) {
+	if cf, err := r.ContentFormat(); err != nil || (cf != message.AppCoseSign1 && cf != message.AppCoseEncrypt0 && cf != message.AppOctets) {
 		s.refuse(w, codes.UnsupportedMediaType)
 		return
 	}
@@ -341,7 +342,11 @@ func (s *Server) servePay(w mux.ResponseWriter, r *mux.Message) {
 		s.refuse(w, codes.InternalServerError)
 		return
 	}
-	if err := w.SetResponse(codes.Changed, message.AppCoseSign1, bytes.NewReader(answer)); err != nil {
+	cf := message.AppCoseSign1
+	if wire.IsEncrypt0(answer) { // a session's sealed receipt
+		cf = message.AppCoseEncrypt0
+	}
+	if err := w.SetResponse(codes.Changed, cf, bytes.NewReader(answer)); err != nil {
 		s.log.Error("cannot answer", "device", id, "err", err)
 	}
 }

@@ -47,8 +47,10 @@ func (d *Daemon) closeCoAP() error {
 	return d.CoAP.Close()
 }
 
-// disconnect drops a revoked device's live MQTT and CoAP sessions.
+// disconnect drops a revoked device's live MQTT and CoAP sessions, and
+// its end-to-end sessions.
 func (d *Daemon) disconnect(id iotpay.DeviceID) {
+	d.Processor.EndSessions(id)
 	d.Broker.Disconnect(id)
 	if d.CoAP != nil {
 		d.CoAP.Disconnect(id)
