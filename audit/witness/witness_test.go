@@ -3,7 +3,6 @@ package witness_test
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/http"
@@ -16,63 +15,25 @@ import (
 
 	"github.com/iotpay/iotpay"
 	"github.com/iotpay/iotpay/audit/tlog"
+	"github.com/iotpay/iotpay/audit/tlog/tlogtest"
 	"github.com/iotpay/iotpay/audit/witness"
 )
 
 const origin = "iotpay.test/log"
 
-// testLog is a log in memory: its tiles and its key.
-type testLog struct {
-	in     *tlog.Integrator
-	tiles  map[[2]uint64][]byte
-	signer note.Signer
-}
-
-func (l *testLog) ReadTile(_ context.Context, level uint8, index uint64, width int) ([]byte, error) {
-	t := l.tiles[[2]uint64{uint64(level), index}]
-	if len(t) < width*tlog.HashSize {
-		return nil, iotpay.Errorf(iotpay.ENOTFOUND, "no tile")
+// leaves returns n entries named prefix+i, numbered from start.
+func leaves(prefix string, start uint64, n int) [][]byte {
+	var out [][]byte
+	for i := range n {
+		out = append(out, fmt.Appendf(nil, "%s%d", prefix, start+uint64(i)))
 	}
-	return t[:width*tlog.HashSize], nil
+	return out
 }
 
 // grow appends n leaves named prefix+i and returns the signed checkpoint.
-func (l *testLog) grow(t *testing.T, prefix string, n int) []byte {
+func grow(t *testing.T, l *tlogtest.Log, prefix string, n int) []byte {
 	t.Helper()
-	var hs [][]byte
-	for i := range n {
-		h := sha256.Sum256(fmt.Appendf([]byte{0}, "%s%d", prefix, int(l.in.Size())+i))
-		hs = append(hs, h[:])
-	}
-	ch, err := l.in.Append(hs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tl := range ch {
-		l.tiles[[2]uint64{uint64(tl.Level), tl.Index}] = tl.Hashes
-	}
-	cp, err := tlog.SignCheckpoint(tlog.Checkpoint{Origin: l.signer.Name(), Size: l.in.Size(), Hash: l.in.Root()}, l.signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cp
-}
-
-func (l *testLog) proof(t *testing.T, from uint64) [][]byte {
-	t.Helper()
-	p, err := tlog.ConsistencyProof(context.Background(), l, from, l.in.Size())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-func newLog(t *testing.T, skey string) *testLog {
-	s, err := note.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testLog{in: tlog.NewIntegrator(), tiles: map[[2]uint64][]byte{}, signer: s}
+	return l.Append(t, leaves(prefix, l.Size(), n)...)
 }
 
 func TestWitness(t *testing.T) {
@@ -103,8 +64,8 @@ func TestWitness(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	real := newLog(t, logSKey)
-	cp5 := real.grow(t, "leaf", 5)
+	real := tlogtest.WithKey(t, origin, logSKey, logVKey)
+	cp5 := grow(t, real, "leaf", 5)
 	sigs, err := witness.AddCheckpoint(ctx, client, srv.URL, 0, nil, cp5)
 	if err != nil {
 		t.Fatal(err)
@@ -116,8 +77,8 @@ func TestWitness(t *testing.T) {
 		t.Fatalf("co-signature timestamp: %v %v", ts, err)
 	}
 
-	cp300 := real.grow(t, "leaf", 295)
-	if _, err := witness.AddCheckpoint(ctx, client, srv.URL, 5, real.proof(t, 5), cp300); err != nil {
+	cp300 := grow(t, real, "leaf", 295)
+	if _, err := witness.AddCheckpoint(ctx, client, srv.URL, 5, real.ConsistencyProof(t, 5), cp300); err != nil {
 		t.Fatal(err)
 	}
 	// The same checkpoint again: co-signed again, nothing changes.
@@ -126,8 +87,8 @@ func TestWitness(t *testing.T) {
 	}
 
 	// A stale old size: 409 with the size held.
-	cp310 := real.grow(t, "leaf", 10)
-	_, err = witness.AddCheckpoint(ctx, client, srv.URL, 5, real.proof(t, 5), cp310)
+	cp310 := grow(t, real, "leaf", 10)
+	_, err = witness.AddCheckpoint(ctx, client, srv.URL, 5, real.ConsistencyProof(t, 5), cp310)
 	var ce *witness.ConflictError
 	if !errors.As(err, &ce) || ce.Size != 300 || iotpay.ErrorCode(err) != iotpay.ECONFLICT {
 		t.Fatalf("stale old size: %v", err)
@@ -135,9 +96,9 @@ func TestWitness(t *testing.T) {
 
 	// A fork: the same first 299 leaves, then others. Its checkpoint of
 	// size 300 (a split view) and a later one are refused.
-	fork := newLog(t, logSKey)
-	fork.grow(t, "leaf", 299)
-	forked300 := fork.grow(t, "other", 1)
+	fork := tlogtest.WithKey(t, origin, logSKey, logVKey)
+	grow(t, fork, "leaf", 299)
+	forked300 := grow(t, fork, "other", 1)
 	_, err = witness.AddCheckpoint(ctx, client, srv.URL, 300, nil, forked300)
 	if !errors.As(err, &ce) || !ce.SplitView && ce.Size != 300 {
 		// The client sees a 409 with the size; the witness logs the split view.
@@ -146,23 +107,22 @@ func TestWitness(t *testing.T) {
 	if _, err := w.Add(300, nil, forked300); !errors.As(err, &ce) || !ce.SplitView {
 		t.Fatalf("split view, in process: %v", err)
 	}
-	forked320 := fork.grow(t, "other", 20)
-	_, err = witness.AddCheckpoint(ctx, client, srv.URL, 300, fork.proof(t, 300), forked320)
+	forked320 := grow(t, fork, "other", 20)
+	_, err = witness.AddCheckpoint(ctx, client, srv.URL, 300, fork.ConsistencyProof(t, 300), forked320)
 	if !errors.Is(err, witness.ErrInconsistent) {
 		t.Fatalf("inconsistent checkpoint: %v", err)
 	}
 
 	// Refusals of the request itself.
 	otherSKey, otherVKey, _ := tlog.GenerateLogKey("other.test/log")
-	other := newLog(t, otherSKey)
-	_ = otherVKey
-	forged := newLog(t, mustKey(t, origin)) // same origin, another key
+	other := tlogtest.WithKey(t, "other.test/log", otherSKey, otherVKey)
+	forged := tlogtest.New(t, origin) // same origin, another key
 	for name, tc := range map[string]struct {
 		body string
 		code int
 	}{
-		"unknown log":    {string(witness.FormatAddCheckpoint(0, nil, other.grow(t, "x", 1))), http.StatusNotFound},
-		"another key":    {string(witness.FormatAddCheckpoint(310, nil, forged.grow(t, "x", 400))), http.StatusForbidden},
+		"unknown log":    {string(witness.FormatAddCheckpoint(0, nil, grow(t, other, "x", 1))), http.StatusNotFound},
+		"another key":    {string(witness.FormatAddCheckpoint(310, nil, grow(t, forged, "x", 400))), http.StatusForbidden},
 		"garbage":        {"hello", http.StatusBadRequest},
 		"bad old line":   {"old 05\n\n" + string(cp310), http.StatusBadRequest},
 		"bad proof line": {"old 300\nnot base64!\n\n" + string(cp310), http.StatusBadRequest},
@@ -197,18 +157,9 @@ func TestWitness(t *testing.T) {
 	if _, err := w2.Add(0, nil, cp310); !errors.As(err, &ce) || ce.Size != 300 {
 		t.Fatalf("restarted witness accepted old size 0: %v", err)
 	}
-	if _, err := w2.Add(300, real.proof(t, 300), cp310); err != nil {
+	if _, err := w2.Add(300, real.ConsistencyProof(t, 300), cp310); err != nil {
 		t.Fatalf("restarted witness: %v", err)
 	}
-}
-
-func mustKey(t *testing.T, name string) string {
-	t.Helper()
-	skey, _, err := note.GenerateKey(rand.Reader, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return skey
 }
 
 // noteSig returns the witness's signature of a co-signed checkpoint.
