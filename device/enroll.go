@@ -51,6 +51,29 @@ func Enroll(ctx context.Context, client *http.Client, apiURL string, id iotpay.D
 // device: signer is its SM2 key, transport a P-256 key for TLS).
 func EnrollWith(ctx context.Context, client *http.Client, apiURL string, id iotpay.DeviceID, token string,
 	signer, transport crypto.Signer) (*Enrollment, error) {
+	body, err := EnrollRequest(id, token, signer, transport)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, apiURL+"/v1/enroll", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, b, err := roundTrip(client, req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, enrollError(b, resp.Status)
+	}
+	return ParseEnrollment(id, b)
+}
+
+// EnrollRequest is the body of an enrollment (POST /v1/enroll, and over
+// MQTT): the device id, its token, and a CSR for each key (transport may
+// be nil: only gm devices have one).
+func EnrollRequest(id iotpay.DeviceID, token string, signer, transport crypto.Signer) ([]byte, error) {
 	in := map[string]string{"device": string(id), "token": token}
 	for name, k := range map[string]crypto.Signer{"csr": signer, "transport_csr": transport} {
 		if k == nil {
@@ -62,25 +85,18 @@ func EnrollWith(ctx context.Context, client *http.Client, apiURL string, id iotp
 		}
 		in[name] = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr}))
 	}
-	body, _ := json.Marshal(in)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, apiURL+"/v1/enroll", bytes.NewReader(body))
-	if err != nil {
-		return nil, err
+	return json.Marshal(in)
+}
+
+// ParseEnrollment reads the platform's answer to device id's enrollment:
+// the enrollment, or an error object {"code", "message"}, which it returns
+// as a typed error.
+func ParseEnrollment(id iotpay.DeviceID, b []byte) (*Enrollment, error) {
+	var probe struct {
+		Code iotpay.Code `json:"code"`
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, b, err := roundTrip(client, req)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Code    iotpay.Code `json:"code"`
-			Message string      `json:"message"`
-		}
-		if json.Unmarshal(b, &e) != nil || e.Code == "" {
-			e.Code, e.Message = iotpay.EUNAVAILABLE, resp.Status
-		}
-		return nil, iotpay.Errorf(e.Code, "enrollment: %s", e.Message)
+	if json.Unmarshal(b, &probe) == nil && probe.Code != "" {
+		return nil, enrollError(b, "")
 	}
 	var en Enrollment
 	if err := json.Unmarshal(b, &en); err != nil {
@@ -90,6 +106,19 @@ func EnrollWith(ctx context.Context, client *http.Client, apiURL string, id iotp
 		return nil, iotpay.Errorf(iotpay.EINVALID, "enrollment answer is for another device")
 	}
 	return &en, nil
+}
+
+// enrollError is the typed error an error object b says; fallback is the
+// message when b is not one.
+func enrollError(b []byte, fallback string) error {
+	var e struct {
+		Code    iotpay.Code `json:"code"`
+		Message string      `json:"message"`
+	}
+	if json.Unmarshal(b, &e) != nil || e.Code == "" {
+		e.Code, e.Message = iotpay.EUNAVAILABLE, fallback
+	}
+	return iotpay.Errorf(e.Code, "enrollment: %s", e.Message)
 }
 
 // roundTrip sends req (on http.DefaultClient when client is nil) and reads

@@ -54,6 +54,26 @@ func (k *Keys) Enroll(ctx context.Context, client *http.Client, apiURL string, i
 	return en, err
 }
 
+// EnrollOver enrolls these keys for device id with its one-time token
+// through exchange, which sends the enrollment request (EnrollRequest) and
+// returns the platform's answer: over MQTT, say (device/mqtt.Enroll).
+func (k *Keys) EnrollOver(ctx context.Context, exchange func(ctx context.Context, request []byte) ([]byte, error),
+	id iotpay.DeviceID, token string) (*Enrollment, error) {
+	req, err := EnrollRequest(id, token, k.Signer.Signer(), k.transport())
+	if err != nil {
+		return nil, err
+	}
+	answer, err := exchange(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	en, err := ParseEnrollment(id, answer)
+	if err == nil && en.Suite != k.Suite.Name() {
+		err = iotpay.Errorf(iotpay.EINVALID, "the platform enrolled the device in suite %q, its keys are for %q", en.Suite, k.Suite.Name())
+	}
+	return en, err
+}
+
 // Identity is the identity en gives these keys.
 func (k *Keys) Identity(en *Enrollment) (*Identity, error) {
 	return en.IdentityWith(k.Signer.Signer(), k.transport())

@@ -94,9 +94,7 @@ func Dial(ctx context.Context, cfg Config) (*Transport, error) {
 	}
 
 	tc := cfg.TLS.Clone()
-	if tc.MinVersion < tls.VersionTLS12 {
-		tc.MinVersion = tls.VersionTLS12
-	}
+	tc.MinVersion = tls.VersionTLS13 // the broker speaks nothing older
 	opts := paho.NewClientOptions().
 		AddBroker("tls://" + cfg.Addr).
 		SetClientID(string(cfg.DeviceID)).

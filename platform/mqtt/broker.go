@@ -8,7 +8,10 @@
 // A device is identified by its client certificate alone: the MQTT client
 // id must equal the device id in the certificate, and the ACL confines each
 // device to its own topics, so the Handler can trust the device id it is
-// given.
+// given. A client without a certificate is admitted only to enroll, with
+// its one-time token. What the broker sees of devices' connections
+// (connected, disconnected and why, last will, status, activity) is handed
+// to a PresenceRecorder.
 package mqtt
 
 import (
@@ -18,14 +21,19 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/iotpay/iotpay"
+	"github.com/iotpay/iotpay/platform/registry"
 	"github.com/iotpay/iotpay/wire"
 )
+
+// Transport names MQTT in presence records.
+const Transport = "mqtt"
 
 // Bounds.
 const (
@@ -69,10 +77,22 @@ const (
 	// closeGrace is how long Close lets mochi disconnect clients politely
 	// before cutting every remaining connection.
 	closeGrace = 2 * time.Second
+
+	// activityInterval is how often at most a connection's activity is
+	// recorded: presence costs no database write a message.
+	activityInterval = time.Minute
+	// presenceQueueLen bounds presence events waiting to be recorded; past
+	// it activity events are dropped and the others wait.
+	presenceQueueLen = 4096
+	// presenceTimeout bounds one PresenceRecorder call.
+	presenceTimeout = 10 * time.Second
 )
 
-// paySubscriptionID identifies the broker's own subscription to pay topics.
-const paySubscriptionID = 1
+// Subscription ids of the broker's own (inline) subscriptions.
+const (
+	paySubscriptionID    = 1
+	enrollSubscriptionID = 2
+)
 
 // DeviceChecker says whether a device may connect now (registered and
 // active); called at every CONNECT.
@@ -87,21 +107,64 @@ type Handler interface {
 	HandlePay(ctx context.Context, device iotpay.DeviceID, payload []byte) []byte
 }
 
+// PresenceRecorder records what the broker saw of devices' connections,
+// in order; a device's events carry its connection's generation.
+type PresenceRecorder interface {
+	RecordPresence(ctx context.Context, evs []registry.PresenceEvent) error
+}
+
+// Enroller enrolls a device over MQTT: CheckEnrollment is asked at
+// CONNECT (the token must not be consumed), Enroll when the CSRs arrive.
+type Enroller interface {
+	CheckEnrollment(ctx context.Context, id iotpay.DeviceID, token string) error
+	Enroll(ctx context.Context, id iotpay.DeviceID, token string, csr, transportCSR []byte) (*registry.Enrollment, error)
+}
+
 // Config configures a Broker.
 type Config struct {
-	Addr   string      // e.g. "127.0.0.1:8883" or "127.0.0.1:0"
-	TLS    *tls.Config // server certificate; the broker forces MinVersion TLS1.2 and ClientAuth=RequireAndVerifyClientCert (ClientCAs must be set)
+	Addr string // e.g. "127.0.0.1:8883" or "127.0.0.1:0"
+	// TLS has the server certificate and ClientCAs; the broker forces TLS
+	// 1.3 and ClientAuth RequireAndVerifyClientCert, or
+	// VerifyClientCertIfGiven when Enroller is set (a client without a
+	// certificate may only enroll).
+	TLS    *tls.Config
 	Logger *slog.Logger
+	// Presence, if set, records devices' online/offline state.
+	Presence PresenceRecorder
+	// Enroller, if set, lets devices enroll over MQTT.
+	Enroller Enroller
+}
+
+// conn is what the broker knows of an admitted connection.
+type conn struct {
+	dev    iotpay.DeviceID
+	gen    int64 // orders the device's connections
+	remote string
+	// token is set on a connection admitted to enroll, and only then.
+	token    string
+	enrolled atomic.Bool  // its enrollment was answered
+	online   atomic.Bool  // its connected event was emitted
+	active   atomic.Int64 // Unix ns of its last recorded activity
 }
 
 // Broker is the embedded MQTT broker.
 type Broker struct {
-	addr    string
-	tls     *tls.Config
-	log     *slog.Logger
-	checker DeviceChecker
-	handler Handler
-	server  *mochi.Server
+	addr     string
+	tls      *tls.Config
+	log      *slog.Logger
+	checker  DeviceChecker
+	handler  Handler
+	presence PresenceRecorder
+	enroller Enroller
+	server   *mochi.Server
+
+	conns sync.Map     // net.Conn → *conn, admitted connections
+	gen   atomic.Int64 // the last connection generation given
+
+	eventsMu     sync.RWMutex
+	events       chan registry.PresenceEvent // nil without a PresenceRecorder
+	eventsClosed bool
+	eventsDone   chan struct{}
 
 	mu      sync.Mutex
 	started bool
@@ -134,10 +197,11 @@ func New(cfg Config, checker DeviceChecker, h Handler) (*Broker, error) {
 	log = log.With("component", "mqtt")
 
 	tc := cfg.TLS.Clone()
-	if tc.MinVersion < tls.VersionTLS12 {
-		tc.MinVersion = tls.VersionTLS12
-	}
+	tc.MinVersion = tls.VersionTLS13
 	tc.ClientAuth = tls.RequireAndVerifyClientCert
+	if cfg.Enroller != nil {
+		tc.ClientAuth = tls.VerifyClientCertIfGiven
+	}
 
 	caps := mochi.NewDefaultServerCapabilities()
 	caps.MaximumClients = ConnectionsMax
@@ -157,7 +221,11 @@ func New(cfg Config, checker DeviceChecker, h Handler) (*Broker, error) {
 	caps.SharedSubAvailable = 0
 	caps.WildcardSubAvailable = 0
 
-	b := &Broker{addr: cfg.Addr, tls: tc, log: log, checker: checker, handler: h}
+	b := &Broker{addr: cfg.Addr, tls: tc, log: log, checker: checker, handler: h, presence: cfg.Presence, enroller: cfg.Enroller}
+	if b.presence != nil {
+		b.events = make(chan registry.PresenceEvent, presenceQueueLen)
+		b.eventsDone = make(chan struct{})
+	}
 	b.server = mochi.New(&mochi.Options{
 		Capabilities:           caps,
 		Logger:                 log.With("lib", "mochi"),
@@ -169,6 +237,11 @@ func New(cfg Config, checker DeviceChecker, h Handler) (*Broker, error) {
 	}
 	if err := b.server.Subscribe(wire.TopicPrefix+"+/pay", paySubscriptionID, b.onPay); err != nil {
 		return nil, iotpay.Wrap(iotpay.EINTERNAL, "mqtt: cannot subscribe to pay topics", err)
+	}
+	if b.enroller != nil {
+		if err := b.server.Subscribe(wire.TopicPrefix+"+/enroll", enrollSubscriptionID, b.onEnroll); err != nil {
+			return nil, iotpay.Wrap(iotpay.EINTERNAL, "mqtt: cannot subscribe to enroll topics", err)
+		}
 	}
 	return b, nil
 }
@@ -203,6 +276,9 @@ func (b *Broker) Start() error {
 		return iotpay.Wrap(iotpay.EINTERNAL, "mqtt: cannot serve", err)
 	}
 	b.ln, b.started = ln, true
+	if b.events != nil {
+		go b.recordPresence()
+	}
 	b.log.Info("mqtt broker listening", "addr", ln.Address())
 	return nil
 }
@@ -237,16 +313,116 @@ func (b *Broker) publish(topic string, payload []byte) error {
 	return nil
 }
 
-// Disconnect drops the live session of device, if any. It does not stop
-// the device from connecting again: the DeviceChecker decides that.
+// Disconnect drops the live session of device, if any: an MQTT 5 client
+// is told "administrative action" (0x98) in a DISCONNECT, a 3.1.1 client's
+// connection is closed. It does not stop the device from connecting again:
+// the DeviceChecker decides that.
 func (b *Broker) Disconnect(id iotpay.DeviceID) {
 	cl, ok := b.server.Clients.Get(string(id))
 	if !ok || cl.Net.Inline || cl.Closed() {
 		return
 	}
 	b.log.Info("disconnecting device", "device", id, "remote", cl.Net.Remote)
+	if cl.Properties.ProtocolVersion < 5 {
+		cl.Stop(packets.ErrAdministrativeAction)
+		return
+	}
 	// The error is the reason code we gave; the connection is closed anyway.
-	_ = b.server.DisconnectClient(cl, packets.ErrNotAuthorized)
+	_ = b.server.DisconnectClient(cl, packets.ErrAdministrativeAction)
+}
+
+// conn returns what the broker knows of cl's connection, nil if it was
+// not admitted.
+func (b *Broker) conn(cl *mochi.Client) *conn {
+	if cl == nil || cl.Net.Conn == nil {
+		return nil
+	}
+	c, ok := b.conns.Load(cl.Net.Conn)
+	if !ok {
+		return nil
+	}
+	return c.(*conn)
+}
+
+// nextGeneration returns a connection generation above every one given
+// before, in this process and, as long as the clock does not go back, in
+// earlier ones: Unix nanoseconds, or one more than the last.
+func (b *Broker) nextGeneration() int64 {
+	for {
+		last := b.gen.Load()
+		g := max(time.Now().UnixNano(), last+1)
+		if b.gen.CompareAndSwap(last, g) {
+			return g
+		}
+	}
+}
+
+// emit queues a presence event. Past the queue's bound an activity event
+// is dropped (the next one will do), any other waits for room.
+func (b *Broker) emit(ev registry.PresenceEvent) {
+	if b.events == nil {
+		return
+	}
+	b.eventsMu.RLock()
+	defer b.eventsMu.RUnlock()
+	if b.eventsClosed {
+		return
+	}
+	select {
+	case b.events <- ev:
+		return
+	default:
+	}
+	if ev.Kind == registry.PresenceActivity {
+		return
+	}
+	b.events <- ev
+}
+
+// recordPresence hands queued events to the PresenceRecorder, as many as
+// are waiting at once, until the queue is closed and drained.
+func (b *Broker) recordPresence() {
+	defer close(b.eventsDone)
+	for ev := range b.events {
+		batch := []registry.PresenceEvent{ev}
+	more:
+		for len(batch) < registry.PresenceEventsMax {
+			select {
+			case ev, ok := <-b.events:
+				if !ok {
+					break more
+				}
+				batch = append(batch, ev)
+			default:
+				break more
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), presenceTimeout)
+		if err := b.presence.RecordPresence(ctx, batch); err != nil {
+			b.log.Warn("presence not recorded", "events", len(batch), "err", err)
+		}
+		cancel()
+	}
+}
+
+// stopPresence records the events queued and stops.
+func (b *Broker) stopPresence() {
+	if b.events == nil {
+		return
+	}
+	b.eventsMu.Lock()
+	closed := b.eventsClosed
+	b.eventsClosed = true
+	if !closed {
+		close(b.events)
+	}
+	b.eventsMu.Unlock()
+	b.mu.Lock()
+	started := b.started
+	b.mu.Unlock()
+	if started {
+		<-b.eventsDone
+	}
 }
 
 // Close stops accepting connections, disconnects clients and waits for
@@ -289,6 +465,7 @@ func (b *Broker) Close() error {
 			b.closeErr = iotpay.Wrap(iotpay.EINTERNAL, "mqtt: close", err)
 		}
 		b.calls.Wait()
+		b.stopPresence()
 		b.log.Info("mqtt broker closed")
 	})
 	return b.closeErr

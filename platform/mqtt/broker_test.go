@@ -48,17 +48,22 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// checker is a DeviceChecker with a revocation list.
+// checker is a DeviceChecker with a revocation list; err, when set, is
+// its answer to every device.
 type checker struct {
 	mu      sync.Mutex
 	revoked map[iotpay.DeviceID]bool
 	calls   []iotpay.DeviceID
+	err     error
 }
 
 func (c *checker) CheckDevice(_ context.Context, id iotpay.DeviceID) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.calls = append(c.calls, id)
+	if c.err != nil {
+		return c.err
+	}
 	if c.revoked[id] {
 		return iotpay.Errorf(iotpay.EUNAUTHORIZED, "device %s is revoked", id)
 	}
@@ -184,6 +189,13 @@ func newCA(t *testing.T) *pki.CA {
 
 func startBroker(t *testing.T, h *handler) *env {
 	t.Helper()
+	return startBrokerWith(t, h, nil)
+}
+
+// startBrokerWith starts a broker whose configuration edit may complete
+// (a PresenceRecorder, an Enroller).
+func startBrokerWith(t *testing.T, h *handler, edit func(*Config)) *env {
+	t.Helper()
 	logs := &syncBuffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -196,14 +208,18 @@ func startBroker(t *testing.T, h *handler) *env {
 		t.Fatal(err)
 	}
 	e := &env{ca: ca, checker: &checker{}, handler: h, logs: logs}
-	e.broker, err = New(Config{
+	cfg := Config{
 		Addr: "127.0.0.1:0",
 		TLS: &tls.Config{
 			Certificates: []tls.Certificate{{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}},
 			ClientCAs:    ca.Pool(),
 		},
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	}, e.checker, h)
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	e.broker, err = New(cfg, e.checker, h)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -406,7 +422,7 @@ func TestClientIDMismatchRefused(t *testing.T) {
 
 	// MQTT 5 gets a CONNACK reason code.
 	c := dialRaw(t, e.broker.Addr(), a.tlsConfig(e.ca.Pool()), string(b.id))
-	if ack := c.connect(t); ack.ReasonCode != packets.ErrBadUsernameOrPassword.Code {
+	if ack := c.connect(t); ack.ReasonCode != packets.ErrClientIdentifierNotValid.Code {
 		t.Fatalf("CONNACK reason %#x", ack.ReasonCode)
 	}
 	c.wantClosed(t)
@@ -453,7 +469,7 @@ func TestDisconnect(t *testing.T) {
 		t.Fatalf("CONNACK %#x", ack.ReasonCode)
 	}
 	e.broker.Disconnect(d.id)
-	if dis := c.read(t); dis.FixedHeader.Type != packets.Disconnect || dis.ReasonCode != packets.ErrNotAuthorized.Code {
+	if dis := c.read(t); dis.FixedHeader.Type != packets.Disconnect || dis.ReasonCode != packets.ErrAdministrativeAction.Code {
 		t.Fatalf("got type %d reason %#x", dis.FixedHeader.Type, dis.ReasonCode)
 	}
 	c.wantClosed(t)
@@ -598,6 +614,10 @@ func (c *rawClient) send(t *testing.T, pk packets.Packet) {
 		err = pk.PublishEncode(&buf)
 	case packets.Subscribe:
 		err = pk.SubscribeEncode(&buf)
+	case packets.Disconnect:
+		err = pk.DisconnectEncode(&buf)
+	case packets.Pingreq:
+		err = pk.PingreqEncode(&buf)
 	default:
 		err = fmt.Errorf("cannot send packet type %d", pk.FixedHeader.Type)
 	}
@@ -611,11 +631,19 @@ func (c *rawClient) send(t *testing.T, pk packets.Packet) {
 
 func (c *rawClient) connect(t *testing.T) packets.Packet {
 	t.Helper()
-	name := "MQTT"
-	c.send(t, packets.Packet{
+	return c.connectWith(t, func(*packets.Packet) {})
+}
+
+// connectWith sends a CONNECT that edit may change (credentials, will,
+// keepalive) and returns the CONNACK.
+func (c *rawClient) connectWith(t *testing.T, edit func(*packets.Packet)) packets.Packet {
+	t.Helper()
+	pk := packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Connect},
-		Connect:     packets.ConnectParams{ProtocolName: []byte(name), Clean: true, ClientIdentifier: c.id, Keepalive: 30},
-	})
+		Connect:     packets.ConnectParams{ProtocolName: []byte("MQTT"), Clean: true, ClientIdentifier: c.id, Keepalive: 30},
+	}
+	edit(&pk)
+	c.send(t, pk)
 	ack := c.read(t)
 	if ack.FixedHeader.Type != packets.Connack {
 		t.Fatalf("got packet type %d, want CONNACK", ack.FixedHeader.Type)
@@ -669,6 +697,7 @@ func (c *rawClient) readPacket() (packets.Packet, error) {
 		err = pk.PublishDecode(body)
 	case packets.Disconnect:
 		err = pk.DisconnectDecode(body)
+	case packets.Pingresp:
 	default:
 		err = fmt.Errorf("unexpected packet type %d", pk.FixedHeader.Type)
 	}

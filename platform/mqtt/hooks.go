@@ -3,21 +3,28 @@ package mqtt
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"log/slog"
+	"net"
+	"os"
 	"slices"
 	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/iotpay/iotpay"
 	"github.com/iotpay/iotpay/platform/pki"
+	"github.com/iotpay/iotpay/platform/registry"
 	"github.com/iotpay/iotpay/wire"
 )
 
 // devicePublishLeaves are the topics under its own prefix a device may
 // publish to. It reads only its receipt topic.
-var devicePublishLeaves = [...]string{"pay"}
+var devicePublishLeaves = [...]string{"pay", "status"}
 
 // mayAccess reports whether device may publish to (write) or subscribe to
 // and receive from topic. Topics must match exactly, so no wildcard filter
@@ -33,6 +40,27 @@ func mayAccess(device, topic string, write bool) bool {
 	return ok && slices.Contains(devicePublishLeaves[:], leaf)
 }
 
+// mayAccessEnrolling is mayAccess for a connection admitted for
+// enrollment only: it publishes its CSRs on its enroll topic, once, and
+// reads its answer.
+func mayAccessEnrolling(c *conn, topic string, write bool) bool {
+	if !write {
+		return topic == wire.EnrollAnswerTopic(string(c.dev))
+	}
+	return topic == wire.EnrollTopic(string(c.dev)) && !c.enrolled.Load()
+}
+
+// validStatus reports whether s is a status a device may report on its
+// status topic or in its will: at most registry.PresenceStatusBytesMax
+// bytes of UTF-8 text without control characters ("online", "offline",
+// a small JSON object…).
+func validStatus(s []byte) bool {
+	if len(s) == 0 || len(s) > registry.PresenceStatusBytesMax || !utf8.Valid(s) {
+		return false
+	}
+	return !strings.ContainsFunc(string(s), unicode.IsControl)
+}
+
 // hook enforces the broker's rules inside mochi.
 type hook struct {
 	mochi.HookBase
@@ -43,86 +71,230 @@ func (h *hook) ID() string { return "iotpay" }
 
 func (h *hook) Provides(b byte) bool {
 	switch b {
-	case mochi.OnConnect, mochi.OnConnectAuthenticate, mochi.OnACLCheck,
-		mochi.OnPublish, mochi.OnPacketEncode, mochi.OnDisconnect:
+	case mochi.OnConnect, mochi.OnConnectAuthenticate, mochi.OnSessionEstablished, mochi.OnACLCheck,
+		mochi.OnPublish, mochi.OnPacketRead, mochi.OnPacketEncode, mochi.OnWillSent, mochi.OnDisconnect:
 		return true
 	}
 	return false
 }
 
-// OnConnect runs before authentication. It bounds the keepalive, which is
-// what bounds a silent connection once connected.
-func (h *hook) OnConnect(cl *mochi.Client, _ packets.Packet) error {
+// refusal is why a CONNECT is refused: the reason code the client sees and
+// the precise reason the log keeps.
+type refusal struct {
+	code  packets.Code
+	why   string
+	err   error
+	level slog.Level
+}
+
+func refuse(code packets.Code, why string) *refusal {
+	return &refusal{code: code, why: why, level: slog.LevelWarn}
+}
+
+// connackV3 maps the MQTT 5 reason codes the broker refuses a CONNECT
+// with to the MQTT 5 code mochi turns into the right 3.1.1 return code
+// (it maps only some, and would send others as they are).
+func connackV3(c packets.Code) packets.Code {
+	switch c.Code {
+	case packets.ErrClientIdentifierNotValid.Code:
+		return packets.ErrClientIdentifierNotValid // 0x02 identifier rejected
+	case packets.ErrServerUnavailable.Code, packets.ErrServerBusy.Code:
+		return packets.ErrServerUnavailable // 0x03 server unavailable
+	case packets.ErrBadUsernameOrPassword.Code:
+		return packets.ErrMalformedUsername // 0x04 bad user name or password
+	}
+	return packets.ErrBadUsernameOrPassword // 0x05 not authorized
+}
+
+// OnConnect authenticates the client and answers a refusal with its own
+// CONNACK reason code (mochi sends no CONNACK when OnConnect fails, and
+// only "bad username or password" when OnConnectAuthenticate does). It
+// also bounds the keepalive, which is what bounds a silent connection.
+func (h *hook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 	if cl.State.Keepalive == 0 || cl.State.Keepalive > keepaliveMax {
 		cl.State.Keepalive = keepaliveMax
 		cl.State.ServerKeepalive = true // announced to MQTT 5 clients
 	}
+	b := h.b
+	c, r := b.authenticate(cl, pk)
+	if r == nil {
+		if ln := b.listener(); ln == nil || !ln.admit(cl.Net.Conn.(*tls.Conn)) {
+			r = &refusal{code: packets.ErrServerUnavailable, why: "broker closing", level: slog.LevelInfo}
+		}
+	}
+	if r != nil {
+		b.log.Log(context.Background(), r.level, "device refused", "reason", r.why, "err", r.err, "code", r.code.Code,
+			"client", cl.ID, "device", c.dev, "remote", cl.Net.Remote, "protocol", cl.Properties.ProtocolVersion)
+		code := r.code
+		if cl.Properties.ProtocolVersion < 5 {
+			code = connackV3(code)
+		}
+		// The connection is closed whatever the write's outcome.
+		_ = b.server.SendConnack(cl, code, false, nil)
+		return r.code
+	}
+	b.conns.Store(cl.Net.Conn, c)
 	return nil
 }
 
-// OnConnectAuthenticate admits a client whose verified certificate names
-// the device its client id claims, and which the DeviceChecker accepts.
-// mochi answers a refusal with CONNACK "bad username or password" (MQTT 5)
-// or "not authorized" (3.1.1): vague on the wire, precise in the log.
-func (h *hook) OnConnectAuthenticate(cl *mochi.Client, pk packets.Packet) bool {
-	b := h.b
-	refuse := func(level slog.Level, dev iotpay.DeviceID, why string, err error) bool {
-		b.log.Log(context.Background(), level, "device refused", "reason", why, "err", err,
-			"client", cl.ID, "device", dev, "remote", cl.Net.Remote, "protocol", cl.Properties.ProtocolVersion)
-		return false
-	}
-
+// authenticate decides a CONNECT. A client with a verified certificate is
+// the device its URI SAN names; one without is admitted only to enroll,
+// with its one-time token. It returns the connection (its device set as
+// far as known) and nil, or a refusal.
+func (b *Broker) authenticate(cl *mochi.Client, pk packets.Packet) (*conn, *refusal) {
+	c := &conn{remote: cl.Net.Remote}
 	tc, ok := cl.Net.Conn.(*tls.Conn)
 	if !ok {
-		return refuse(slog.LevelWarn, "", "not a TLS connection", nil)
+		return c, refuse(packets.ErrNotAuthorized, "not a TLS connection")
+	}
+	if pk.Properties.AuthenticationMethod != "" {
+		return c, refuse(packets.ErrBadAuthenticationMethod, "enhanced authentication is not supported")
 	}
 	st := tc.ConnectionState()
 	if len(st.VerifiedChains) == 0 || len(st.VerifiedChains[0]) == 0 {
-		return refuse(slog.LevelWarn, "", "no verified client certificate", nil)
+		return b.authenticateEnrollment(cl, pk, c)
 	}
 	dev, err := pki.DeviceID(st.VerifiedChains[0][0])
 	if err != nil {
-		return refuse(slog.LevelWarn, "", "certificate names no device", err)
+		return c, &refusal{code: packets.ErrNotAuthorized, why: "certificate names no device", err: err, level: slog.LevelWarn}
 	}
+	c.dev = dev
 	if cl.ID != string(dev) {
-		return refuse(slog.LevelWarn, dev, "client id is not the certificate's device id", nil)
+		return c, refuse(packets.ErrClientIdentifierNotValid, "client id is not the certificate's device id")
 	}
-	if pk.Connect.WillFlag {
-		// A will is published by the broker on the device's behalf without
-		// an ACL check; devices have no use for one.
-		return refuse(slog.LevelWarn, dev, "will message not allowed", nil)
+	if r := checkWill(cl, dev); r != nil {
+		return c, r
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
 	defer cancel()
 	if err := b.checker.CheckDevice(ctx, dev); err != nil {
-		level := slog.LevelInfo // a revoked or unknown device is routine
-		if c := iotpay.ErrorCode(err); c == iotpay.EINTERNAL || c == iotpay.EUNAVAILABLE {
-			level = slog.LevelWarn
-		}
-		return refuse(level, dev, "device checker refused", err)
+		return c, checkRefusal(err, packets.ErrNotAuthorized, "device checker refused")
 	}
-	if ln := b.listener(); ln == nil || !ln.admit(tc) {
-		return refuse(slog.LevelInfo, dev, "broker closing", nil)
-	}
-	b.log.Info("device connected", "device", dev, "remote", cl.Net.Remote, "protocol", cl.Properties.ProtocolVersion)
-	return true
+	c.gen = b.nextGeneration()
+	return c, nil
 }
 
-// OnACLCheck confines a device to its own topics. mochi answers a denied
-// QoS 1 publish with PUBACK "not authorized" (MQTT 5) or a disconnect
-// (3.1.1), and a denied subscription with a failure code in the SUBACK.
+// authenticateEnrollment admits a client without a certificate if it
+// enrolls: client id = user name = a pending device's id, password = its
+// one-time token, checked without consuming it.
+func (b *Broker) authenticateEnrollment(cl *mochi.Client, pk packets.Packet, c *conn) (*conn, *refusal) {
+	if b.enroller == nil {
+		return c, refuse(packets.ErrNotAuthorized, "no verified client certificate")
+	}
+	if !pk.Connect.UsernameFlag && !pk.Connect.PasswordFlag {
+		return c, refuse(packets.ErrNotAuthorized, "no client certificate and no enrollment credentials")
+	}
+	if !iotpay.ValidID(iotpay.PrefixDevice, cl.ID) {
+		return c, refuse(packets.ErrClientIdentifierNotValid, "enrollment: client id is not a device id")
+	}
+	c.dev = iotpay.DeviceID(cl.ID)
+	if string(pk.Connect.Username) != cl.ID || len(pk.Connect.Password) == 0 {
+		return c, refuse(packets.ErrBadUsernameOrPassword, "enrollment: user name is not the client id, or no token")
+	}
+	if pk.Connect.WillFlag {
+		return c, refuse(packets.ErrNotAuthorized, "enrollment: will message not allowed")
+	}
+	token := string(pk.Connect.Password)
+	ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
+	defer cancel()
+	if err := b.enroller.CheckEnrollment(ctx, c.dev, token); err != nil {
+		return c, checkRefusal(err, packets.ErrBadUsernameOrPassword, "enrollment token refused")
+	}
+	c.token = token
+	return c, nil
+}
+
+// checkWill allows a device's will only on its own status topic, with a
+// valid status, at QoS ≤ 1, not retained (mochi checks these two first)
+// and published at once: mochi publishes a will without an ACL check.
+func checkWill(cl *mochi.Client, dev iotpay.DeviceID) *refusal {
+	w := &cl.Properties.Will
+	if w.Flag == 0 {
+		return nil
+	}
+	switch {
+	case w.TopicName != wire.StatusTopic(string(dev)):
+		return refuse(packets.ErrNotAuthorized, "will message on another topic than the device's status topic: "+w.TopicName)
+	case len(w.Payload) > registry.PresenceStatusBytesMax:
+		return refuse(packets.ErrPacketTooLarge, "will message over the status bound")
+	case !validStatus(w.Payload):
+		return refuse(packets.ErrPayloadFormatInvalid, "will message is not a status text")
+	}
+	// A delayed will would be published after the connection, and its
+	// generation, are gone; a device's will is its status at once.
+	w.WillDelayInterval = 0
+	return nil
+}
+
+// checkRefusal turns a checker's error into a refusal: the store failing
+// is "server unavailable", anything else refused.
+func checkRefusal(err error, refused packets.Code, why string) *refusal {
+	if c := iotpay.ErrorCode(err); c == iotpay.EINTERNAL || c == iotpay.EUNAVAILABLE {
+		return &refusal{code: packets.ErrServerUnavailable, why: why, err: err, level: slog.LevelWarn}
+	}
+	// A revoked or unknown device, or a used token, is routine.
+	return &refusal{code: refused, why: why, err: err, level: slog.LevelInfo}
+}
+
+// OnConnectAuthenticate admits what OnConnect admitted.
+func (h *hook) OnConnectAuthenticate(cl *mochi.Client, _ packets.Packet) bool {
+	return h.b.conn(cl) != nil
+}
+
+// OnSessionEstablished runs once the CONNACK is sent: the device is online.
+func (h *hook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) {
+	b := h.b
+	c := b.conn(cl)
+	if c == nil {
+		return
+	}
+	if c.token != "" {
+		b.log.Info("device connected to enroll", "device", c.dev, "remote", c.remote, "protocol", cl.Properties.ProtocolVersion)
+		return
+	}
+	now := b.now()
+	c.active.Store(now.UnixNano())
+	c.online.Store(true)
+	b.log.Info("device connected", "device", c.dev, "remote", c.remote, "protocol", cl.Properties.ProtocolVersion, "generation", c.gen)
+	b.emit(registry.PresenceEvent{Kind: registry.PresenceConnected, Device: c.dev, Generation: c.gen, At: now,
+		Transport: Transport, Remote: c.remote})
+}
+
+// OnPacketRead notes that the device was heard from, at most once an
+// activityInterval, so that presence costs no write a message.
+func (h *hook) OnPacketRead(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
+	if c := h.b.conn(cl); c != nil && c.online.Load() {
+		now := h.b.now()
+		last := c.active.Load()
+		if now.UnixNano()-last >= int64(activityInterval) && c.active.CompareAndSwap(last, now.UnixNano()) {
+			h.b.emit(registry.PresenceEvent{Kind: registry.PresenceActivity, Device: c.dev, Generation: c.gen, At: now})
+		}
+	}
+	return pk, nil
+}
+
+// OnACLCheck confines a device to its own topics, and an enrolling client
+// to its enrollment topics. mochi answers a denied QoS 1 publish with
+// PUBACK "not authorized" (MQTT 5) or a disconnect (3.1.1), and a denied
+// subscription with a failure code in the SUBACK.
 func (h *hook) OnACLCheck(cl *mochi.Client, topic string, write bool) bool {
-	if mayAccess(cl.ID, topic, write) {
+	c := h.b.conn(cl)
+	if c != nil && c.token != "" && mayAccessEnrolling(c, topic, write) {
 		return true
 	}
-	h.b.log.Warn("device denied topic", "device", cl.ID, "topic", topic, "publish", write, "remote", cl.Net.Remote)
+	if c != nil && c.token == "" && mayAccess(string(c.dev), topic, write) {
+		return true
+	}
+	h.b.log.Warn("device denied topic", "device", cl.ID, "topic", topic, "publish", write, "enrolling", c != nil && c.token != "",
+		"remote", cl.Net.Remote)
 	return false
 }
 
 // OnPublish runs after the ACL check and before the PUBACK. It refuses
-// retained messages (mochi would otherwise deliver them as ordinary ones)
-// and payloads over PayloadBytesMax (a whole packet over the bound is
-// already refused by mochi while reading it).
+// retained messages (mochi would otherwise deliver them as ordinary ones),
+// payloads over PayloadBytesMax (a whole packet over the bound is already
+// refused by mochi while reading it), and status messages that are not a
+// status; it records the status of those that are.
 func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
 		return pk, nil
@@ -133,6 +305,21 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 	case len(pk.Payload) > PayloadBytesMax:
 		return pk, h.refusePublish(cl, pk, packets.ErrPacketTooLarge)
 	}
+	c := h.b.conn(cl)
+	if c == nil || c.token != "" || pk.TopicName != wire.StatusTopic(string(c.dev)) {
+		return pk, nil
+	}
+	if !validStatus(pk.Payload) {
+		h.b.log.Warn("device status refused: not a status text", "device", c.dev, "bytes", len(pk.Payload), "remote", c.remote)
+		if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {
+			return pk, packets.ErrPayloadFormatInvalid // PUBACK 0x99
+		}
+		return pk, packets.ErrRejectPacket
+	}
+	h.b.emit(registry.PresenceEvent{Kind: registry.PresenceStatus, Device: c.dev, Generation: c.gen, At: h.b.now(),
+		Status: string(pk.Payload)})
+	// No one subscribes to status topics: the message ends here, with its
+	// PUBACK.
 	return pk, nil
 }
 
@@ -166,7 +353,72 @@ func (h *hook) OnPacketEncode(_ *mochi.Client, pk packets.Packet) packets.Packet
 	return pk
 }
 
-// OnDisconnect logs the end of an admitted device's connection.
-func (h *hook) OnDisconnect(cl *mochi.Client, err error, _ bool) {
-	h.b.log.Info("device disconnected", "device", cl.ID, "remote", cl.Net.Remote, "err", err)
+// OnWillSent records the will of a device whose connection was lost as
+// its status; mochi calls it before OnDisconnect.
+func (h *hook) OnWillSent(cl *mochi.Client, pk packets.Packet) {
+	c := h.b.conn(cl)
+	if c == nil || !c.online.Load() {
+		return
+	}
+	h.b.log.Info("device will published", "device", c.dev, "topic", pk.TopicName, "bytes", len(pk.Payload))
+	h.b.emit(registry.PresenceEvent{Kind: registry.PresenceStatus, Device: c.dev, Generation: c.gen, At: h.b.now(),
+		Status: string(pk.Payload)})
 }
+
+// OnDisconnect marks the device offline, with the reason its connection
+// ended.
+func (h *hook) OnDisconnect(cl *mochi.Client, err error, _ bool) {
+	b := h.b
+	c := b.conn(cl)
+	if c == nil {
+		return
+	}
+	b.conns.Delete(cl.Net.Conn)
+	reason := disconnectReason(cl, err)
+	b.log.Info("device disconnected", "device", c.dev, "remote", c.remote, "reason", reason, "err", err,
+		"enrolling", c.token != "")
+	if c.online.Load() {
+		b.emit(registry.PresenceEvent{Kind: registry.PresenceDisconnected, Device: c.dev, Generation: c.gen, At: b.now(),
+			Reason: reason})
+	}
+}
+
+// Reasons a device's connection ended, as presence records them.
+const (
+	ReasonDisconnected     = "disconnected" // the device sent DISCONNECT
+	ReasonKeepaliveTimeout = "keepalive timeout"
+	ReasonConnectionLost   = "connection lost"
+	ReasonTakenOver        = "session taken over"
+	ReasonAdministrative   = "disconnected by the platform" // Disconnect: a revoked device
+	ReasonShutdown         = "platform shutting down"
+)
+
+// disconnectReason says why cl's connection ended; err is what ended its
+// read loop (nil after a DISCONNECT).
+func disconnectReason(cl *mochi.Client, err error) string {
+	cause := cl.StopCause()
+	var code packets.Code
+	switch {
+	case cl.IsTakenOver() || cause == packets.ErrSessionTakenOver:
+		return ReasonTakenOver
+	case cause == packets.ErrAdministrativeAction:
+		return ReasonAdministrative
+	case cause == packets.ErrServerShuttingDown:
+		return ReasonShutdown
+	case err == nil && (cause == nil || cause == packets.CodeDisconnect):
+		return ReasonDisconnected
+	case errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(cause, os.ErrDeadlineExceeded) || isTimeout(err):
+		return ReasonKeepaliveTimeout
+	case errors.As(cause, &code) && code.Code >= packets.ErrUnspecifiedError.Code:
+		return code.Reason
+	}
+	return ReasonConnectionLost
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// now is the broker's clock.
+func (b *Broker) now() time.Time { return time.Now() }

@@ -117,6 +117,12 @@ type Tx interface {
 	Device(ctx context.Context, id iotpay.DeviceID) (*Device, error)
 	Devices(ctx context.Context, tenant iotpay.TenantID, after iotpay.DeviceID, limit int) ([]*Device, error)
 	UpdateDevice(ctx context.Context, d *Device) error
+	// Presence returns a device's presence (ENOTFOUND if none is recorded);
+	// PutPresence records it; ResetPresence marks every device online over
+	// transport offline, for reason, and says how many.
+	Presence(ctx context.Context, id iotpay.DeviceID) (*Presence, error)
+	PutPresence(ctx context.Context, p *Presence) error
+	ResetPresence(ctx context.Context, transport string, at time.Time, reason string) (int, error)
 }
 
 // Store runs functions in transactions.

@@ -314,6 +314,34 @@ func (s *Service) Enroll(ctx context.Context, id iotpay.DeviceID, token string, 
 	return out, err
 }
 
+// CheckEnrollment says whether device id may enroll with token now
+// (pending, token valid and unexpired) without consuming the token: a
+// transport checks it before it lets a device send its CSR (MQTT's
+// CONNECT). Any failure is the same vague error to the caller.
+func (s *Service) CheckEnrollment(ctx context.Context, id iotpay.DeviceID, token string) error {
+	fail := iotpay.Errorf(iotpay.EUNAUTHORIZED, "enrollment refused")
+	if !iotpay.ValidID(iotpay.PrefixDevice, string(id)) {
+		return fail
+	}
+	var d *Device
+	err := s.Store.View(ctx, func(tx Tx) error {
+		var err error
+		d, err = tx.Device(ctx, id)
+		return err
+	})
+	if iotpay.ErrorCode(err) == iotpay.ENOTFOUND {
+		return fail
+	}
+	if err != nil {
+		return err
+	}
+	if d.Status != DevicePending || len(d.TokenHash) == 0 || s.now().After(d.TokenExpires) ||
+		subtle.ConstantTimeCompare(d.TokenHash, hashSecret(token)) != 1 {
+		return fail
+	}
+	return nil
+}
+
 // Challenge returns a fresh unpredictable challenge.
 func (s *Service) Challenge() []byte {
 	c := make([]byte, wire.ChallengeBytes)

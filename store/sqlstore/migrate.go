@@ -29,6 +29,9 @@ var migrations = []migration{
 	{3, func(d *Dialect) string { // mandates and the payment engine; the foundation's wallet carried over
 		return d.types.Replace(schemaPayments) + migrateV1Payments
 	}},
+	{4, func(d *Dialect) string { // device presence (MQTT online/offline)
+		return d.types.Replace(schemaPresence)
+	}},
 }
 
 // LatestVersion is the schema version this build migrates to.

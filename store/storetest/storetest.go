@@ -40,6 +40,7 @@ func Run(t *testing.T, open func(t *testing.T) *sqlstore.DB) {
 		{"IdempotencyRecords", testIdempotency},
 		{"AuditLeaves", testAuditLeaves},
 		{"Migrations", testMigrations},
+		{"PresenceRoundTrip", testPresence},
 	} {
 		t.Run(s.name, func(t *testing.T) {
 			t.Parallel()
