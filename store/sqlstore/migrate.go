@@ -32,6 +32,9 @@ var migrations = []migration{
 	{4, func(d *Dialect) string { // device presence (MQTT online/offline)
 		return d.types.Replace(schemaPresence)
 	}},
+	{5, func(d *Dialect) string { // the audit log's tiles and checkpoints
+		return d.types.Replace(schemaLog)
+	}},
 }
 
 // LatestVersion is the schema version this build migrates to.

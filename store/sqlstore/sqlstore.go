@@ -33,6 +33,7 @@ var (
 	_ registry.Tx = (*Tx)(nil)
 	_ payment.Tx  = (*Tx)(nil)
 	_ audit.Tx    = (*Tx)(nil)
+	_ audit.LogTx = (*Tx)(nil)
 	_ platform.Tx = (*Tx)(nil)
 )
 

@@ -39,6 +39,7 @@ func Run(t *testing.T, open func(t *testing.T) *sqlstore.DB) {
 		{"PaymentsRoundTrip", testPayments},
 		{"IdempotencyRecords", testIdempotency},
 		{"AuditLeaves", testAuditLeaves},
+		{"AuditTilesAndCheckpoints", testAuditLog},
 		{"Migrations", testMigrations},
 		{"PresenceRoundTrip", testPresence},
 	} {
