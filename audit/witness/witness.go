@@ -355,3 +355,48 @@ func verifierKeyOf(skey string) (string, error) {
 	h.Write(pub)
 	return fmt.Sprintf("%s+%08x+%s", parts[2], binary.BigEndian.Uint32(h.Sum(nil)), base64.StdEncoding.EncodeToString(pub)), nil
 }
+
+// Anchor is a witness as the log's checkpointer pushes to it
+// (audit.Anchor): it remembers the size the witness holds, learns it from
+// a 409 when it does not know it, and proves consistency from there.
+type Anchor struct {
+	URL    string
+	Client *http.Client
+
+	mu   sync.Mutex
+	size uint64 // the size the witness is believed to hold
+}
+
+// Name is the witness's URL.
+func (a *Anchor) Name() string { return "witness " + a.URL }
+
+// Push asks the witness to co-sign signed and returns its signature lines.
+func (a *Anchor) Push(ctx context.Context, signed []byte, cp tlog.Checkpoint, proof func(old uint64) ([][]byte, error)) ([]byte, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	client := a.Client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	for try := 0; ; try++ {
+		old := min(a.size, cp.Size)
+		var p [][]byte
+		if old > 0 && old < cp.Size {
+			var err error
+			if p, err = proof(old); err != nil {
+				return nil, err
+			}
+		}
+		sigs, err := AddCheckpoint(ctx, client, a.URL, old, p, signed)
+		var ce *ConflictError
+		if errors.As(err, &ce) && try == 0 && ce.Size != old && ce.Size <= cp.Size {
+			a.size = ce.Size // ask again from the size it holds
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		a.size = cp.Size
+		return sigs, nil
+	}
+}
