@@ -28,13 +28,13 @@ const (
 
 // Sessions is the platform's table of end-to-end sessions, in memory:
 // keyed by session id, each bound to the device whose channel made it,
-// bounded in number (in all and a device), in age and in messages. A
-// restart empties it; devices then handshake again. Safe for concurrent
-// use.
+// bounded in number (in all and a device), in age and in messages (a zero
+// bound is the default). A restart empties it; devices then handshake
+// again. Safe for concurrent use.
 type Sessions struct {
-	Max, PerDeviceMax int
-	Lifetime          time.Duration
-	MessagesMax       uint64
+	Max, PerDeviceMax int           // live sessions in all, and a device's
+	Lifetime          time.Duration // from the handshake
+	MessagesMax       uint64        // requests a session carries
 
 	mu       sync.Mutex
 	byID     map[string]*session
@@ -73,10 +73,17 @@ func (t *Sessions) add(s *session) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.init()
-	for len(t.byDevice[s.device]) >= max(t.PerDeviceMax, 1) {
+	perDevice, all := t.PerDeviceMax, t.Max
+	if perDevice <= 0 {
+		perDevice = SessionsPerDeviceMax
+	}
+	if all <= 0 {
+		all = SessionsMax
+	}
+	for len(t.byDevice[s.device]) >= perDevice {
 		t.remove(t.byDevice[s.device][0])
 	}
-	for len(t.byID) >= max(t.Max, 1) {
+	for len(t.byID) >= all {
 		t.remove(t.lru.Back().Value.(*session))
 	}
 	t.byID[string(s.keys.ID)] = s
