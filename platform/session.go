@@ -68,11 +68,15 @@ func (t *Sessions) init() {
 }
 
 // add records s, evicting the device's oldest sessions and the least
-// recently used ones beyond the bounds.
-func (t *Sessions) add(s *session) {
+// recently used ones beyond the bounds. It refuses (false) a session whose
+// hello key a live session already used: two copies of one hello racing.
+func (t *Sessions) add(s *session) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.init()
+	if t.byKey[s.gx] != nil {
+		return false
+	}
 	perDevice, all := t.PerDeviceMax, t.Max
 	if perDevice <= 0 {
 		perDevice = SessionsPerDeviceMax
@@ -90,6 +94,7 @@ func (t *Sessions) add(s *session) {
 	t.byKey[s.gx] = s
 	t.byDevice[s.device] = append(t.byDevice[s.device], s)
 	s.elem = t.lru.PushFront(s)
+	return true
 }
 
 // remove forgets s; t.mu is held.
@@ -98,7 +103,9 @@ func (t *Sessions) remove(s *session) {
 		return
 	}
 	delete(t.byID, string(s.keys.ID))
-	delete(t.byKey, s.gx)
+	if t.byKey[s.gx] == s {
+		delete(t.byKey, s.gx)
+	}
 	t.lru.Remove(s.elem)
 	ds := t.byDevice[s.device]
 	for i, x := range ds {
@@ -243,7 +250,10 @@ func (p *Processor) Handshake(ctx context.Context, device iotpay.DeviceID, raw [
 	if lifetime <= 0 {
 		lifetime = SessionLifetime
 	}
-	table.add(&session{keys: sess, device: device, gx: string(h.Key), expires: now.Add(lifetime)})
+	if !table.add(&session{keys: sess, device: device, gx: string(h.Key), expires: now.Add(lifetime)}) {
+		p.log().Warn("hello replayed", "device", device)
+		return p.reject(suite, device, suite.Hash(raw), nil, nil, iotpay.Errorf(iotpay.EREPLAY, "hello replayed"))
+	}
 	p.log().Info("session established", "device", device, "suite", suite.Name())
 	return Result{Receipt: welcome, Outcome: wire.Approved, Reason: "session established"}
 }
