@@ -66,7 +66,7 @@ func ParseEncrypt0(b []byte) (*Encrypt0, error) {
 		return nil, iotpay.Errorf(iotpay.EINVALID, "envelope of %d bytes exceeds %d", len(b), EnvelopeBytesMax)
 	}
 	var raw cbor.RawTag
-	if err := unmarshal(b, &raw); err != nil {
+	if err := unmarshalTag(b, &raw); err != nil {
 		return nil, iotpay.Wrap(iotpay.EINVALID, "malformed envelope", err)
 	}
 	if raw.Number != tagEncrypt0 {

@@ -305,3 +305,39 @@ func TestPartialIVIsStrict(t *testing.T) {
 		t.Errorf("piv without kid: %v", err)
 	}
 }
+
+// TestInnerTagsRefused: only a message's outer COSE tag may be a tag; a
+// tag inside (here, tag 8 on the protected header) would give a message
+// a second encoding with the same meaning, which the fuzzer found for a
+// COSE_Encrypt0: refused there and in a COSE_Sign1.
+func TestInnerTagsRefused(t *testing.T) {
+	hs := doHandshake(t, wire.Intl)
+	sealed, _ := hs.dev.SealRequest(1, []byte("x"))
+	req, err := wire.SignRequest(wire.Intl, hs.devKey, nil, amountRequest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string][]byte{"encrypt0": sealed, "sign1": req} {
+		var tag cbor.RawTag
+		if err := cbor.Unmarshal(b, &tag); err != nil {
+			t.Fatal(err)
+		}
+		var m []cbor.RawMessage
+		if err := cbor.Unmarshal(tag.Content, &m); err != nil {
+			t.Fatal(err)
+		}
+		m[0] = append([]byte{0xc8}, m[0]...)
+		b, _ := cbor.Marshal(cbor.Tag{Number: tag.Number, Content: m})
+		var err1, err2 error
+		if name == "encrypt0" {
+			_, err1 = wire.ParseEncrypt0(b)
+			_, err2 = hs.dev.OpenResponse(1, b)
+		} else {
+			_, _, err1 = wire.ParseRequest(b)
+			_, err2 = wire.ParseSign1(b)
+		}
+		if iotpay.ErrorCode(err1) != iotpay.EINVALID || iotpay.ErrorCode(err2) != iotpay.EINVALID {
+			t.Errorf("%s with an inner tag: %v, %v", name, err1, err2)
+		}
+	}
+}
