@@ -304,6 +304,15 @@ func TestPartialIVIsStrict(t *testing.T) {
 	if _, err := wire.ParseEncrypt0(b); iotpay.ErrorCode(err) != iotpay.EINVALID {
 		t.Errorf("piv without kid: %v", err)
 	}
+	// The same message with a length written longer than needed: the
+	// protected header's bstr length (0x43) as 0x58 0x03.
+	if !bytes.HasPrefix(sealed, []byte{0xd0, 0x83, 0x43}) {
+		t.Fatalf("unexpected start %x", sealed[:3])
+	}
+	long := append([]byte{0xd0, 0x83, 0x58, 0x03}, sealed[3:]...)
+	if _, err := wire.ParseEncrypt0(long); iotpay.ErrorCode(err) != iotpay.EINVALID {
+		t.Errorf("non-deterministic encoding: %v", err)
+	}
 }
 
 // TestInnerTagsRefused: only a message's outer COSE tag may be a tag; a
