@@ -316,9 +316,13 @@ func encrypt0Parts(t *testing.T, b []byte) []cbor.RawMessage {
 	return m
 }
 
+// detCBOR encodes as iotpay does: deterministic (RFC 8949 §4.2.1), which
+// the platform requires of a COSE_Encrypt0.
+var detCBOR, _ = cbor.CoreDetEncOptions().EncMode()
+
 func encrypt0Of(t *testing.T, m []cbor.RawMessage) []byte {
 	t.Helper()
-	b, err := cbor.Marshal(cbor.Tag{Number: 16, Content: m})
+	b, err := detCBOR.Marshal(cbor.Tag{Number: 16, Content: m})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +338,7 @@ func resealedSeq(t *testing.T, b []byte, seq byte) []byte {
 		t.Fatal(err)
 	}
 	u[6] = []byte{seq}
-	m[1], _ = cbor.Marshal(u)
+	m[1], _ = detCBOR.Marshal(u)
 	return encrypt0Of(t, m)
 }
 
@@ -342,8 +346,8 @@ func resealedSeq(t *testing.T, b []byte, seq byte) []byte {
 func withProtectedAlg(t *testing.T, b []byte, alg int64) []byte {
 	t.Helper()
 	m := encrypt0Parts(t, b)
-	prot, _ := cbor.Marshal(map[int]int64{1: alg})
-	m[0], _ = cbor.Marshal(prot)
+	prot, _ := detCBOR.Marshal(map[int]int64{1: alg})
+	m[0], _ = detCBOR.Marshal(prot)
 	return encrypt0Of(t, m)
 }
 
