@@ -28,13 +28,13 @@ const (
 
 // Sessions is the platform's table of end-to-end sessions, in memory:
 // keyed by session id, each bound to the device whose channel made it,
-// bounded in number (in all and a device), in age and in messages. A
-// restart empties it; devices then handshake again. Safe for concurrent
-// use.
+// bounded in number (in all and a device), in age and in messages (a zero
+// bound is the default). A restart empties it; devices then handshake
+// again. Safe for concurrent use.
 type Sessions struct {
-	Max, PerDeviceMax int
-	Lifetime          time.Duration
-	MessagesMax       uint64
+	Max, PerDeviceMax int           // live sessions in all, and a device's
+	Lifetime          time.Duration // from the handshake
+	MessagesMax       uint64        // requests a session carries
 
 	mu       sync.Mutex
 	byID     map[string]*session
@@ -68,21 +68,33 @@ func (t *Sessions) init() {
 }
 
 // add records s, evicting the device's oldest sessions and the least
-// recently used ones beyond the bounds.
-func (t *Sessions) add(s *session) {
+// recently used ones beyond the bounds. It refuses (false) a session whose
+// hello key a live session already used: two copies of one hello racing.
+func (t *Sessions) add(s *session) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.init()
-	for len(t.byDevice[s.device]) >= max(t.PerDeviceMax, 1) {
+	if t.byKey[s.gx] != nil {
+		return false
+	}
+	perDevice, all := t.PerDeviceMax, t.Max
+	if perDevice <= 0 {
+		perDevice = SessionsPerDeviceMax
+	}
+	if all <= 0 {
+		all = SessionsMax
+	}
+	for len(t.byDevice[s.device]) >= perDevice {
 		t.remove(t.byDevice[s.device][0])
 	}
-	for len(t.byID) >= max(t.Max, 1) {
+	for len(t.byID) >= all {
 		t.remove(t.lru.Back().Value.(*session))
 	}
 	t.byID[string(s.keys.ID)] = s
 	t.byKey[s.gx] = s
 	t.byDevice[s.device] = append(t.byDevice[s.device], s)
 	s.elem = t.lru.PushFront(s)
+	return true
 }
 
 // remove forgets s; t.mu is held.
@@ -91,7 +103,9 @@ func (t *Sessions) remove(s *session) {
 		return
 	}
 	delete(t.byID, string(s.keys.ID))
-	delete(t.byKey, s.gx)
+	if t.byKey[s.gx] == s {
+		delete(t.byKey, s.gx)
+	}
 	t.lru.Remove(s.elem)
 	ds := t.byDevice[s.device]
 	for i, x := range ds {
@@ -236,7 +250,10 @@ func (p *Processor) Handshake(ctx context.Context, device iotpay.DeviceID, raw [
 	if lifetime <= 0 {
 		lifetime = SessionLifetime
 	}
-	table.add(&session{keys: sess, device: device, gx: string(h.Key), expires: now.Add(lifetime)})
+	if !table.add(&session{keys: sess, device: device, gx: string(h.Key), expires: now.Add(lifetime)}) {
+		p.log().Warn("hello replayed", "device", device)
+		return p.reject(suite, device, suite.Hash(raw), nil, nil, iotpay.Errorf(iotpay.EREPLAY, "hello replayed"))
+	}
 	p.log().Info("session established", "device", device, "suite", suite.Name())
 	return Result{Receipt: welcome, Outcome: wire.Approved, Reason: "session established"}
 }

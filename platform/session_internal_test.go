@@ -36,6 +36,9 @@ func TestSessionsBounds(t *testing.T) {
 	if tab.get([]byte{4, 0, 0, 0, 0, 0, 0, 0}, later) != nil || tab.Len() != 2 {
 		t.Fatal("an expired session was returned")
 	}
+	if tab.add(testSession(2, b, later)) { // the same hello key as a live session's
+		t.Fatal("a second session of one hello key was added")
+	}
 	tab.Drop(b)
 	if tab.Len() != 1 || !tab.used([]byte{2}) {
 		t.Fatal("Drop ended another device's session")

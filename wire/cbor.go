@@ -18,6 +18,10 @@ const (
 var (
 	encMode cbor.EncMode
 	decMode cbor.DecMode
+	// taggedMode decodes a message's outer COSE tag; nothing inside may
+	// carry a tag (decMode), so no message has two encodings that differ
+	// by a tag.
+	taggedMode cbor.DecMode
 )
 
 func init() {
@@ -26,17 +30,21 @@ func init() {
 	if err != nil {
 		panic(err)
 	}
-	decMode, err = cbor.DecOptions{
+	opts := cbor.DecOptions{
 		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
 		IndefLength:       cbor.IndefLengthForbidden,
-		TagsMd:            cbor.TagsAllowed,
+		TagsMd:            cbor.TagsForbidden,
 		MaxNestedLevels:   NestedLevelsMax,
 		MaxArrayElements:  ArrayLenMax,
 		MaxMapPairs:       MapPairsMax,
 		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
 		UTF8:              cbor.UTF8RejectInvalid,
-	}.DecMode()
-	if err != nil {
+	}
+	if decMode, err = opts.DecMode(); err != nil {
+		panic(err)
+	}
+	opts.TagsMd = cbor.TagsAllowed
+	if taggedMode, err = opts.DecMode(); err != nil {
 		panic(err)
 	}
 }
@@ -71,3 +79,7 @@ func unmarshalCanonical(b []byte, v any) error {
 	}
 	return nil
 }
+
+// unmarshalTag decodes a tagged message's tag and raw content; the content
+// is then decoded with unmarshal, which refuses tags.
+func unmarshalTag(b []byte, raw *cbor.RawTag) error { return taggedMode.Unmarshal(b, raw) }

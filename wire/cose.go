@@ -73,7 +73,7 @@ func ParseSign1(b []byte) (*Sign1, error) {
 		return nil, iotpay.Errorf(iotpay.EINVALID, "envelope of %d bytes exceeds %d", len(b), EnvelopeBytesMax)
 	}
 	var raw cbor.RawTag
-	if err := unmarshal(b, &raw); err != nil {
+	if err := unmarshalTag(b, &raw); err != nil {
 		return nil, iotpay.Wrap(iotpay.EINVALID, "malformed envelope", err)
 	}
 	if raw.Number != tagSign1 {

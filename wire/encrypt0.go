@@ -1,6 +1,8 @@
 package wire
 
 import (
+	"bytes"
+
 	"github.com/fxamacker/cbor/v2"
 	"github.com/iotpay/iotpay"
 )
@@ -58,7 +60,7 @@ type Encrypt0 struct {
 func IsEncrypt0(b []byte) bool { return len(b) > 0 && b[0] == 0xc0|tagEncrypt0 }
 
 // ParseEncrypt0 decodes a tagged COSE_Encrypt0 message. It checks form
-// only: a protected header holding the algorithm alone, an unprotected
+// only: deterministic encoding (RFC 8949 §4.2.1), a protected header holding the algorithm alone, an unprotected
 // header with a kid and a Partial IV both or neither, a minimal Partial IV
 // of at most PIVBytesMax bytes, a ciphertext at least a tag long.
 func ParseEncrypt0(b []byte) (*Encrypt0, error) {
@@ -66,7 +68,7 @@ func ParseEncrypt0(b []byte) (*Encrypt0, error) {
 		return nil, iotpay.Errorf(iotpay.EINVALID, "envelope of %d bytes exceeds %d", len(b), EnvelopeBytesMax)
 	}
 	var raw cbor.RawTag
-	if err := unmarshal(b, &raw); err != nil {
+	if err := unmarshalTag(b, &raw); err != nil {
 		return nil, iotpay.Wrap(iotpay.EINVALID, "malformed envelope", err)
 	}
 	if raw.Number != tagEncrypt0 {
@@ -75,6 +77,12 @@ func ParseEncrypt0(b []byte) (*Encrypt0, error) {
 	var m encrypt0
 	if err := unmarshal(raw.Content, &m); err != nil {
 		return nil, iotpay.Wrap(iotpay.EINVALID, "malformed envelope", err)
+	}
+	// One message, one encoding: the outer structure, which the AEAD does
+	// not cover, must be as the deterministic encoder writes it (no
+	// longer-than-needed lengths or integers).
+	if canon, err := sealEncrypt0(m.Protected, m.Unprotected, m.Ciphertext); err != nil || !bytes.Equal(canon, b) {
+		return nil, iotpay.Errorf(iotpay.EINVALID, "malformed envelope: not in deterministic encoding")
 	}
 	var h header
 	if err := unmarshal(m.Protected, &h); err != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/sha256"
+	"strings"
 	"testing"
 
 	"github.com/fxamacker/cbor/v2"
@@ -239,6 +240,9 @@ func TestHandshakeRefusals(t *testing.T) {
 	}
 }
 
+// detCBOR encodes deterministically, as ParseEncrypt0 requires.
+var detCBOR, _ = cbor.CoreDetEncOptions().EncMode()
+
 // withAlg re-encodes a COSE_Encrypt0 with alg in its protected header.
 func withAlg(t *testing.T, b []byte, alg int64) []byte {
 	t.Helper()
@@ -250,9 +254,9 @@ func withAlg(t *testing.T, b []byte, alg int64) []byte {
 	if err := cbor.Unmarshal(tag.Content, &m); err != nil {
 		t.Fatal(err)
 	}
-	prot, _ := cbor.Marshal(map[int]int64{1: alg})
-	m[0], _ = cbor.Marshal(prot)
-	out, err := cbor.Marshal(cbor.Tag{Number: 16, Content: m})
+	prot, _ := detCBOR.Marshal(map[int]int64{1: alg})
+	m[0], _ = detCBOR.Marshal(prot)
+	out, err := detCBOR.Marshal(cbor.Tag{Number: 16, Content: m})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,15 +297,60 @@ func TestPartialIVIsStrict(t *testing.T) {
 	var m []cbor.RawMessage
 	cbor.Unmarshal(tag.Content, &m)
 	for _, piv := range [][]byte{{}, {0, 1}, {1, 2, 3, 4, 5, 6}} {
-		m[1], _ = cbor.Marshal(map[int][]byte{4: hs.dev.ID, 6: piv})
-		b, _ := cbor.Marshal(cbor.Tag{Number: 16, Content: m})
-		if _, err := wire.ParseEncrypt0(b); iotpay.ErrorCode(err) != iotpay.EINVALID {
+		m[1], _ = detCBOR.Marshal(map[int][]byte{4: hs.dev.ID, 6: piv})
+		b, _ := detCBOR.Marshal(cbor.Tag{Number: 16, Content: m})
+		if _, err := wire.ParseEncrypt0(b); iotpay.ErrorCode(err) != iotpay.EINVALID || (len(piv) > 0 && !strings.Contains(err.Error(), "partial IV")) {
 			t.Errorf("piv %x: %v", piv, err)
 		}
 	}
-	m[1], _ = cbor.Marshal(map[int][]byte{6: {1}})
-	b, _ := cbor.Marshal(cbor.Tag{Number: 16, Content: m})
+	m[1], _ = detCBOR.Marshal(map[int][]byte{6: {1}})
+	b, _ := detCBOR.Marshal(cbor.Tag{Number: 16, Content: m})
 	if _, err := wire.ParseEncrypt0(b); iotpay.ErrorCode(err) != iotpay.EINVALID {
 		t.Errorf("piv without kid: %v", err)
+	}
+	// The same message with a length written longer than needed: the
+	// protected header's bstr length (0x43) as 0x58 0x03.
+	if !bytes.HasPrefix(sealed, []byte{0xd0, 0x83, 0x43}) {
+		t.Fatalf("unexpected start %x", sealed[:3])
+	}
+	long := append([]byte{0xd0, 0x83, 0x58, 0x03}, sealed[3:]...)
+	if _, err := wire.ParseEncrypt0(long); iotpay.ErrorCode(err) != iotpay.EINVALID {
+		t.Errorf("non-deterministic encoding: %v", err)
+	}
+}
+
+// TestInnerTagsRefused: only a message's outer COSE tag may be a tag; a
+// tag inside (here, tag 8 on the protected header) would give a message
+// a second encoding with the same meaning, which the fuzzer found for a
+// COSE_Encrypt0: refused there and in a COSE_Sign1.
+func TestInnerTagsRefused(t *testing.T) {
+	hs := doHandshake(t, wire.Intl)
+	sealed, _ := hs.dev.SealRequest(1, []byte("x"))
+	req, err := wire.SignRequest(wire.Intl, hs.devKey, nil, amountRequest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string][]byte{"encrypt0": sealed, "sign1": req} {
+		var tag cbor.RawTag
+		if err := cbor.Unmarshal(b, &tag); err != nil {
+			t.Fatal(err)
+		}
+		var m []cbor.RawMessage
+		if err := cbor.Unmarshal(tag.Content, &m); err != nil {
+			t.Fatal(err)
+		}
+		m[0] = append([]byte{0xc8}, m[0]...)
+		b, _ := cbor.Marshal(cbor.Tag{Number: tag.Number, Content: m})
+		var err1, err2 error
+		if name == "encrypt0" {
+			_, err1 = wire.ParseEncrypt0(b)
+			_, err2 = hs.dev.OpenResponse(1, b)
+		} else {
+			_, _, err1 = wire.ParseRequest(b)
+			_, err2 = wire.ParseSign1(b)
+		}
+		if iotpay.ErrorCode(err1) != iotpay.EINVALID || iotpay.ErrorCode(err2) != iotpay.EINVALID {
+			t.Errorf("%s with an inner tag: %v, %v", name, err1, err2)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	devcoap "github.com/iotpay/iotpay/device/coap"
 	devhttps "github.com/iotpay/iotpay/device/https"
 	devmqtt "github.com/iotpay/iotpay/device/mqtt"
+	"github.com/iotpay/iotpay/platform/daemon"
 	"github.com/iotpay/iotpay/wire"
 )
 
@@ -31,14 +33,20 @@ type secureDevice struct {
 // enrollSuite enrolls a new device of the fixture's product in suite.
 func (f *fixture) enrollSuite(t *testing.T, suite string) *secureDevice {
 	t.Helper()
-	ctx := context.Background()
 	var dev struct{ Product iotpay.ProductID }
 	f.must("GET", "/v1/devices/"+string(f.dev.ID()), nil, &dev)
+	return f.enrollProduct(t, suite, dev.Product)
+}
+
+// enrollProduct enrolls a new device of product in suite.
+func (f *fixture) enrollProduct(t *testing.T, suite string, product iotpay.ProductID) *secureDevice {
+	t.Helper()
+	ctx := context.Background()
 	var created struct {
 		Device struct{ ID iotpay.DeviceID }
 		Token  string `json:"enrollment_token"`
 	}
-	f.must("POST", "/v1/devices", map[string]any{"product": dev.Product, "name": "secure " + suite, "suite": suite}, &created)
+	f.must("POST", "/v1/devices", map[string]any{"product": product, "name": "secure " + suite, "suite": suite}, &created)
 	var (
 		en  *device.Enrollment
 		id  *device.Identity
@@ -308,9 +316,13 @@ func encrypt0Parts(t *testing.T, b []byte) []cbor.RawMessage {
 	return m
 }
 
+// detCBOR encodes as iotpay does: deterministic (RFC 8949 §4.2.1), which
+// the platform requires of a COSE_Encrypt0.
+var detCBOR, _ = cbor.CoreDetEncOptions().EncMode()
+
 func encrypt0Of(t *testing.T, m []cbor.RawMessage) []byte {
 	t.Helper()
-	b, err := cbor.Marshal(cbor.Tag{Number: 16, Content: m})
+	b, err := detCBOR.Marshal(cbor.Tag{Number: 16, Content: m})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,7 +338,7 @@ func resealedSeq(t *testing.T, b []byte, seq byte) []byte {
 		t.Fatal(err)
 	}
 	u[6] = []byte{seq}
-	m[1], _ = cbor.Marshal(u)
+	m[1], _ = detCBOR.Marshal(u)
 	return encrypt0Of(t, m)
 }
 
@@ -334,8 +346,8 @@ func resealedSeq(t *testing.T, b []byte, seq byte) []byte {
 func withProtectedAlg(t *testing.T, b []byte, alg int64) []byte {
 	t.Helper()
 	m := encrypt0Parts(t, b)
-	prot, _ := cbor.Marshal(map[int]int64{1: alg})
-	m[0], _ = cbor.Marshal(prot)
+	prot, _ := detCBOR.Marshal(map[int]int64{1: alg})
+	m[0], _ = detCBOR.Marshal(prot)
 	return encrypt0Of(t, m)
 }
 
@@ -346,4 +358,72 @@ func sm2Key(t *testing.T) *sm2.PrivateKey {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// TestSecureSessionAfterRestart: iotpayd restarts and forgets every
+// session; a device that still holds its session is refused once,
+// handshakes again by itself and pays, in each suite; the ledger balances.
+func TestSecureSessionAfterRestart(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	open := func() *daemon.Daemon {
+		d, err := daemon.Open(context.Background(), daemon.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0",
+			DeviceHTTPAddr: "127.0.0.1:0", CoAPAddr: "127.0.0.1:0"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Start(); err != nil {
+			d.Close()
+			t.Fatal(err)
+		}
+		return d
+	}
+	d := open()
+	f := &fixture{platform: &platform{t: t, d: d, url: "http://" + d.HTTPAddr()}}
+	var acc struct{ ID iotpay.AccountID }
+	f.must("POST", "/v1/accounts", map[string]any{"name": "merchant", "kind": "merchant", "currency": "EUR"}, &acc)
+	f.merchant = acc.ID
+	var prod struct{ ID iotpay.ProductID }
+	f.must("POST", "/v1/products", map[string]any{"name": "vending", "merchant_account": f.merchant,
+		"pricing": map[string]any{"mode": "metered", "event": "dispense", "unit": "units", "per_units": 1, "price_minor": 250, "currency": "EUR"}}, &prod)
+	f.must("POST", "/v1/accounts", map[string]any{"name": "payer", "kind": "payer", "currency": "EUR"}, &acc)
+	f.payer = acc.ID
+	f.must("POST", "/v1/accounts/"+string(f.payer)+"/fund", map[string]any{"amount": 2000}, nil)
+	devs := []*secureDevice{f.enrollProduct(t, wire.SuiteIntl, prod.ID), f.enrollProduct(t, wire.SuiteGM, prod.ID)}
+
+	ctx := context.Background()
+	pay := func(s *secureDevice) *recorder {
+		t.Helper()
+		tr, err := devmqtt.Dial(ctx, devmqtt.Config{Addr: f.d.MQTTAddr(), TLS: s.id.TLSConfig("127.0.0.1"), DeviceID: s.id.ID, Timeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tr.Close()
+		rec := &recorder{Transport: tr}
+		if rc, err := s.dev.PaySecure(ctx, rec, dispense()); err != nil || rc.Outcome != wire.Approved {
+			t.Fatalf("secure payment: %+v, %v", rc, err)
+		}
+		return rec
+	}
+	sids := map[*secureDevice][]byte{}
+	for _, s := range devs {
+		pay(s)
+		sids[s] = s.dev.SessionID()
+	}
+	key := d.APIKey
+	d.Close()
+	d = open()
+	defer d.Close()
+	d.APIKey = key // printed at the first start only
+	f.d, f.url = d, "http://"+d.HTTPAddr()
+	for _, s := range devs {
+		rec := pay(s)
+		// sealed (refused: unknown session), hello, sealed.
+		if len(rec.sent) != 3 || !wire.IsHello(rec.sent[1]) || bytes.Equal(s.dev.SessionID(), sids[s]) {
+			t.Errorf("%s: %d messages after the restart, want a refused sealed request, a hello and the sealed request", s.id.Suite.Name(), len(rec.sent))
+		}
+	}
+	if got := f.balance(f.payer); got != 2000-4*250 {
+		t.Errorf("payer balance = %d, want %d", got, 2000-4*250)
+	}
+	f.assertBalanced()
 }
