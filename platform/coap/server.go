@@ -154,7 +154,7 @@ func New(cfg Config, checker DeviceChecker, h Handler) (*Server, error) {
 		secret := bytes.Clone(cfg.PSKSecret)
 		s.dtlsOpt = append(s.dtlsOpt, piondtls.WithPSK(func(identity []byte) ([]byte, error) {
 			return DerivePSK(secret, iotpay.DeviceID(identity))
-		}))
+		}), piondtls.WithPSKIdentityHint([]byte(PSKIdentityHint)))
 		// PSK suites last: a device with a certificate uses it.
 		suites = append(suites, piondtls.TLS_PSK_WITH_AES_128_GCM_SHA256, piondtls.TLS_PSK_WITH_AES_128_CCM_8,
 			piondtls.TLS_PSK_WITH_AES_128_CCM)

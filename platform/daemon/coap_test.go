@@ -224,10 +224,22 @@ func pkiArgs(t *testing.T, f *fixture) []string {
 	return []string{"-c", filepath.Join(dir, "cert.pem"), "-j", filepath.Join(dir, "key.pem"), "-R", filepath.Join(dir, "ca.pem")}
 }
 
-// pskArgs returns the coap-client arguments for f's device's PSK.
+// pskArgs returns the coap-client arguments for f's device's PSK, as the
+// operator API hands it out. The identity and key are in a hint file
+// (coap-client -h: "hint,identity,key"), the defaults -u/-k wrong, so the
+// handshake succeeds only if the server sends the hint the API names.
 func pskArgs(t *testing.T, f *fixture) []string {
 	id := f.dev.Identity().ID
-	return []string{"-u", string(id), "-k", string(mustPSK(t, f, id))}
+	var psk struct{ Identity, Key, Hint string }
+	f.must("POST", "/v1/devices/"+string(id)+"/psk", nil, &psk)
+	if psk.Key != string(mustPSK(t, f, id)) || psk.Identity != string(id) {
+		t.Fatalf("the API's PSK %+v is not the derived key", psk)
+	}
+	hints := filepath.Join(t.TempDir(), "psk-hints")
+	if err := os.WriteFile(hints, []byte(psk.Hint+","+psk.Identity+","+psk.Key+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"-h", hints, "-u", "nobody", "-k", "wrong"}
 }
 
 // TestCoAPClient pays with libcoap's coap-client, a third-party DTLS and
