@@ -47,19 +47,6 @@ func (f *fixture) dialCoAP(t *testing.T, psk bool) *devcoap.Transport {
 	return tr
 }
 
-// assertUnmoved fails unless the payer's and merchant's balances are payer
-// and merchant and the ledger balances.
-func (f *fixture) assertUnmoved(t *testing.T, payer, merchant int64) {
-	t.Helper()
-	if got := f.balance(f.payer); got != payer {
-		t.Errorf("payer balance moved: %d, want %d", got, payer)
-	}
-	if got := f.balance(f.merchant); got != merchant {
-		t.Errorf("merchant balance moved: %d, want %d", got, merchant)
-	}
-	f.assertBalanced()
-}
-
 func TestCoAPPayment(t *testing.T) {
 	for _, mode := range []string{"certificate", "psk"} {
 		t.Run(mode, func(t *testing.T) {

@@ -271,20 +271,11 @@ func testBadInput(t *testing.T, store string) {
 	payer, merchant := f.balance(f.payer), f.balance(f.merchant)
 	id := f.dev.Identity()
 
-	// send delivers raw bytes and returns the platform's verified answer to them.
 	send := func(raw []byte) *wire.Receipt {
 		t.Helper()
-		s := &device.Signed{Raw: raw, Hash: id.Suite.Hash(raw)}
-		answer, err := f.tr.Exchange(ctx, raw, func(a []byte) bool {
-			rc, err := wire.OpenReceipt(id.Suite, id.PlatformKey, a)
-			return err == nil && rc.For(s.Hash, string(id.ID))
-		})
+		rc, err := exchange(ctx, f.tr, id, raw)
 		if err != nil {
 			t.Fatalf("no answer: %v", err)
-		}
-		rc, err := wire.OpenReceipt(id.Suite, id.PlatformKey, answer)
-		if err != nil {
-			t.Fatal(err)
 		}
 		return rc
 	}
