@@ -31,6 +31,7 @@ import (
 	dtlsserver "github.com/plgd-dev/go-coap/v3/dtls/server"
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/message/pool"
 	"github.com/plgd-dev/go-coap/v3/mux"
 	coapnet "github.com/plgd-dev/go-coap/v3/net"
 	"github.com/plgd-dev/go-coap/v3/net/blockwise"
@@ -307,17 +308,9 @@ func (s *Server) servePay(w mux.ResponseWriter, r *mux.Message) {
 		return
 	}
 	defer s.calls.Done()
-	if r.Code() != codes.POST {
-		s.refuse(w, codes.MethodNotAllowed)
-		return
-	}
-	if cf, err := r.ContentFormat(); err != nil || (cf != message.AppCoseSign1 && cf != message.AppOctets) {
-		s.refuse(w, codes.UnsupportedMediaType)
-		return
-	}
-	body, err := readBody(r.Body())
-	if err != nil {
-		s.refuse(w, Code(err))
+	body, refusal := payBody(r.Message)
+	if refusal != codes.Empty {
+		s.refuse(w, refusal)
 		return
 	}
 	id, err := deviceOf(w.Conn().NetConn())
@@ -344,6 +337,22 @@ func (s *Server) servePay(w mux.ResponseWriter, r *mux.Message) {
 	if err := w.SetResponse(codes.Changed, message.AppCoseSign1, bytes.NewReader(answer)); err != nil {
 		s.log.Error("cannot answer", "device", id, "err", err)
 	}
+}
+
+// payBody checks a /pay request's method, Content-Format and size, in
+// that order, and returns its body, or the CoAP code that refuses it.
+func payBody(r *pool.Message) ([]byte, codes.Code) {
+	if r.Code() != codes.POST {
+		return nil, codes.MethodNotAllowed
+	}
+	if cf, err := r.ContentFormat(); err != nil || (cf != message.AppCoseSign1 && cf != message.AppOctets) {
+		return nil, codes.UnsupportedMediaType
+	}
+	body, err := readBody(r.Body())
+	if err != nil {
+		return nil, Code(err)
+	}
+	return body, codes.Empty
 }
 
 // refuse answers with code and no payload.
