@@ -36,7 +36,7 @@ type suiteDevice struct {
 // enrollSuite registers a device of suite for product, enrolls it over the
 // API with fresh keys (for gm an SM2 key and a P-256 transport key) and
 // gives it a mandate on the fixture's payer.
-func (f *fixture) enrollSuite(t *testing.T, product iotpay.ProductID, suite string) *suiteDevice {
+func (f *fixture) enrollSuite(t testing.TB, product iotpay.ProductID, suite string) *suiteDevice {
 	t.Helper()
 	var created struct {
 		Device struct{ ID iotpay.DeviceID }
@@ -65,7 +65,7 @@ func (f *fixture) enrollSuite(t *testing.T, product iotpay.ProductID, suite stri
 		t.Fatal(err)
 	}
 	f.must("POST", "/v1/mandates", map[string]any{"device": id.ID, "payer": f.payer, "per_payment_limit": 500,
-		"daily_limit": 100000, "monthly_limit": 100000}, nil)
+		"daily_limit": 1 << 40, "monthly_limit": 1 << 40}, nil)
 	return &suiteDevice{id: id, dev: d, state: state}
 }
 
@@ -73,7 +73,7 @@ func (f *fixture) enrollSuite(t *testing.T, product iotpay.ProductID, suite stri
 type access struct {
 	name string
 	// dial opens a channel authenticated as id's device.
-	dial func(t *testing.T, f *fixture, id *device.Identity) (device.Transport, io.Closer, error)
+	dial func(t testing.TB, f *fixture, id *device.Identity) (device.Transport, io.Closer, error)
 	// tooBig is what the transport's refusal of an envelope over
 	// wire.EnvelopeBytesMax says; empty where the refusal is the channel
 	// closed (MQTT drops the client, as MQTT 5 prescribes).
@@ -88,15 +88,15 @@ type access struct {
 
 var accesses = []access{
 	{name: "mqtt", tooBig: "", revoked: "",
-		dial: func(t *testing.T, f *fixture, id *device.Identity) (device.Transport, io.Closer, error) {
+		dial: func(t testing.TB, f *fixture, id *device.Identity) (device.Transport, io.Closer, error) {
 			return dialMQTT(f, id.ID, id.TLSConfig("127.0.0.1"))
 		}, tlsConfig: func(id *device.Identity) *tls.Config { return id.TLSConfig("127.0.0.1") }},
 	{name: "coap-cert", tooBig: "4.13", revoked: "4.01",
-		dial: func(t *testing.T, f *fixture, id *device.Identity) (device.Transport, io.Closer, error) {
+		dial: func(t testing.TB, f *fixture, id *device.Identity) (device.Transport, io.Closer, error) {
 			return dialCoAPWith(f, devcoap.Config{TLS: id.TLSConfig("127.0.0.1")}, id.ID)
 		}, tlsConfig: func(id *device.Identity) *tls.Config { return id.TLSConfig("127.0.0.1") }},
 	{name: "coap-psk", tooBig: "4.13", revoked: "4.01",
-		dial: func(t *testing.T, f *fixture, id *device.Identity) (device.Transport, io.Closer, error) {
+		dial: func(t testing.TB, f *fixture, id *device.Identity) (device.Transport, io.Closer, error) {
 			var psk struct{ Key string }
 			if st := f.api("POST", "/v1/devices/"+string(id.ID)+"/psk", nil, &psk); st != 200 {
 				return nil, nil, iotpay.Errorf(iotpay.EUNAUTHORIZED, "the API refused the PSK: status %d", st)
@@ -104,7 +104,7 @@ var accesses = []access{
 			return dialCoAPWith(f, devcoap.Config{PSK: []byte(psk.Key)}, id.ID)
 		}},
 	{name: "https", tooBig: "413", revoked: "403",
-		dial: func(t *testing.T, f *fixture, id *device.Identity) (device.Transport, io.Closer, error) {
+		dial: func(t testing.TB, f *fixture, id *device.Identity) (device.Transport, io.Closer, error) {
 			return dialHTTPS(f, id.TLSConfig("127.0.0.1"))
 		}, tlsConfig: func(id *device.Identity) *tls.Config { return id.TLSConfig("127.0.0.1") }},
 }
@@ -473,7 +473,7 @@ func revokedAttack(t *testing.T, f *fixture, a *suiteDevice) {
 				if st := f.api("POST", "/v1/devices/"+string(a.id.ID)+"/psk", nil, nil); st != 409 {
 					t.Errorf("the API's PSK of a revoked device: status %d, want 409", st)
 				}
-				dial = func(t *testing.T, f *fixture, id *device.Identity) (device.Transport, io.Closer, error) {
+				dial = func(t testing.TB, f *fixture, id *device.Identity) (device.Transport, io.Closer, error) {
 					return dialCoAPWith(f, devcoap.Config{PSK: mustPSK(t, f, id.ID)}, id.ID)
 				}
 			}

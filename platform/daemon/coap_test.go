@@ -138,7 +138,7 @@ func TestCoAPRefusedHandshakes(t *testing.T) {
 	f.assertUnmoved(t, payer, merchant)
 }
 
-func mustPSK(t *testing.T, f *fixture, id iotpay.DeviceID) []byte {
+func mustPSK(t testing.TB, f *fixture, id iotpay.DeviceID) []byte {
 	t.Helper()
 	k, err := f.d.DevicePSK(id)
 	if err != nil {
