@@ -109,14 +109,16 @@ var accesses = []access{
 		}, tlsConfig: func(id *device.Identity) *tls.Config { return id.TLSConfig("127.0.0.1") }},
 }
 
+func (f *fixture) attemptsOr1() int { return max(f.attempts, 1) }
+
 func dialMQTT(f *fixture, id iotpay.DeviceID, cfg *tls.Config) (device.Transport, io.Closer, error) {
 	tr, err := devmqtt.Dial(context.Background(), devmqtt.Config{Addr: f.d.MQTTAddr(), TLS: cfg, DeviceID: id,
-		Timeout: attackTimeout, Attempts: 1})
+		Timeout: attackTimeout, Attempts: f.attemptsOr1()})
 	return tr, tr, err
 }
 
 func dialCoAPWith(f *fixture, cfg devcoap.Config, id iotpay.DeviceID) (device.Transport, io.Closer, error) {
-	cfg.Addr, cfg.DeviceID, cfg.Attempts = f.d.CoAPAddr(), id, 1
+	cfg.Addr, cfg.DeviceID, cfg.Attempts = f.d.CoAPAddr(), id, f.attemptsOr1()
 	if cfg.Timeout == 0 {
 		cfg.Timeout = attackTimeout
 	}
@@ -129,7 +131,7 @@ func dialCoAPWith(f *fixture, cfg devcoap.Config, id iotpay.DeviceID) (device.Tr
 // empty body is refused 400 by a device endpoint that accepted the
 // handshake.
 func dialHTTPS(f *fixture, cfg *tls.Config) (device.Transport, io.Closer, error) {
-	tr, err := devhttps.New(devhttps.Config{URL: f.deviceURL(), TLS: cfg, Timeout: attackTimeout, Attempts: 1})
+	tr, err := devhttps.New(devhttps.Config{URL: f.deviceURL(), TLS: cfg, Timeout: attackTimeout, Attempts: f.attemptsOr1()})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -115,6 +115,10 @@ func (p *platform) assertBalanced() {
 
 type fixture struct {
 	*platform
+	// attempts is how many times the attack suite's and the benchmarks'
+	// transports send a request; 0 is once (a refusal is an answer, not
+	// a silence, so nothing needs resending).
+	attempts        int
 	merchant, payer iotpay.AccountID
 	dev             *device.Device
 	tr              *devmqtt.Transport
