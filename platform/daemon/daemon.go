@@ -325,7 +325,7 @@ func (d *Daemon) DeviceHTTPAddr() string { return d.DeviceHTTP.Addr() }
 func (d *Daemon) startDeviceHTTP(tlsCfg *tls.Config) error {
 	var err error
 	d.DeviceHTTP, err = devicehttp.New(devicehttp.Config{Addr: d.cfg.DeviceHTTPAddr, TLS: tlsCfg, CA: d.CA.Cert,
-		Logger: d.log}, d.Registry, d.Processor)
+		Logger: d.log}, estRegistry{Service: d.Registry, payments: d.Payments}, d.Processor)
 	if err != nil {
 		return err
 	}
