@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -41,6 +43,10 @@ type Enrollment struct {
 	TransportCertificate string `json:"transport_certificate,omitempty"`
 }
 
+// enrollAttempts is how many times an enrollment is sent when its answer
+// is lost.
+const enrollAttempts = 3
+
 // Enroll asks the platform at apiURL to certify the key behind signer for
 // device id, proving the right to with the one-time token.
 func Enroll(ctx context.Context, client *http.Client, apiURL string, id iotpay.DeviceID, token string, signer crypto.Signer) (*Enrollment, error) {
@@ -55,12 +61,24 @@ func EnrollWith(ctx context.Context, client *http.Client, apiURL string, id iotp
 	if err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, apiURL+"/v1/enroll", bytes.NewReader(body))
-	if err != nil {
-		return nil, err
+	// A lost answer is asked again with the same bytes and an
+	// Idempotency-Key of them: the platform answers the enrollment it
+	// made (a new CSR would be another request, and the token is spent).
+	sum := sha256.Sum256(body)
+	var resp *http.Response
+	var b []byte
+	for range enrollAttempts {
+		req, rerr := http.NewRequestWithContext(ctx, http.MethodPost, apiURL+"/v1/enroll", bytes.NewReader(body))
+		if rerr != nil {
+			return nil, rerr
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", "enroll-"+hex.EncodeToString(sum[:16]))
+		resp, b, err = roundTrip(client, req)
+		if (err == nil && resp.StatusCode != http.StatusServiceUnavailable) || ctx.Err() != nil {
+			break
+		}
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, b, err := roundTrip(client, req)
 	if err != nil {
 		return nil, err
 	}

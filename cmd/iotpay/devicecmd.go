@@ -131,6 +131,9 @@ func devicePay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	broker := fs.String("mqtt", "127.0.0.1:8883", "platform MQTT/TLS address")
 	httpsURL := fs.String("https", "", "pay over the platform's HTTPS device endpoint instead of MQTT, e.g. https://127.0.0.1:8443")
 	coapAddr := fs.String("coap", "", "pay over CoAP/DTLS with the device certificate instead of MQTT, e.g. 127.0.0.1:5684")
+	pskKey := fs.String("psk", "", "with --coap: handshake with this pre-shared key ('device psk') instead of the certificate")
+	pskFile := fs.String("psk-file", "", "with --coap: handshake with the pre-shared key in this file ('device psk --dir' writes "+
+		"DIR/"+PSKFile+")")
 	amount := fs.Int64("amount", 0, "amount in minor units, for products priced by amount")
 	currency := fs.String("currency", "EUR", "currency of --amount")
 	event := fs.String("event", "", "event type, e.g. dispense or session_end")
@@ -143,6 +146,13 @@ func devicePay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if *dir == "" {
 		return fmt.Errorf("device pay needs --dir")
+	}
+	psk, err := pskOf(*pskKey, *pskFile)
+	if err != nil {
+		return err
+	}
+	if psk != nil && *coapAddr == "" {
+		return fmt.Errorf("--psk and --psk-file need --coap")
 	}
 	p := device.Payment{RequestID: *rid}
 	if *event != "" {
@@ -183,7 +193,7 @@ func devicePay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var t device.Transport
 	var closer io.Closer
 	if *coapAddr != "" {
-		t, closer, err = coapTransport(ctx, id, *coapAddr)
+		t, closer, err = coapTransport(ctx, id, *coapAddr, psk)
 	} else {
 		t, closer, err = payTransport(ctx, id, *broker, *httpsURL)
 	}

@@ -27,7 +27,8 @@ Commands:
   account balance      an account's balance, now or --as-of-seq N / --as-of T
   device create        register a device; prints its one-time enrollment token
   device enroll        generate the device key in a keystore, enroll it, save the identity
-  device pay           sign a payment request, send it over MQTT/TLS (or --https), verify the receipt
+  device pay           sign a payment request, send it over MQTT/TLS (or --https, --coap [--psk]), verify the receipt
+  device psk           get a device's CoAP/DTLS pre-shared key (--dir: save it for 'device pay --psk-file')
   device rotate        renew the device certificate over EST before it expires (HTTPS, mutual TLS)
   mandate create       let a device pay from a payer account within limits
   mandate suspend      decline the device's payments until resumed
@@ -87,6 +88,7 @@ var commands = map[string]func(ctx context.Context, args []string, stdout, stder
 	"device create":     deviceCreate,
 	"device enroll":     deviceEnroll,
 	"device pay":        devicePay,
+	"device psk":        devicePSK,
 	"device rotate":     deviceRotate,
 	"mandate create":    mandateCreate,
 	"mandate suspend":   mandateSet("suspend"),

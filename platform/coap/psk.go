@@ -22,14 +22,21 @@ const (
 	PSKSecretBytes = 32
 )
 
+// PSKIdentityHint is the PSK identity hint the server sends in its
+// handshake (RFC 4279 §2): it names the key domain, so a device holding
+// keys for several servers can pick this one's.
+const PSKIdentityHint = "iotpay"
+
 // pskInfo separates PSK derivation from any other use of the secret.
 const pskInfo = "iotpay coap dtls psk v1\x00"
 
 // DerivePSK returns device id's pre-shared key: the lowercase hex text of
 // 16 bytes of HKDF-SHA256 of the platform's PSK secret with the device id
 // in the info. Nothing per device is stored; the key is handed to the
-// device at provisioning and a compromised key is withdrawn by revoking the
-// device. The key is text (128 bits in 32 octets) because tools and device
+// device at provisioning (the operator API's POST /v1/devices/{id}/psk)
+// and a compromised key is withdrawn by revoking the device: it
+// authenticates the channel only, every request is still signed by the
+// device's own key. The key is text (128 bits in 32 octets) because tools and device
 // configurations take a PSK as a string (libcoap's coap-client -k).
 func DerivePSK(secret []byte, id iotpay.DeviceID) ([]byte, error) {
 	if len(secret) < PSKSecretBytes {

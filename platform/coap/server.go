@@ -31,6 +31,7 @@ import (
 	dtlsserver "github.com/plgd-dev/go-coap/v3/dtls/server"
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/message/pool"
 	"github.com/plgd-dev/go-coap/v3/mux"
 	coapnet "github.com/plgd-dev/go-coap/v3/net"
 	"github.com/plgd-dev/go-coap/v3/net/blockwise"
@@ -155,7 +156,7 @@ func New(cfg Config, checker DeviceChecker, h Handler) (*Server, error) {
 		secret := bytes.Clone(cfg.PSKSecret)
 		s.dtlsOpt = append(s.dtlsOpt, piondtls.WithPSK(func(identity []byte) ([]byte, error) {
 			return DerivePSK(secret, iotpay.DeviceID(identity))
-		}))
+		}), piondtls.WithPSKIdentityHint([]byte(PSKIdentityHint)))
 		// PSK suites last: a device with a certificate uses it.
 		suites = append(suites, piondtls.TLS_PSK_WITH_AES_128_GCM_SHA256, piondtls.TLS_PSK_WITH_AES_128_CCM_8,
 			piondtls.TLS_PSK_WITH_AES_128_CCM)
@@ -308,17 +309,9 @@ func (s *Server) servePay(w mux.ResponseWriter, r *mux.Message) {
 		return
 	}
 	defer s.calls.Done()
-	if r.Code() != codes.POST {
-		s.refuse(w, codes.MethodNotAllowed)
-		return
-	}
-	if cf, err := r.ContentFormat(); err != nil || (cf != message.AppCoseSign1 && cf != message.AppCoseEncrypt0 && cf != message.AppOctets) {
-		s.refuse(w, codes.UnsupportedMediaType)
-		return
-	}
-	body, err := readBody(r.Body())
-	if err != nil {
-		s.refuse(w, Code(err))
+	body, refusal := payBody(r.Message)
+	if refusal != codes.Empty {
+		s.refuse(w, refusal)
 		return
 	}
 	id, err := deviceOf(w.Conn().NetConn())
@@ -349,6 +342,22 @@ func (s *Server) servePay(w mux.ResponseWriter, r *mux.Message) {
 	if err := w.SetResponse(codes.Changed, cf, bytes.NewReader(answer)); err != nil {
 		s.log.Error("cannot answer", "device", id, "err", err)
 	}
+}
+
+// payBody checks a /pay request's method, Content-Format and size, in
+// that order, and returns its body, or the CoAP code that refuses it.
+func payBody(r *pool.Message) ([]byte, codes.Code) {
+	if r.Code() != codes.POST {
+		return nil, codes.MethodNotAllowed
+	}
+	if cf, err := r.ContentFormat(); err != nil || (cf != message.AppCoseSign1 && cf != message.AppCoseEncrypt0 && cf != message.AppOctets) {
+		return nil, codes.UnsupportedMediaType
+	}
+	body, err := readBody(r.Body())
+	if err != nil {
+		return nil, Code(err)
+	}
+	return body, codes.Empty
 }
 
 // refuse answers with code and no payload.

@@ -3,7 +3,6 @@ package daemon
 import (
 	"crypto/tls"
 	"fmt"
-	"path/filepath"
 
 	"github.com/iotpay/iotpay"
 	"github.com/iotpay/iotpay/platform/coap"
@@ -23,12 +22,8 @@ func (d *Daemon) startCoAP(cert tls.Certificate) error {
 	if addr == "" {
 		addr = DefaultCoAPAddr
 	}
-	secret, err := coap.LoadOrCreatePSKSecret(filepath.Join(d.cfg.DataDir, CoAPPSKSecretFile), nil)
-	if err != nil {
-		return err
-	}
-	d.pskSecret = secret
-	d.CoAP, err = coap.New(coap.Config{Addr: addr, Certificate: cert, ClientCAs: d.CA.Pool(), PSKSecret: secret,
+	var err error
+	d.CoAP, err = coap.New(coap.Config{Addr: addr, Certificate: cert, ClientCAs: d.CA.Pool(), PSKSecret: d.pskSecret,
 		Logger: d.log}, d.Registry, d.Processor)
 	if err != nil {
 		return err
@@ -61,11 +56,9 @@ func (d *Daemon) disconnect(id iotpay.DeviceID) {
 func (d *Daemon) CoAPAddr() string { return d.CoAP.Addr() }
 
 // DevicePSK returns the DTLS pre-shared key of device id, to provision a
-// constrained device with (its PSK identity is its id). Available once the
-// daemon started.
+// constrained device with (its PSK identity is its id). The secret it
+// derives from is loaded (or made) by Open; the operator API's
+// POST /v1/devices/{id}/psk answers it for an active device.
 func (d *Daemon) DevicePSK(id iotpay.DeviceID) ([]byte, error) {
-	if d.pskSecret == nil {
-		return nil, iotpay.Errorf(iotpay.EUNAVAILABLE, "coap: not started")
-	}
 	return coap.DerivePSK(d.pskSecret, id)
 }

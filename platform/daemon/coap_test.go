@@ -47,19 +47,6 @@ func (f *fixture) dialCoAP(t *testing.T, psk bool) *devcoap.Transport {
 	return tr
 }
 
-// assertUnmoved fails unless the payer's and merchant's balances are payer
-// and merchant and the ledger balances.
-func (f *fixture) assertUnmoved(t *testing.T, payer, merchant int64) {
-	t.Helper()
-	if got := f.balance(f.payer); got != payer {
-		t.Errorf("payer balance moved: %d, want %d", got, payer)
-	}
-	if got := f.balance(f.merchant); got != merchant {
-		t.Errorf("merchant balance moved: %d, want %d", got, merchant)
-	}
-	f.assertBalanced()
-}
-
 func TestCoAPPayment(t *testing.T) {
 	for _, mode := range []string{"certificate", "psk"} {
 		t.Run(mode, func(t *testing.T) {
@@ -151,7 +138,7 @@ func TestCoAPRefusedHandshakes(t *testing.T) {
 	f.assertUnmoved(t, payer, merchant)
 }
 
-func mustPSK(t *testing.T, f *fixture, id iotpay.DeviceID) []byte {
+func mustPSK(t testing.TB, f *fixture, id iotpay.DeviceID) []byte {
 	t.Helper()
 	k, err := f.d.DevicePSK(id)
 	if err != nil {
@@ -224,10 +211,22 @@ func pkiArgs(t *testing.T, f *fixture) []string {
 	return []string{"-c", filepath.Join(dir, "cert.pem"), "-j", filepath.Join(dir, "key.pem"), "-R", filepath.Join(dir, "ca.pem")}
 }
 
-// pskArgs returns the coap-client arguments for f's device's PSK.
+// pskArgs returns the coap-client arguments for f's device's PSK, as the
+// operator API hands it out. The identity and key are in a hint file
+// (coap-client -h: "hint,identity,key"), the defaults -u/-k wrong, so the
+// handshake succeeds only if the server sends the hint the API names.
 func pskArgs(t *testing.T, f *fixture) []string {
 	id := f.dev.Identity().ID
-	return []string{"-u", string(id), "-k", string(mustPSK(t, f, id))}
+	var psk struct{ Identity, Key, Hint string }
+	f.must("POST", "/v1/devices/"+string(id)+"/psk", nil, &psk)
+	if psk.Key != string(mustPSK(t, f, id)) || psk.Identity != string(id) {
+		t.Fatalf("the API's PSK %+v is not the derived key", psk)
+	}
+	hints := filepath.Join(t.TempDir(), "psk-hints")
+	if err := os.WriteFile(hints, []byte(psk.Hint+","+psk.Identity+","+psk.Key+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"-h", hints, "-u", "nobody", "-k", "wrong"}
 }
 
 // TestCoAPClient pays with libcoap's coap-client, a third-party DTLS and

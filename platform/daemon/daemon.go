@@ -181,6 +181,9 @@ func Open(ctx context.Context, cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	if d.pskSecret, err = coap.LoadOrCreatePSKSecret(filepath.Join(cfg.DataDir, CoAPPSKSecretFile), nil); err != nil {
+		return nil, err
+	}
 	if d.DB, err = openStore(ctx, kind, cfg); err != nil {
 		return nil, err
 	}
@@ -288,7 +291,8 @@ func (d *Daemon) Start() error {
 		d.Broker.Close()
 		return err
 	}
-	api := &httpapi.Server{Registry: d.Registry, Payments: d.Payments, OnRevoke: d.disconnect, Logger: d.log.With("component", "http")}
+	api := &httpapi.Server{Registry: d.Registry, Payments: d.Payments, OnRevoke: d.disconnect,
+		PSK: d.DevicePSK, PSKHint: coap.PSKIdentityHint, Logger: d.log.With("component", "http")}
 	d.httpLn, err = net.Listen("tcp", d.cfg.HTTPAddr)
 	if err != nil {
 		d.DeviceHTTP.Close(context.Background())
@@ -321,7 +325,7 @@ func (d *Daemon) DeviceHTTPAddr() string { return d.DeviceHTTP.Addr() }
 func (d *Daemon) startDeviceHTTP(tlsCfg *tls.Config) error {
 	var err error
 	d.DeviceHTTP, err = devicehttp.New(devicehttp.Config{Addr: d.cfg.DeviceHTTPAddr, TLS: tlsCfg, CA: d.CA.Cert,
-		Logger: d.log}, d.Registry, d.Processor)
+		Logger: d.log}, estRegistry{Service: d.Registry, payments: d.Payments}, d.Processor)
 	if err != nil {
 		return err
 	}

@@ -69,8 +69,14 @@ func (f *fixture) enrollEST(key crypto.Signer) *estDevice {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := device.ESTEnroll(ctx, f.trustingClient(), f.deviceURL(), id, token, key); iotpay.ErrorCode(err) != iotpay.EUNAUTHORIZED {
-		t.Fatalf("second use of the token: %v, want unauthorized", err)
+	// A device that lost the answer asks again: the same certificate for
+	// the same key (a new CSR), nothing for another key.
+	again, err := device.ESTEnroll(ctx, f.trustingClient(), f.deviceURL(), id, token, key)
+	if err != nil || !again.Equal(cert) {
+		t.Fatalf("retry of the enrollment: %v, want the same certificate", err)
+	}
+	if _, err := device.ESTEnroll(ctx, f.trustingClient(), f.deviceURL(), id, token, newP256(t)); iotpay.ErrorCode(err) != iotpay.EUNAUTHORIZED {
+		t.Fatalf("the token again for another key: %v, want unauthorized", err)
 	}
 	en, ident, d := f.estIdentity(id, string(pki.EncodeCertPEM(cert)), key)
 	f.must("POST", "/v1/mandates", map[string]any{"device": id, "payer": f.payer, "per_payment_limit": 500,
@@ -111,7 +117,7 @@ func pemPublicKey(der []byte) string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 }
 
-func newP256(t *testing.T) *ecdsa.PrivateKey {
+func newP256(t testing.TB) *ecdsa.PrivateKey {
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)

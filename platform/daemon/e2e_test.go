@@ -26,7 +26,7 @@ import (
 
 // platform is a running iotpayd and an operator API client for it.
 type platform struct {
-	t   *testing.T
+	t   testing.TB
 	d   *daemon.Daemon
 	url string
 }
@@ -48,7 +48,7 @@ func onEachStore(t *testing.T, scenario func(t *testing.T, store string)) {
 	}
 }
 
-func start(t *testing.T, store string) *platform {
+func start(t testing.TB, store string) *platform {
 	t.Helper()
 	ctx := context.Background()
 	d, err := daemon.Open(ctx, daemon.Config{DataDir: filepath.Join(t.TempDir(), "data"), Store: store, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", DeviceHTTPAddr: "127.0.0.1:0", CoAPAddr: "127.0.0.1:0"})
@@ -115,6 +115,10 @@ func (p *platform) assertBalanced() {
 
 type fixture struct {
 	*platform
+	// attempts is how many times the attack suite's and the benchmarks'
+	// transports send a request; 0 is once (a refusal is an answer, not
+	// a silence, so nothing needs resending).
+	attempts        int
 	merchant, payer iotpay.AccountID
 	dev             *device.Device
 	tr              *devmqtt.Transport
@@ -123,7 +127,7 @@ type fixture struct {
 // setup starts the platform on store and creates a vending product (2.50 EUR per unit dispensed), one device
 // enrolled over the API with a key it generated, a wallet of 20.00 EUR and
 // a mandate of 5.00 per payment, 10.00 a day.
-func setup(t *testing.T, store string) *fixture {
+func setup(t testing.TB, store string) *fixture {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -133,7 +137,7 @@ func setup(t *testing.T, store string) *fixture {
 
 // setupWith is setup with the device's key in key, which may be in a
 // keystore.
-func setupWith(t *testing.T, store string, key crypto.Signer) *fixture {
+func setupWith(t testing.TB, store string, key crypto.Signer) *fixture {
 	p := start(t, store)
 	f := &fixture{platform: p}
 	var acc struct{ ID iotpay.AccountID }
@@ -271,20 +275,11 @@ func testBadInput(t *testing.T, store string) {
 	payer, merchant := f.balance(f.payer), f.balance(f.merchant)
 	id := f.dev.Identity()
 
-	// send delivers raw bytes and returns the platform's verified answer to them.
 	send := func(raw []byte) *wire.Receipt {
 		t.Helper()
-		s := &device.Signed{Raw: raw, Hash: id.Suite.Hash(raw)}
-		answer, err := f.tr.Exchange(ctx, raw, func(a []byte) bool {
-			rc, err := wire.OpenReceipt(id.Suite, id.PlatformKey, a)
-			return err == nil && rc.For(s.Hash, string(id.ID))
-		})
+		rc, err := exchange(ctx, f.tr, id, raw)
 		if err != nil {
 			t.Fatalf("no answer: %v", err)
-		}
-		rc, err := wire.OpenReceipt(id.Suite, id.PlatformKey, answer)
-		if err != nil {
-			t.Fatal(err)
 		}
 		return rc
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/iotpay/iotpay/platform/coap"
 	"github.com/iotpay/iotpay/platform/daemon"
 	"github.com/iotpay/iotpay/platform/httpapi"
 )
@@ -32,7 +33,8 @@ func newAPI(tb testing.TB, cfg daemon.Config) *api {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	srv := httptest.NewServer((&httpapi.Server{Registry: d.Registry, Payments: d.Payments}).Handler())
+	srv := httptest.NewServer((&httpapi.Server{Registry: d.Registry, Payments: d.Payments, PSK: d.DevicePSK,
+		PSKHint: coap.PSKIdentityHint}).Handler())
 	a := &api{srv: srv, d: d, key: d.APIKey}
 	tb.Cleanup(func() { srv.Close(); d.Close() })
 	tb.Cleanup(func() { a.balanced(tb) }) // runs first

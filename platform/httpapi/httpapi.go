@@ -39,7 +39,11 @@ type Server struct {
 	Payments *payment.Engine[platform.Tx]
 	// OnRevoke is told of every revoked device, to drop its live sessions.
 	OnRevoke func(iotpay.DeviceID)
-	Logger   *slog.Logger
+	// PSK derives a device's CoAP/DTLS pre-shared key; nil when CoAP is
+	// off. PSKHint is the identity hint the DTLS server sends.
+	PSK     func(iotpay.DeviceID) ([]byte, error)
+	PSKHint string
+	Logger  *slog.Logger
 }
 
 // statusOf is the one mapping from error codes to HTTP statuses.
@@ -82,6 +86,7 @@ func (s *Server) Routes() []Route {
 		op("GET", "/v1/devices", s.listDevices),
 		op("GET", "/v1/devices/{id}", getByID(iotpay.PrefixDevice, s.Registry.Device)),
 		op("POST", "/v1/devices/{id}/revoke", s.revokeDevice),
+		op("POST", "/v1/devices/{id}/psk", s.devicePSK),
 		op("POST", "/v1/accounts", s.createAccount),
 		op("GET", "/v1/accounts", s.listAccounts),
 		op("GET", "/v1/accounts/{id}", getByID(iotpay.PrefixAccount, s.accountByID)),

@@ -30,6 +30,13 @@ var unreachable = map[string]string{
 		"and nothing else debits those accounts, so they always cover it",
 }
 
+// noIdempotency are POST routes that write nothing, so take no
+// Idempotency-Key, and why.
+var noIdempotency = map[string]string{
+	"POST /v1/devices/{id}/psk": "the key is derived, not stored: every call answers the same, " +
+		"and the answer, a secret, must not be kept in the idempotency table",
+}
+
 // liveDoc fetches the document the server serves, checks it is the
 // embedded one and valid OpenAPI 3.0, and loads it.
 func liveDoc(t *testing.T, a *api) *openapi3.T {
@@ -67,7 +74,11 @@ func TestOpenAPIRoutes(t *testing.T) {
 		if authed := op.Security == nil || len(*op.Security) > 0; authed != rt.Operator {
 			t.Errorf("%s: the document says authenticated %v, the server %v", key, authed, rt.Operator)
 		}
-		if rt.Method == "POST" && op.Parameters.GetByInAndName("header", "Idempotency-Key") == nil {
+		hasKey := op.Parameters.GetByInAndName("header", "Idempotency-Key") != nil
+		if rt.Method == "POST" && noIdempotency[key] != "" && hasKey {
+			t.Errorf("%s: documents an Idempotency-Key it does not take", key)
+		}
+		if rt.Method == "POST" && noIdempotency[key] == "" && !hasKey {
 			t.Errorf("%s: no Idempotency-Key in the document", key)
 		}
 	}
@@ -203,6 +214,10 @@ func TestOpenAPILive(t *testing.T) {
 	c.send("", "POST", "/v1/enroll", map[string]any{"device": device, "token": token, "csr": csr}, true, 200, "Idempotency-Key", "enroll-1")
 	c.ok(200, "GET", "/v1/devices/"+device, nil)
 	c.ok(200, "GET", "/v1/devices?limit=1", nil)
+	if psk := c.ok(200, "POST", "/v1/devices/"+device+"/psk", nil); psk.str("identity") != device || len(psk.str("key")) != 32 ||
+		psk.header.Get("Cache-Control") != "no-store" {
+		t.Errorf("device PSK: %s %v", psk, psk.header)
+	}
 	// A gm device: an SM2 signing key, a P-256 transport key.
 	gmCreated := c.ok(201, "POST", "/v1/devices", map[string]any{"product": product, "name": "charger-gm", "suite": "gm"})
 	gmDevice := gmCreated.body["device"].(map[string]any)["id"].(string)
@@ -275,6 +290,7 @@ func TestOpenAPILive(t *testing.T) {
 	c.ok(409, "POST", "/v1/mandates/"+mandate+"/suspend", nil)
 	c.ok(409, "POST", "/v1/mandates/"+mandate+"/resume", nil)
 	c.ok(200, "POST", "/v1/devices/"+device+"/revoke", nil)
+	c.ok(409, "POST", "/v1/devices/"+device+"/psk", map[string]any{})
 	c.ok(409, "POST", "/v1/payments", map[string]any{"device": device, "amount": 1, "currency": "EUR"})
 
 	// Refusals every operation documents, swept over the document.
