@@ -6,11 +6,14 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
+
+	"github.com/iotpay/iotpay"
 )
 
 // LeafBytesMax bounds an encoded leaf.
@@ -52,6 +55,30 @@ var encMode, _ = cbor.CoreDetEncOptions().EncMode()
 
 // Encode returns the leaf's canonical bytes (deterministic CBOR).
 func (l *Leaf) Encode() ([]byte, error) { return encMode.Marshal(l) }
+
+var decMode, _ = cbor.DecOptions{
+	DupMapKey: cbor.DupMapKeyEnforcedAPF, IndefLength: cbor.IndefLengthForbidden, TagsMd: cbor.TagsForbidden,
+	MaxNestedLevels: 8, MaxArrayElements: 64, MaxMapPairs: 32, ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
+}.DecMode()
+
+// ParseLeaf decodes a leaf as the log serves it. The bytes must be the
+// leaf's canonical encoding, so a leaf has one form and one hash.
+func ParseLeaf(data []byte) (*Leaf, error) {
+	if len(data) > LeafBytesMax {
+		return nil, iotpay.Errorf(iotpay.EINVALID, "audit leaf of %d bytes exceeds %d", len(data), LeafBytesMax)
+	}
+	var l Leaf
+	if err := decMode.Unmarshal(data, &l); err != nil {
+		return nil, iotpay.Wrap(iotpay.EINVALID, "malformed audit leaf", err)
+	}
+	if again, err := l.Encode(); err != nil || !bytes.Equal(again, data) {
+		return nil, iotpay.Errorf(iotpay.EINVALID, "audit leaf is not in canonical encoding")
+	}
+	if l.V != 1 {
+		return nil, iotpay.Errorf(iotpay.EINVALID, "audit leaf version %d", l.V)
+	}
+	return &l, nil
+}
 
 // LeafHash is the RFC 6962 leaf hash: SHA-256(0x00 || data).
 func LeafHash(data []byte) []byte {

@@ -1,9 +1,11 @@
 package tlog
 
 import (
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -119,4 +121,27 @@ func GenerateLogKey(origin string) (skey, vkey string, err error) {
 		return "", "", iotpay.Wrap(iotpay.EINVALID, "log key", err)
 	}
 	return skey, vkey, nil
+}
+
+// Note signature types of Ed25519 keys (C2SP signed-note): a plain
+// signature, and a timestamped cosignature/v1 (what witnesses sign).
+const (
+	TypeEd25519       byte = 0x01
+	TypeCosignatureV1 byte = 0x04
+)
+
+// Ed25519VerifierKey derives from an Ed25519 note signer key
+// (PRIVATE+KEY+name+hash+base64(type‖seed)) the verifier key of signature
+// type typ: name+hash+base64(typ‖public key).
+func Ed25519VerifierKey(skey string, typ byte) (string, error) {
+	parts := strings.SplitN(skey, "+", 5)
+	if len(parts) != 5 || parts[0] != "PRIVATE" || parts[1] != "KEY" || !validKeyName(parts[2]) {
+		return "", iotpay.Errorf(iotpay.EINVALID, "malformed note signer key")
+	}
+	key, err := base64.StdEncoding.DecodeString(parts[4])
+	if err != nil || len(key) != 1+ed25519.SeedSize || (key[0] != TypeEd25519 && key[0] != TypeCosignatureV1) {
+		return "", iotpay.Errorf(iotpay.EINVALID, "note signer key is not Ed25519")
+	}
+	pub := append([]byte{typ}, ed25519.NewKeyFromSeed(key[1:]).Public().(ed25519.PublicKey)...)
+	return fmt.Sprintf("%s+%08x+%s", parts[2], keyHash(parts[2], pub), base64.StdEncoding.EncodeToString(pub)), nil
 }

@@ -14,10 +14,8 @@ package witness
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -135,7 +133,7 @@ func VerifierKey(skey string) (string, error) {
 	if _, err := fnote.NewSignerForCosignatureV1(skey); err != nil {
 		return "", iotpay.Wrap(iotpay.EINVALID, "witness: signer key", err)
 	}
-	return verifierKeyOf(skey)
+	return tlog.Ed25519VerifierKey(skey, tlog.TypeCosignatureV1)
 }
 
 // Name is the witness's key name.
@@ -338,23 +336,6 @@ func CoSign(checkpoint, sigLines []byte) []byte {
 	return append(bytes.Clone(checkpoint), sigLines...)
 }
 
-// verifierKeyOf builds the cosignature/v1 verifier key of an Ed25519
-// signer key: name+hash+base64(0x04‖public key).
-func verifierKeyOf(skey string) (string, error) {
-	parts := strings.SplitN(skey, "+", 5)
-	if len(parts) != 5 || parts[0] != "PRIVATE" || parts[1] != "KEY" {
-		return "", iotpay.Errorf(iotpay.EINVALID, "witness: malformed signer key")
-	}
-	key, err := base64.StdEncoding.DecodeString(parts[4])
-	if err != nil || len(key) != 1+ed25519.SeedSize || (key[0] != 0x01 && key[0] != 0x04) {
-		return "", iotpay.Errorf(iotpay.EINVALID, "witness: signer key is not Ed25519")
-	}
-	pub := append([]byte{0x04}, ed25519.NewKeyFromSeed(key[1:]).Public().(ed25519.PublicKey)...)
-	h := sha256.New()
-	h.Write([]byte(parts[2] + "\n"))
-	h.Write(pub)
-	return fmt.Sprintf("%s+%08x+%s", parts[2], binary.BigEndian.Uint32(h.Sum(nil)), base64.StdEncoding.EncodeToString(pub)), nil
-}
 
 // Anchor is a witness as the log's checkpointer pushes to it
 // (audit.Anchor): it remembers the size the witness holds, learns it from

@@ -41,6 +41,8 @@ Commands:
   payment refund       refund a payment, in full or in part
   payment get          show a payment (--transfers: its ledger transfers)
   payments             list payments (--device, --mandate, --status, --created-gte/lt; pages, --all)
+  audit verify         verify the audit log from its URL and key: checkpoint, consistency, co-signatures, anchor, --leaf, --full
+  witness              run a transparency-log witness (C2SP tlog-witness) for the logs given
 
 Operator commands read the API URL from --api or IOTPAY_URL (default http://127.0.0.1:8080)
 and the API key from IOTPAY_API_KEY. Every POST carries an Idempotency-Key: random, or
@@ -66,7 +68,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	cmd, rest := args[0], args[1:]
-	if len(rest) > 0 && (cmd == "product" || cmd == "account" || cmd == "device" || cmd == "mandate" || cmd == "payment") {
+	if len(rest) > 0 && (cmd == "product" || cmd == "account" || cmd == "device" || cmd == "mandate" || cmd == "payment" || cmd == "audit") {
 		cmd, rest = cmd+" "+rest[0], rest[1:]
 	}
 	if c, ok := commands[cmd]; ok {
@@ -101,4 +103,6 @@ var commands = map[string]func(ctx context.Context, args []string, stdout, stder
 	"payment refund":    paymentRefund,
 	"payment get":       paymentGet,
 	"payments":          paymentsList,
+	"audit verify":      auditVerify,
+	"witness":           runWitness,
 }
