@@ -71,7 +71,7 @@ func (h *hook) ID() string { return "iotpay" }
 
 func (h *hook) Provides(b byte) bool {
 	switch b {
-	case mochi.OnConnect, mochi.OnConnectAuthenticate, mochi.OnSessionEstablished, mochi.OnACLCheck,
+	case mochi.OnConnect, mochi.OnConnectAuthenticate, mochi.OnSessionEstablish, mochi.OnSessionEstablished, mochi.OnACLCheck,
 		mochi.OnPublish, mochi.OnPacketRead, mochi.OnPacketEncode, mochi.OnWillSent, mochi.OnDisconnect:
 		return true
 	}
@@ -241,6 +241,15 @@ func (h *hook) OnConnectAuthenticate(cl *mochi.Client, _ packets.Packet) bool {
 	return h.b.conn(cl) != nil
 }
 
+// OnSessionEstablish runs just before mochi takes over the session of an
+// earlier connection with the same client id, if any: that one ends for
+// this reason.
+func (h *hook) OnSessionEstablish(cl *mochi.Client, _ packets.Packet) {
+	if old, ok := h.b.server.Clients.Get(cl.ID); ok && old != cl {
+		h.b.conn(old).end(ReasonTakenOver)
+	}
+}
+
 // OnSessionEstablished runs once the CONNACK is sent: the device is online.
 func (h *hook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) {
 	b := h.b
@@ -329,6 +338,7 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 func (h *hook) refusePublish(cl *mochi.Client, pk packets.Packet, code packets.Code) error {
 	h.b.log.Warn("device publish refused, disconnecting", "device", cl.ID, "topic", pk.TopicName,
 		"reason", code.Reason, "bytes", len(pk.Payload), "retain", pk.FixedHeader.Retain, "remote", cl.Net.Remote)
+	h.b.conn(cl).end(code.Reason)
 	if cl.Properties.ProtocolVersion == 5 {
 		// The returned error only repeats code.
 		_ = h.b.server.DisconnectClient(cl, code)
@@ -375,6 +385,9 @@ func (h *hook) OnDisconnect(cl *mochi.Client, err error, _ bool) {
 	}
 	b.conns.Delete(cl.Net.Conn)
 	reason := disconnectReason(cl, err)
+	if r := c.ending.Load(); r != nil {
+		reason = *r
+	}
 	b.log.Info("device disconnected", "device", c.dev, "remote", c.remote, "reason", reason, "err", err,
 		"enrolling", c.token != "")
 	if c.online.Load() {

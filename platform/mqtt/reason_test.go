@@ -227,12 +227,16 @@ func TestPresenceEvents(t *testing.T) {
 	})
 
 	t.Run("session takeover", func(t *testing.T) {
+		before := lastGeneration(rec)
 		old := dialRaw(t, e.broker.Addr(), d.tlsConfig(e.ca.Pool()), string(d.id))
 		if ack := old.connect(t); ack.ReasonCode != 0 {
 			t.Fatalf("CONNACK %#x", ack.ReasonCode)
 		}
-		evs := rec.wait(t, d.id, kind(registry.PresenceConnected))
-		oldGen := evs[len(evs)-1].Generation
+		rec.wait(t, d.id, func(ev registry.PresenceEvent) bool {
+			return ev.Kind == registry.PresenceConnected && ev.Generation > before
+		})
+		oldGen := lastGeneration(rec)
+		var evs []registry.PresenceEvent
 		c := dialRaw(t, e.broker.Addr(), d.tlsConfig(e.ca.Pool()), string(d.id))
 		if ack := c.connect(t); ack.ReasonCode != 0 {
 			t.Fatalf("CONNACK %#x", ack.ReasonCode)
@@ -259,6 +263,19 @@ func TestPresenceEvents(t *testing.T) {
 		}
 		rec.wait(t, d.id, disconnected(ReasonAdministrative))
 	})
+}
+
+// lastGeneration is the generation of the latest connection recorded.
+func lastGeneration(r *recorder) int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var g int64
+	for _, ev := range r.events {
+		if ev.Kind == registry.PresenceConnected {
+			g = max(g, ev.Generation)
+		}
+	}
+	return g
 }
 
 func slicesContainsStatus(evs []registry.PresenceEvent, gen int64, status string) bool {
