@@ -269,9 +269,20 @@ func (h *hook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) {
 		Transport: Transport, Remote: c.remote})
 }
 
-// OnPacketRead notes that the device was heard from, at most once an
-// activityInterval, so that presence costs no write a message.
+// OnPacketRead refuses a publish whose topic name has a wildcard, and
+// notes that the device was heard from, at most once an activityInterval,
+// so that presence costs no write a message.
 func (h *hook) OnPacketRead(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type == packets.Publish && !cl.Net.Inline && strings.ContainsAny(pk.TopicName, "+#") {
+		// mochi would drop it without an answer, and a QoS 1 sender would
+		// resend it forever: MQTT 5 says DISCONNECT "topic name invalid".
+		h.b.log.Warn("device publish refused: wildcard in topic name", "device", cl.ID, "topic", pk.TopicName, "remote", cl.Net.Remote)
+		h.b.conn(cl).end(packets.ErrTopicNameInvalid.Reason)
+		if cl.Properties.ProtocolVersion == 5 {
+			_ = h.b.server.DisconnectClient(cl, packets.ErrTopicNameInvalid) // the error repeats the code
+		}
+		return pk, packets.ErrTopicNameInvalid
+	}
 	if c := h.b.conn(cl); c != nil && c.online.Load() {
 		now := h.b.now()
 		last := c.active.Load()

@@ -80,6 +80,23 @@ func TestConnackReasonCodes(t *testing.T) {
 	e.handler.none(t)
 }
 
+// TestWildcardTopicName: a publish on a topic name with a wildcard ends
+// the connection with DISCONNECT 0x90.
+func TestWildcardTopicName(t *testing.T) {
+	e := startBroker(t, newHandler())
+	d := newDevice(t, e.ca)
+	c := dialRaw(t, e.broker.Addr(), d.tlsConfig(e.ca.Pool()), string(d.id))
+	if ack := c.connect(t); ack.ReasonCode != 0 {
+		t.Fatalf("CONNACK %#x", ack.ReasonCode)
+	}
+	c.publish(t, wire.TopicPrefix+string(d.id)+"/+", 1, []byte("x"), false)
+	if dis := c.read(t); dis.FixedHeader.Type != packets.Disconnect || dis.ReasonCode != packets.ErrTopicNameInvalid.Code {
+		t.Fatalf("got type %d reason %#x, want DISCONNECT 0x90", dis.FixedHeader.Type, dis.ReasonCode)
+	}
+	c.wantClosed(t)
+	e.handler.none(t)
+}
+
 func TestConnackServerUnavailable(t *testing.T) {
 	e := startBroker(t, newHandler())
 	d := newDevice(t, e.ca)
