@@ -331,10 +331,15 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 	}
 	if !validStatus(pk.Payload) {
 		h.b.log.Warn("device status refused: not a status text", "device", c.dev, "bytes", len(pk.Payload), "remote", c.remote)
-		if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {
+		switch {
+		case pk.FixedHeader.Qos == 0:
+			return pk, packets.ErrRejectPacket // dropped: nothing to answer
+		case cl.Properties.ProtocolVersion == 5:
 			return pk, packets.ErrPayloadFormatInvalid // PUBACK 0x99
 		}
-		return pk, packets.ErrRejectPacket
+		// MQTT 3.1.1 has no negative PUBACK: unanswered, the message would
+		// be resent forever.
+		return pk, h.refusePublish(cl, pk, packets.ErrPayloadFormatInvalid)
 	}
 	h.b.emit(registry.PresenceEvent{Kind: registry.PresenceStatus, Device: c.dev, Generation: c.gen, At: h.b.now(),
 		Status: string(pk.Payload)})
