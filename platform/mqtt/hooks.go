@@ -2,7 +2,6 @@ package mqtt
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -118,7 +117,7 @@ func (h *hook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 	b := h.b
 	c, r := b.authenticate(cl, pk)
 	if r == nil {
-		if ln := b.listener(); ln == nil || !ln.admit(cl.Net.Conn.(*tls.Conn)) {
+		if dc, ok := cl.Net.Conn.(*deviceConn); !ok || b.listener() == nil || !b.listener().admit(dc) {
 			r = &refusal{code: packets.ErrServerUnavailable, why: "broker closing", level: slog.LevelInfo}
 		}
 	}
@@ -143,10 +142,11 @@ func (h *hook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 // far as known) and nil, or a refusal.
 func (b *Broker) authenticate(cl *mochi.Client, pk packets.Packet) (*conn, *refusal) {
 	c := &conn{remote: cl.Net.Remote}
-	tc, ok := cl.Net.Conn.(*tls.Conn)
+	dc, ok := cl.Net.Conn.(*deviceConn)
 	if !ok {
 		return c, refuse(packets.ErrNotAuthorized, "not a TLS connection")
 	}
+	tc := dc.Conn
 	if pk.Properties.AuthenticationMethod != "" {
 		return c, refuse(packets.ErrBadAuthenticationMethod, "enhanced authentication is not supported")
 	}
@@ -260,6 +260,9 @@ func (h *hook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) {
 	if c.token != "" {
 		b.log.Info("device connected to enroll", "device", c.dev, "remote", c.remote, "protocol", cl.Properties.ProtocolVersion)
 		return
+	}
+	if dc, ok := cl.Net.Conn.(*deviceConn); ok && cl.Properties.ProtocolVersion == 5 {
+		dc.v5.Store(true)
 	}
 	now := b.now()
 	c.active.Store(now.UnixNano())

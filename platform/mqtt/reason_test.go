@@ -225,7 +225,11 @@ func TestPresenceEvents(t *testing.T) {
 		if ack := c.connectWith(t, func(pk *packets.Packet) { statusWill(pk); pk.Connect.Keepalive = 1 }); ack.ReasonCode != 0 {
 			t.Fatalf("CONNACK %#x", ack.ReasonCode)
 		}
-		// Silent for longer than the keepalive: the broker ends it.
+		// Silent for longer than the keepalive: the broker says why and
+		// ends it.
+		if dis := c.read(t); dis.FixedHeader.Type != packets.Disconnect || dis.ReasonCode != packets.ErrKeepAliveTimeout.Code {
+			t.Fatalf("got type %d reason %#x, want DISCONNECT 0x8D", dis.FixedHeader.Type, dis.ReasonCode)
+		}
 		c.wantClosed(t)
 		evs := rec.wait(t, d.id, disconnected(ReasonKeepaliveTimeout))
 		last := evs[len(evs)-1]
