@@ -221,6 +221,18 @@ func TestMosquittoClients(t *testing.T) {
 		}
 	})
 
+	t.Run("client id of another device", func(t *testing.T) {
+		a := append(args[:len(args)-2:len(args)-2], "-i", "dev_01JAAAAAAAAAAAAAAAAAAAAAAA")
+		out := f.mosquitto(t, "mosquitto_pub", append(a, "-V", "mqttv5", "-q", "1", "-t", wire.PayTopic(string(dev)), "-f", file)...)
+		if !strings.Contains(out, "received CONNACK (133)") { // 0x85
+			t.Fatal("client id of another device not refused with CONNACK 0x85")
+		}
+		out = f.mosquitto(t, "mosquitto_pub", append(a, "-V", "mqttv311", "-q", "1", "-t", wire.PayTopic(string(dev)), "-f", file)...)
+		if !strings.Contains(out, "received CONNACK (2)") { // 3.1.1: identifier rejected
+			t.Fatal("client id of another device not refused with CONNACK 2 over 3.1.1")
+		}
+	})
+
 	t.Run("oversized publish", func(t *testing.T) {
 		big := filepath.Join(t.TempDir(), "big")
 		if err := os.WriteFile(big, bytes.Repeat([]byte{0xa5}, mqtt.PayloadBytesMax+100), 0o600); err != nil {
