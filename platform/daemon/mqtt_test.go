@@ -17,6 +17,7 @@ import (
 	"github.com/iotpay/iotpay"
 	"github.com/iotpay/iotpay/device"
 	devmqtt "github.com/iotpay/iotpay/device/mqtt"
+	"github.com/iotpay/iotpay/platform/daemon"
 	"github.com/iotpay/iotpay/platform/mqtt"
 	"github.com/iotpay/iotpay/platform/pki"
 	"github.com/iotpay/iotpay/platform/registry"
@@ -493,4 +494,54 @@ func TestMQTTEnrollment(t *testing.T) {
 		t.Fatalf("payer balance %d, want %d", got, payer-paid)
 	}
 	f.assertBalanced()
+}
+
+// TestPresenceResetAtStart: a device a previous run left online (a crash:
+// no disconnect recorded) is offline once iotpayd starts again.
+func TestPresenceResetAtStart(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "data")
+	cfg := daemon.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", DeviceHTTPAddr: "127.0.0.1:0", CoAPAddr: "127.0.0.1:0"}
+	d, err := daemon.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ten, _, err := d.Registry.Bootstrap(ctx, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &registry.Product{Tenant: ten.ID, Name: "p", Merchant: iotpay.AccountID(iotpay.NewID(iotpay.PrefixAccount, time.Now(), nil)),
+		Pricing: registry.Pricing{Mode: registry.PriceAmount, Currency: "EUR"}}
+	if err := d.Registry.CreateProduct(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	dev, _, err := d.Registry.CreateDevice(ctx, ten.ID, p.ID, "m", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What the broker of a run that crashed would have recorded last.
+	err = d.Registry.RecordPresence(ctx, []registry.PresenceEvent{{Kind: registry.PresenceConnected, Device: dev.ID,
+		Generation: time.Now().UnixNano(), At: time.Now(), Transport: mqtt.Transport, Remote: "192.0.2.1:4242"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	d, err = daemon.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := d.Registry.DevicePresence(ctx, ten.ID, dev.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got == nil || got.Online || got.Reason != daemon.PresenceRestartReason || got.Remote != "192.0.2.1:4242" {
+		t.Fatalf("presence after restart: %+v", got)
+	}
 }
