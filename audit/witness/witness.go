@@ -336,7 +336,6 @@ func CoSign(checkpoint, sigLines []byte) []byte {
 	return append(bytes.Clone(checkpoint), sigLines...)
 }
 
-
 // Anchor is a witness as the log's checkpointer pushes to it
 // (audit.Anchor): it remembers the size the witness holds, learns it from
 // a 409 when it does not know it, and proves consistency from there.

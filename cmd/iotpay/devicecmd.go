@@ -98,8 +98,17 @@ func deviceEnroll(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	ksSpec := fs.String("keystore", "soft", keystoreUsage)
 	suite := fs.String("suite", wire.SuiteIntl, "the device's crypto suite, as created: intl, or gm (an SM2 key in a software "+
 		"keystore in --dir signs; the --keystore P-256 key authenticates TLS)")
+	mqttAddr := fs.String("mqtt", "", "enroll over MQTT/TLS 1.3 at this broker (host:port) with the token, instead of the HTTP API")
+	caFile := fs.String("ca", "", "with --mqtt: the platform CA (PEM), known out of band, to trust the broker with")
 	if err := fs.parse(args, "dir", "device", "token"); err != nil {
 		return err
+	}
+	var exchange func(context.Context, []byte) ([]byte, error)
+	if *mqttAddr != "" {
+		var err error
+		if exchange, err = mqttEnrollment(*mqttAddr, *caFile, iotpay.DeviceID(*id), *token); err != nil {
+			return err
+		}
 	}
 	if err := os.MkdirAll(*dir, 0o700); err != nil {
 		return err
@@ -109,7 +118,12 @@ func deviceEnroll(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	defer keys.Close()
-	en, err := keys.Enroll(ctx, newAPIClient(*fs.api, "", *fs.idempotencyKey).http, *fs.api, iotpay.DeviceID(*id), *token)
+	var en *device.Enrollment
+	if exchange != nil {
+		en, err = keys.EnrollOver(ctx, exchange, iotpay.DeviceID(*id), *token)
+	} else {
+		en, err = keys.Enroll(ctx, newAPIClient(*fs.api, "", *fs.idempotencyKey).http, *fs.api, iotpay.DeviceID(*id), *token)
+	}
 	if err != nil {
 		return err
 	}

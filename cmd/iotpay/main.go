@@ -26,8 +26,9 @@ Commands:
   account get          show an account and its balance
   account balance      an account's balance, now or --as-of-seq N / --as-of T
   device create        register a device; prints its one-time enrollment token
-  device enroll        generate the device key in a keystore, enroll it, save the identity
-  device pay           sign a payment request, send it over MQTT/TLS (or --https, --coap [--psk]), verify the receipt
+  device enroll        generate the device key in a keystore, enroll it (API, or --mqtt with the token), save the identity
+  device show          a device and its presence: online/offline over MQTT, since when, why
+  device pay           sign a payment request, send it over MQTT/TLS (or --https, --coap [--psk]; --secure), verify the receipt
   device psk           get a device's CoAP/DTLS pre-shared key (--dir: save it for 'device pay --psk-file')
   device rotate        renew the device certificate over EST before it expires (HTTPS, mutual TLS)
   mandate create       let a device pay from a payer account within limits
@@ -91,6 +92,7 @@ var commands = map[string]func(ctx context.Context, args []string, stdout, stder
 	"device enroll":     deviceEnroll,
 	"device pay":        devicePay,
 	"device psk":        devicePSK,
+	"device show":       deviceShow,
 	"device rotate":     deviceRotate,
 	"mandate create":    mandateCreate,
 	"mandate suspend":   mandateSet("suspend"),

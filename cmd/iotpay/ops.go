@@ -165,6 +165,16 @@ func deviceCreate(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	return fs.call(ctx, "POST", "/v1/devices", map[string]any{"product": *product, "name": *name, "suite": *suite}, stdout)
 }
 
+// deviceShow prints a device with its presence (connection state).
+func deviceShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := operatorFlags("device show", stderr)
+	id := fs.String("device", "", "device id (required)")
+	if err := fs.parse(args, "device"); err != nil {
+		return err
+	}
+	return fs.call(ctx, "GET", "/v1/devices/"+url.PathEscape(*id), nil, stdout)
+}
+
 // list splits a comma-separated flag value.
 func list(s string) []string {
 	var out []string

@@ -46,6 +46,10 @@ const (
 	ShutdownTimeout       = 10 * time.Second
 )
 
+// PresenceRestartReason is the offline reason of devices a previous run
+// left online.
+const PresenceRestartReason = "platform restarted"
+
 // Files in the data directory.
 const (
 	DBFile           = "iotpay.db"
@@ -276,7 +280,15 @@ func (d *Daemon) Start() error {
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		MinVersion:   tls.VersionTLS12,
 	}
-	d.Broker, err = mqtt.New(mqtt.Config{Addr: d.cfg.MQTTAddr, TLS: tlsCfg, Logger: d.log.With("component", "mqtt")}, d.Registry, d.Processor)
+	// No connection outlives a restart: what a previous run left online is
+	// offline now.
+	if n, err := d.Registry.ResetPresence(context.Background(), mqtt.Transport, PresenceRestartReason); err != nil {
+		return err
+	} else if n > 0 {
+		d.log.Info("devices left online by the previous run marked offline", "devices", n)
+	}
+	d.Broker, err = mqtt.New(mqtt.Config{Addr: d.cfg.MQTTAddr, TLS: tlsCfg, Logger: d.log.With("component", "mqtt"),
+		Presence: d.Registry, Enroller: d.Registry}, d.Registry, d.Processor)
 	if err != nil {
 		return err
 	}

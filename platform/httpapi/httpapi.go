@@ -84,7 +84,7 @@ func (s *Server) Routes() []Route {
 		op("GET", "/v1/products/{id}", getByID(iotpay.PrefixProduct, s.Registry.Product)),
 		op("POST", "/v1/devices", s.createDevice),
 		op("GET", "/v1/devices", s.listDevices),
-		op("GET", "/v1/devices/{id}", getByID(iotpay.PrefixDevice, s.Registry.Device)),
+		op("GET", "/v1/devices/{id}", s.getDevice),
 		op("POST", "/v1/devices/{id}/revoke", s.revokeDevice),
 		op("POST", "/v1/devices/{id}/psk", s.devicePSK),
 		op("POST", "/v1/accounts", s.createAccount),
@@ -296,6 +296,32 @@ func (s *Server) listDevices(w http.ResponseWriter, r *http.Request, tenant iotp
 		return err
 	}
 	writeJSON(w, http.StatusOK, paginate(ds, limit, func(d *registry.Device) string { return string(d.ID) }))
+	return nil
+}
+
+// deviceWithPresence is a device as GET /v1/devices/{id} shows it: with
+// its connection's state, once it has connected.
+type deviceWithPresence struct {
+	*registry.Device
+	Presence *registry.Presence `json:"presence,omitempty"`
+}
+
+// getDevice answers a device and its presence (online/offline, over which
+// transport, since when, why it went offline, its last status).
+func (s *Server) getDevice(w http.ResponseWriter, r *http.Request, tenant iotpay.TenantID) error {
+	id, err := pathID[iotpay.DeviceID](r, iotpay.PrefixDevice)
+	if err != nil {
+		return err
+	}
+	d, err := s.Registry.Device(r.Context(), tenant, id)
+	if err != nil {
+		return err
+	}
+	p, err := s.Registry.DevicePresence(r.Context(), tenant, id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, deviceWithPresence{Device: d, Presence: p})
 	return nil
 }
 

@@ -145,6 +145,17 @@ type conn struct {
 	enrolled atomic.Bool  // its enrollment was answered
 	online   atomic.Bool  // its connected event was emitted
 	active   atomic.Int64 // Unix ns of its last recorded activity
+	// ending is why the broker is ending the connection, set before it
+	// closes it: mochi stores its own stop cause only after closing, so
+	// the read loop may end without seeing it.
+	ending atomic.Pointer[string]
+}
+
+// end records why the broker ends c, unless a reason is already set.
+func (c *conn) end(reason string) {
+	if c != nil {
+		c.ending.CompareAndSwap(nil, &reason)
+	}
 }
 
 // Broker is the embedded MQTT broker.
@@ -323,6 +334,7 @@ func (b *Broker) Disconnect(id iotpay.DeviceID) {
 		return
 	}
 	b.log.Info("disconnecting device", "device", id, "remote", cl.Net.Remote)
+	b.conn(cl).end(ReasonAdministrative)
 	if cl.Properties.ProtocolVersion < 5 {
 		cl.Stop(packets.ErrAdministrativeAction)
 		return
@@ -479,6 +491,7 @@ func (b *Broker) disconnectAll() {
 		if cl.Net.Inline || cl.Closed() {
 			continue
 		}
+		b.conn(cl).end(ReasonShutdown)
 		// The error is the reason code we gave; the connection is closed anyway.
 		_ = b.server.DisconnectClient(cl, packets.ErrServerShuttingDown)
 	}

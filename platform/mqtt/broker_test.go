@@ -113,7 +113,7 @@ func (h *handler) HandlePay(_ context.Context, device iotpay.DeviceID, payload [
 }
 
 // next returns the next handler call, failing after testWait.
-func (h *handler) next(t *testing.T) call {
+func (h *handler) next(t testing.TB) call {
 	t.Helper()
 	select {
 	case c := <-h.calls:
@@ -125,7 +125,7 @@ func (h *handler) next(t *testing.T) call {
 }
 
 // none fails if the handler has been called.
-func (h *handler) none(t *testing.T) {
+func (h *handler) none(t testing.TB) {
 	t.Helper()
 	select {
 	case c := <-h.calls:
@@ -141,7 +141,7 @@ type device struct {
 	key  *ecdsa.PrivateKey
 }
 
-func newDevice(t *testing.T, ca *pki.CA) device {
+func newDevice(t testing.TB, ca *pki.CA) device {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -178,7 +178,7 @@ type env struct {
 	logs    *syncBuffer
 }
 
-func newCA(t *testing.T) *pki.CA {
+func newCA(t testing.TB) *pki.CA {
 	t.Helper()
 	ca, err := pki.NewCA("test CA", time.Now(), nil)
 	if err != nil {
@@ -187,14 +187,14 @@ func newCA(t *testing.T) *pki.CA {
 	return ca
 }
 
-func startBroker(t *testing.T, h *handler) *env {
+func startBroker(t testing.TB, h *handler) *env {
 	t.Helper()
 	return startBrokerWith(t, h, nil)
 }
 
 // startBrokerWith starts a broker whose configuration edit may complete
 // (a PresenceRecorder, an Enroller).
-func startBrokerWith(t *testing.T, h *handler, edit func(*Config)) *env {
+func startBrokerWith(t testing.TB, h *handler, edit func(*Config)) *env {
 	t.Helper()
 	logs := &syncBuffer{}
 	t.Cleanup(func() {
@@ -234,7 +234,7 @@ func startBrokerWith(t *testing.T, h *handler, edit func(*Config)) *env {
 	return e
 }
 
-func (e *env) dial(t *testing.T, d device, clientID iotpay.DeviceID) (*devmqtt.Transport, error) {
+func (e *env) dial(t testing.TB, d device, clientID iotpay.DeviceID) (*devmqtt.Transport, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testWait)
 	defer cancel()
@@ -250,7 +250,7 @@ func (e *env) dial(t *testing.T, d device, clientID iotpay.DeviceID) (*devmqtt.T
 	return tr, err
 }
 
-func wantCode(t *testing.T, err error, codes ...iotpay.Code) {
+func wantCode(t testing.TB, err error, codes ...iotpay.Code) {
 	t.Helper()
 	var e *iotpay.Error
 	if !errors.As(err, &e) {
@@ -591,7 +591,7 @@ type rawClient struct {
 	version byte
 }
 
-func dialRaw(t *testing.T, addr string, cfg *tls.Config, clientID string) *rawClient {
+func dialRaw(t testing.TB, addr string, cfg *tls.Config, clientID string) *rawClient {
 	t.Helper()
 	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: testWait}, "tcp", addr, cfg)
 	if err != nil {
@@ -602,7 +602,7 @@ func dialRaw(t *testing.T, addr string, cfg *tls.Config, clientID string) *rawCl
 	return &rawClient{conn: conn, r: bufio.NewReader(conn), id: clientID, version: 5}
 }
 
-func (c *rawClient) send(t *testing.T, pk packets.Packet) {
+func (c *rawClient) send(t testing.TB, pk packets.Packet) {
 	t.Helper()
 	pk.ProtocolVersion = c.version
 	var buf bytes.Buffer
@@ -629,14 +629,14 @@ func (c *rawClient) send(t *testing.T, pk packets.Packet) {
 	}
 }
 
-func (c *rawClient) connect(t *testing.T) packets.Packet {
+func (c *rawClient) connect(t testing.TB) packets.Packet {
 	t.Helper()
 	return c.connectWith(t, func(*packets.Packet) {})
 }
 
 // connectWith sends a CONNECT that edit may change (credentials, will,
 // keepalive) and returns the CONNACK.
-func (c *rawClient) connectWith(t *testing.T, edit func(*packets.Packet)) packets.Packet {
+func (c *rawClient) connectWith(t testing.TB, edit func(*packets.Packet)) packets.Packet {
 	t.Helper()
 	pk := packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Connect},
@@ -651,7 +651,7 @@ func (c *rawClient) connectWith(t *testing.T, edit func(*packets.Packet)) packet
 	return ack
 }
 
-func (c *rawClient) publish(t *testing.T, topic string, id uint16, payload []byte, retain bool) {
+func (c *rawClient) publish(t testing.TB, topic string, id uint16, payload []byte, retain bool) {
 	t.Helper()
 	c.send(t, packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1, Retain: retain},
@@ -659,7 +659,7 @@ func (c *rawClient) publish(t *testing.T, topic string, id uint16, payload []byt
 	})
 }
 
-func (c *rawClient) subscribe(t *testing.T, id uint16, filters ...string) {
+func (c *rawClient) subscribe(t testing.TB, id uint16, filters ...string) {
 	t.Helper()
 	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: id}
 	for _, f := range filters {
@@ -704,7 +704,7 @@ func (c *rawClient) readPacket() (packets.Packet, error) {
 	return pk, err
 }
 
-func (c *rawClient) read(t *testing.T) packets.Packet {
+func (c *rawClient) read(t testing.TB) packets.Packet {
 	t.Helper()
 	pk, err := c.readPacket()
 	if err != nil {
@@ -714,7 +714,7 @@ func (c *rawClient) read(t *testing.T) packets.Packet {
 }
 
 // wantClosed fails unless the broker closes the connection.
-func (c *rawClient) wantClosed(t *testing.T) {
+func (c *rawClient) wantClosed(t testing.TB) {
 	t.Helper()
 	pk, err := c.readPacket()
 	if err == nil {

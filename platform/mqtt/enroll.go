@@ -121,6 +121,7 @@ func (b *Broker) onEnroll(_ *mochi.Client, _ packets.Subscription, pk packets.Pa
 	if err := cl.WritePacket(out); err != nil {
 		b.log.Warn("enrollment answer not sent", "device", c.dev, "err", err)
 	}
+	c.end("enrolled")
 	if cl.Properties.ProtocolVersion < 5 {
 		cl.Stop(packets.CodeDisconnect)
 		return

@@ -2,7 +2,6 @@ package mqtt
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -71,7 +70,7 @@ func (h *hook) ID() string { return "iotpay" }
 
 func (h *hook) Provides(b byte) bool {
 	switch b {
-	case mochi.OnConnect, mochi.OnConnectAuthenticate, mochi.OnSessionEstablished, mochi.OnACLCheck,
+	case mochi.OnConnect, mochi.OnConnectAuthenticate, mochi.OnSessionEstablish, mochi.OnSessionEstablished, mochi.OnACLCheck,
 		mochi.OnPublish, mochi.OnPacketRead, mochi.OnPacketEncode, mochi.OnWillSent, mochi.OnDisconnect:
 		return true
 	}
@@ -118,7 +117,7 @@ func (h *hook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 	b := h.b
 	c, r := b.authenticate(cl, pk)
 	if r == nil {
-		if ln := b.listener(); ln == nil || !ln.admit(cl.Net.Conn.(*tls.Conn)) {
+		if dc, ok := cl.Net.Conn.(*deviceConn); !ok || b.listener() == nil || !b.listener().admit(dc) {
 			r = &refusal{code: packets.ErrServerUnavailable, why: "broker closing", level: slog.LevelInfo}
 		}
 	}
@@ -143,10 +142,11 @@ func (h *hook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 // far as known) and nil, or a refusal.
 func (b *Broker) authenticate(cl *mochi.Client, pk packets.Packet) (*conn, *refusal) {
 	c := &conn{remote: cl.Net.Remote}
-	tc, ok := cl.Net.Conn.(*tls.Conn)
+	dc, ok := cl.Net.Conn.(*deviceConn)
 	if !ok {
 		return c, refuse(packets.ErrNotAuthorized, "not a TLS connection")
 	}
+	tc := dc.Conn
 	if pk.Properties.AuthenticationMethod != "" {
 		return c, refuse(packets.ErrBadAuthenticationMethod, "enhanced authentication is not supported")
 	}
@@ -241,6 +241,15 @@ func (h *hook) OnConnectAuthenticate(cl *mochi.Client, _ packets.Packet) bool {
 	return h.b.conn(cl) != nil
 }
 
+// OnSessionEstablish runs just before mochi takes over the session of an
+// earlier connection with the same client id, if any: that one ends for
+// this reason.
+func (h *hook) OnSessionEstablish(cl *mochi.Client, _ packets.Packet) {
+	if old, ok := h.b.server.Clients.Get(cl.ID); ok && old != cl {
+		h.b.conn(old).end(ReasonTakenOver)
+	}
+}
+
 // OnSessionEstablished runs once the CONNACK is sent: the device is online.
 func (h *hook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) {
 	b := h.b
@@ -252,6 +261,9 @@ func (h *hook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) {
 		b.log.Info("device connected to enroll", "device", c.dev, "remote", c.remote, "protocol", cl.Properties.ProtocolVersion)
 		return
 	}
+	if dc, ok := cl.Net.Conn.(*deviceConn); ok && cl.Properties.ProtocolVersion == 5 {
+		dc.v5.Store(true)
+	}
 	now := b.now()
 	c.active.Store(now.UnixNano())
 	c.online.Store(true)
@@ -260,9 +272,20 @@ func (h *hook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) {
 		Transport: Transport, Remote: c.remote})
 }
 
-// OnPacketRead notes that the device was heard from, at most once an
-// activityInterval, so that presence costs no write a message.
+// OnPacketRead refuses a publish whose topic name has a wildcard, and
+// notes that the device was heard from, at most once an activityInterval,
+// so that presence costs no write a message.
 func (h *hook) OnPacketRead(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type == packets.Publish && !cl.Net.Inline && strings.ContainsAny(pk.TopicName, "+#") {
+		// mochi would drop it without an answer, and a QoS 1 sender would
+		// resend it forever: MQTT 5 says DISCONNECT "topic name invalid".
+		h.b.log.Warn("device publish refused: wildcard in topic name", "device", cl.ID, "topic", pk.TopicName, "remote", cl.Net.Remote)
+		h.b.conn(cl).end(packets.ErrTopicNameInvalid.Reason)
+		if cl.Properties.ProtocolVersion == 5 {
+			_ = h.b.server.DisconnectClient(cl, packets.ErrTopicNameInvalid) // the error repeats the code
+		}
+		return pk, packets.ErrTopicNameInvalid
+	}
 	if c := h.b.conn(cl); c != nil && c.online.Load() {
 		now := h.b.now()
 		last := c.active.Load()
@@ -311,10 +334,15 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 	}
 	if !validStatus(pk.Payload) {
 		h.b.log.Warn("device status refused: not a status text", "device", c.dev, "bytes", len(pk.Payload), "remote", c.remote)
-		if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {
+		switch {
+		case pk.FixedHeader.Qos == 0:
+			return pk, packets.ErrRejectPacket // dropped: nothing to answer
+		case cl.Properties.ProtocolVersion == 5:
 			return pk, packets.ErrPayloadFormatInvalid // PUBACK 0x99
 		}
-		return pk, packets.ErrRejectPacket
+		// MQTT 3.1.1 has no negative PUBACK: unanswered, the message would
+		// be resent forever.
+		return pk, h.refusePublish(cl, pk, packets.ErrPayloadFormatInvalid)
 	}
 	h.b.emit(registry.PresenceEvent{Kind: registry.PresenceStatus, Device: c.dev, Generation: c.gen, At: h.b.now(),
 		Status: string(pk.Payload)})
@@ -329,6 +357,7 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 func (h *hook) refusePublish(cl *mochi.Client, pk packets.Packet, code packets.Code) error {
 	h.b.log.Warn("device publish refused, disconnecting", "device", cl.ID, "topic", pk.TopicName,
 		"reason", code.Reason, "bytes", len(pk.Payload), "retain", pk.FixedHeader.Retain, "remote", cl.Net.Remote)
+	h.b.conn(cl).end(code.Reason)
 	if cl.Properties.ProtocolVersion == 5 {
 		// The returned error only repeats code.
 		_ = h.b.server.DisconnectClient(cl, code)
@@ -375,6 +404,9 @@ func (h *hook) OnDisconnect(cl *mochi.Client, err error, _ bool) {
 	}
 	b.conns.Delete(cl.Net.Conn)
 	reason := disconnectReason(cl, err)
+	if r := c.ending.Load(); r != nil {
+		reason = *r
+	}
 	b.log.Info("device disconnected", "device", c.dev, "remote", c.remote, "reason", reason, "err", err,
 		"enrolling", c.token != "")
 	if c.online.Load() {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -98,7 +99,7 @@ func (l *listener) serve(c net.Conn, establish listeners.EstablishFn) {
 	}
 	// mochi closes the connection before returning; its errors (refusals,
 	// network errors, disconnects) are logged where they are understood.
-	if err := establish(l.id, tc); err != nil {
+	if err := establish(l.id, &deviceConn{Conn: tc}); err != nil {
 		l.log.Debug("connection ended", "remote", c.RemoteAddr().String(), "err", err)
 	}
 }
@@ -121,7 +122,7 @@ func (l *listener) track(c net.Conn) bool {
 // admit marks the connection under tc as a device's, unless the listener
 // is closed: Close cuts connections not admitted at once, and lets mochi
 // disconnect the others politely.
-func (l *listener) admit(tc *tls.Conn) bool {
+func (l *listener) admit(tc *deviceConn) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	c := tc.NetConn()
@@ -176,4 +177,32 @@ func (l *listener) closeConns() {
 	for c := range l.conns {
 		c.Close()
 	}
+}
+
+// disconnectKeepalive is an MQTT 5 DISCONNECT with reason code 0x8D,
+// keep alive timeout, and no properties.
+var disconnectKeepalive = []byte{0xe0, 0x02, 0x8d, 0x00}
+
+// keepaliveWriteTimeout bounds the write of that DISCONNECT.
+const keepaliveWriteTimeout = time.Second
+
+// deviceConn is a device's TLS connection as mochi sees it. mochi uses the
+// connection's deadline as the keepalive and closes the connection when a
+// read times out, without a word; deviceConn tells an MQTT 5 client why
+// first (DISCONNECT 0x8D), as the protocol allows. A read timeout does not
+// break a TLS connection, so the write can follow it.
+type deviceConn struct {
+	*tls.Conn
+	v5   atomic.Bool // an MQTT 5 session is established on it
+	told atomic.Bool // the DISCONNECT was sent
+}
+
+func (c *deviceConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil && c.v5.Load() && isTimeout(err) && c.told.CompareAndSwap(false, true) {
+		if c.Conn.SetWriteDeadline(time.Now().Add(keepaliveWriteTimeout)) == nil {
+			_, _ = c.Conn.Write(disconnectKeepalive) // the connection ends either way
+		}
+	}
+	return n, err
 }

@@ -80,6 +80,23 @@ func TestConnackReasonCodes(t *testing.T) {
 	e.handler.none(t)
 }
 
+// TestWildcardTopicName: a publish on a topic name with a wildcard ends
+// the connection with DISCONNECT 0x90.
+func TestWildcardTopicName(t *testing.T) {
+	e := startBroker(t, newHandler())
+	d := newDevice(t, e.ca)
+	c := dialRaw(t, e.broker.Addr(), d.tlsConfig(e.ca.Pool()), string(d.id))
+	if ack := c.connect(t); ack.ReasonCode != 0 {
+		t.Fatalf("CONNACK %#x", ack.ReasonCode)
+	}
+	c.publish(t, wire.TopicPrefix+string(d.id)+"/+", 1, []byte("x"), false)
+	if dis := c.read(t); dis.FixedHeader.Type != packets.Disconnect || dis.ReasonCode != packets.ErrTopicNameInvalid.Code {
+		t.Fatalf("got type %d reason %#x, want DISCONNECT 0x90", dis.FixedHeader.Type, dis.ReasonCode)
+	}
+	c.wantClosed(t)
+	e.handler.none(t)
+}
+
 func TestConnackServerUnavailable(t *testing.T) {
 	e := startBroker(t, newHandler())
 	d := newDevice(t, e.ca)
@@ -208,7 +225,11 @@ func TestPresenceEvents(t *testing.T) {
 		if ack := c.connectWith(t, func(pk *packets.Packet) { statusWill(pk); pk.Connect.Keepalive = 1 }); ack.ReasonCode != 0 {
 			t.Fatalf("CONNACK %#x", ack.ReasonCode)
 		}
-		// Silent for longer than the keepalive: the broker ends it.
+		// Silent for longer than the keepalive: the broker says why and
+		// ends it.
+		if dis := c.read(t); dis.FixedHeader.Type != packets.Disconnect || dis.ReasonCode != packets.ErrKeepAliveTimeout.Code {
+			t.Fatalf("got type %d reason %#x, want DISCONNECT 0x8D", dis.FixedHeader.Type, dis.ReasonCode)
+		}
 		c.wantClosed(t)
 		evs := rec.wait(t, d.id, disconnected(ReasonKeepaliveTimeout))
 		last := evs[len(evs)-1]
@@ -227,12 +248,16 @@ func TestPresenceEvents(t *testing.T) {
 	})
 
 	t.Run("session takeover", func(t *testing.T) {
+		before := lastGeneration(rec)
 		old := dialRaw(t, e.broker.Addr(), d.tlsConfig(e.ca.Pool()), string(d.id))
 		if ack := old.connect(t); ack.ReasonCode != 0 {
 			t.Fatalf("CONNACK %#x", ack.ReasonCode)
 		}
-		evs := rec.wait(t, d.id, kind(registry.PresenceConnected))
-		oldGen := evs[len(evs)-1].Generation
+		rec.wait(t, d.id, func(ev registry.PresenceEvent) bool {
+			return ev.Kind == registry.PresenceConnected && ev.Generation > before
+		})
+		oldGen := lastGeneration(rec)
+		var evs []registry.PresenceEvent
 		c := dialRaw(t, e.broker.Addr(), d.tlsConfig(e.ca.Pool()), string(d.id))
 		if ack := c.connect(t); ack.ReasonCode != 0 {
 			t.Fatalf("CONNACK %#x", ack.ReasonCode)
@@ -259,6 +284,19 @@ func TestPresenceEvents(t *testing.T) {
 		}
 		rec.wait(t, d.id, disconnected(ReasonAdministrative))
 	})
+}
+
+// lastGeneration is the generation of the latest connection recorded.
+func lastGeneration(r *recorder) int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var g int64
+	for _, ev := range r.events {
+		if ev.Kind == registry.PresenceConnected {
+			g = max(g, ev.Generation)
+		}
+	}
+	return g
 }
 
 func slicesContainsStatus(evs []registry.PresenceEvent, gen int64, status string) bool {
