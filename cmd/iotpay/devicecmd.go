@@ -234,7 +234,8 @@ func devicePay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintf(stdout, " payment %s", rc.PaymentID)
 	}
 	if rc.LogIndex != nil {
-		fmt.Fprintf(stdout, " log #%d", *rc.LogIndex)
+		// What 'iotpay audit verify --leaf INDEX:REQUEST_HASH' takes.
+		fmt.Fprintf(stdout, " log #%d request %x", *rc.LogIndex, rc.RequestHash)
 	}
 	if rc.Reason != "" {
 		fmt.Fprintf(stdout, " (%s: %s)", rc.Code, rc.Reason)

@@ -61,6 +61,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	names := fs.String("server-names", env("IOTPAY_SERVER_NAMES", ""), "extra comma-separated host names or IPs for the MQTT and device HTTPS server certificate (env IOTPAY_SERVER_NAMES)")
 	feeOp := fs.Int64("fee-operator-bps", envInt("IOTPAY_FEE_OPERATOR_BPS"), "the operator's fee on each capture, in basis points (env IOTPAY_FEE_OPERATOR_BPS)")
 	feePlat := fs.Int64("fee-platform-bps", envInt("IOTPAY_FEE_PLATFORM_BPS"), "the platform's fee on each capture, in basis points (env IOTPAY_FEE_PLATFORM_BPS)")
+	logOrigin := fs.String("log-origin", env("IOTPAY_LOG_ORIGIN", ""), "the audit log's name, at its first start (default iotpay-<random>/log; env IOTPAY_LOG_ORIGIN)")
+	witnesses := fs.String("witness", env("IOTPAY_WITNESSES", ""), "comma-separated URLs of C2SP tlog-witnesses every checkpoint is pushed to (env IOTPAY_WITNESSES)")
 	logLevel := fs.String("log-level", env("IOTPAY_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env IOTPAY_LOG_LEVEL)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: iotpayd [flags]\n\nRuns the iotpay platform: HTTP API, embedded MQTT broker (TLS, client certificates),\npayment processor and store (SQLite in the data directory, or PostgreSQL with -store).\nEach flag can also be set by its environment variable.\n\nFlags:\n")
@@ -83,6 +85,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	cfg := daemon.Config{DataDir: *dataDir, Store: *store, HTTPAddr: *httpAddr, MQTTAddr: *mqttAddr, DeviceHTTPAddr: *deviceHTTPAddr, CoAPAddr: *coapAddr, Logger: logger,
 		Fees: payment.FeePlan{OperatorBps: *feeOp, PlatformBps: *feePlat}}
+	cfg.LogOrigin = *logOrigin
+	for _, u := range strings.Split(*witnesses, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			cfg.Witnesses = append(cfg.Witnesses, u)
+		}
+	}
 	for _, n := range strings.Split(*names, ",") {
 		if n = strings.TrimSpace(n); n != "" {
 			cfg.ServerNames = append(cfg.ServerNames, n)
@@ -102,6 +110,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "iotpayd: HTTP API on http://%s, MQTT/TLS on %s, data in %s, device HTTPS on %s, CoAP/DTLS on %s\n", d.HTTPAddr(), d.MQTTAddr(), *dataDir, d.DeviceHTTPAddr(), d.CoAPAddr())
+	fmt.Fprintf(stdout, "iotpayd: audit log on http://%s%s, verify with:\n    iotpay audit verify --log http://%s%s --key %s\n",
+		d.HTTPAddr(), daemon.LogPathPrefix, d.HTTPAddr(), daemon.LogPathPrefix, d.LogKey)
 	<-ctx.Done()
 	logger.Info("shutting down")
 	return d.Close()

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/iotpay/iotpay"
+	"github.com/iotpay/iotpay/audit"
 
 	"github.com/iotpay/iotpay/payment"
 	"github.com/iotpay/iotpay/payment/ledger"
@@ -78,7 +79,16 @@ type Config struct {
 	// BatchOpsMax bounds the operations of one write transaction
 	// (ledger.BatchOpsMax when zero).
 	BatchOpsMax int
-	Logger      *slog.Logger
+	// LogOrigin names the audit log at its first start (default
+	// iotpay-<random>/log); a log's origin never changes.
+	LogOrigin string
+	// Witnesses are the URLs of C2SP tlog-witnesses every checkpoint is
+	// pushed to.
+	Witnesses []string
+	// CheckpointInterval is the time between checkpoints while there is
+	// traffic (audit.CheckpointInterval when zero).
+	CheckpointInterval time.Duration
+	Logger             *slog.Logger
 }
 
 // Daemon is a running platform.
@@ -98,6 +108,11 @@ type Daemon struct {
 	pskSecret []byte
 	// DeviceHTTP is the HTTPS device endpoint.
 	DeviceHTTP *devicehttp.Server
+	// Log is the audit log's checkpointer; LogKey its verifier key and
+	// GMLogKey the SM2 co-signer's (also in LogPubFile).
+	Log              *audit.Checkpointer
+	LogKey, GMLogKey string
+	logStop          func()
 	// APIKey is the operator API key, set only on the first start: it is
 	// never stored in clear.
 	APIKey string
@@ -209,6 +224,11 @@ func Open(ctx context.Context, cfg Config) (*Daemon, error) {
 		GMReceiptSigner: gmReceiptKey, GMReceiptKid: gmKid,
 		Logger: d.log.With("component", "processor"),
 	}
+	if err := d.auditLog(read); err != nil {
+		d.Writer.Close()
+		d.DB.Close()
+		return nil, err
+	}
 	if err := d.bootstrap(ctx); err != nil {
 		d.Writer.Close()
 		d.DB.Close()
@@ -312,12 +332,13 @@ func (d *Daemon) Start() error {
 		d.Broker.Close()
 		return fmt.Errorf("http listener on %s: %w", d.cfg.HTTPAddr, err)
 	}
-	d.http = &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+	d.http = &http.Server{Handler: d.logHandler(api.Handler()), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10}
 	d.httpDone = make(chan error, 1)
 	go func() { d.httpDone <- d.http.Serve(d.httpLn) }()
 	d.janitorStop, d.janitorDone = make(chan struct{}), make(chan struct{})
 	go d.janitor()
+	d.startAuditLog()
 	kind, _ := storeKind(d.cfg.Store)
 	d.log.Info("iotpayd listening", "http", d.HTTPAddr(), "mqtt", d.MQTTAddr(), "device_https", d.DeviceHTTPAddr(), "data", d.cfg.DataDir, "store", kind)
 	return nil
@@ -372,6 +393,9 @@ func (d *Daemon) Close() error {
 	if d.janitorStop != nil {
 		close(d.janitorStop)
 		<-d.janitorDone
+	}
+	if d.logStop != nil {
+		d.logStop()
 	}
 	errs = append(errs, d.Writer.Close(), d.DB.Close())
 	return errors.Join(errs...)

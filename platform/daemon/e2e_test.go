@@ -138,7 +138,11 @@ func setup(t testing.TB, store string) *fixture {
 // setupWith is setup with the device's key in key, which may be in a
 // keystore.
 func setupWith(t testing.TB, store string, key crypto.Signer) *fixture {
-	p := start(t, store)
+	return setupOn(t, start(t, store), key)
+}
+
+// setupOn is setupWith on a platform already started.
+func setupOn(t testing.TB, p *platform, key crypto.Signer) *fixture {
 	f := &fixture{platform: p}
 	var acc struct{ ID iotpay.AccountID }
 	p.must("POST", "/v1/accounts", map[string]any{"name": "merchant", "kind": "merchant", "currency": "EUR"}, &acc)

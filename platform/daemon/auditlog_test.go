@@ -1,0 +1,141 @@
+package daemon_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	fnote "github.com/transparency-dev/formats/note"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/iotpay/iotpay/audit"
+	"github.com/iotpay/iotpay/audit/tlog"
+	"github.com/iotpay/iotpay/audit/verify"
+	"github.com/iotpay/iotpay/audit/witness"
+	"github.com/iotpay/iotpay/platform/daemon"
+	"github.com/iotpay/iotpay/store/sqlstore"
+	"github.com/iotpay/iotpay/wire"
+)
+
+func TestAuditLog(t *testing.T) { onEachStore(t, testAuditLog) }
+
+// testAuditLog: payments through a running iotpayd land in the audit log,
+// whose checkpoints are signed, co-signed in SM2 and by a real witness
+// within a second or so; the independent verifier, given only the log's
+// URL and keys, proves a receipt's leaf is included and re-hashes the
+// whole log; a leaf's amount changed in the database is caught.
+func testAuditLog(t *testing.T, store string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	// The witness is started once the log's key exists (at Open); its URL
+	// is needed before.
+	var wh atomic.Pointer[witness.Witness]
+	wsrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h := wh.Load(); h != nil {
+			h.ServeHTTP(w, r)
+			return
+		}
+		http.Error(w, "not yet", http.StatusServiceUnavailable)
+	}))
+	defer wsrv.Close()
+	dataDir := filepath.Join(t.TempDir(), "data")
+	d, err := daemon.Open(ctx, daemon.Config{DataDir: dataDir, Store: store, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0",
+		DeviceHTTPAddr: "127.0.0.1:0", CoAPAddr: "127.0.0.1:0", Witnesses: []string{wsrv.URL}, CheckpointInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wskey, _, _ := note.GenerateKey(rand.Reader, "witness.test/w")
+	w, err := witness.New(t.TempDir(), wskey, []string{d.LogKey}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wh.Store(w)
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	pub, err := os.ReadFile(filepath.Join(dataDir, daemon.LogPubFile))
+	if err != nil || !strings.Contains(string(pub), d.LogKey) || !strings.Contains(string(pub), d.GMLogKey) {
+		t.Fatalf("%s: %q %v", daemon.LogPubFile, pub, err)
+	}
+
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := setupOn(t, &platform{t: t, d: d, url: "http://" + d.HTTPAddr()}, key)
+	var receipts []*wire.Receipt
+	for range 3 {
+		rc, err := f.dev.Pay(ctx, f.tr, dispense())
+		if err != nil {
+			t.Fatal(err)
+		}
+		receipts = append(receipts, rc)
+	}
+
+	logKey, _ := tlog.NewVerifier(d.LogKey)
+	gmKey, _ := tlog.NewVerifier(d.GMLogKey)
+	wvkey, _ := witness.VerifierKey(wskey)
+	wKey, _ := fnote.NewVerifierForCosignatureV1(wvkey)
+	last := receipts[len(receipts)-1]
+	o := verify.Options{Log: &tlog.Client{URL: f.url + daemon.LogPathPrefix}, LogKey: logKey,
+		Witnesses: []note.Verifier{gmKey, wKey}, Quorum: 2, Full: true, StatePath: filepath.Join(t.TempDir(), "seen"),
+		Leaves: []verify.Leaf{{Index: *last.LogIndex, Name: "receipt", Check: func(data []byte) error {
+			l, err := audit.ParseLeaf(data)
+			if err != nil || string(l.RequestHash) != string(last.RequestHash) || l.Amount != last.AmountMinor {
+				t.Errorf("the receipt's leaf: %+v %v", l, err)
+			}
+			return err
+		}}}}
+	var r *verify.Report
+	for {
+		if r, err = verify.Run(ctx, o); err == nil && r.OK() && r.Checkpoint.Size > *last.LogIndex {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the log never covered the receipts, co-signed: %+v %v", r, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if r.Leaves != 1 || r.Rehashed != r.Checkpoint.Size || len(r.Cosigners) != 2 {
+		t.Fatalf("report: %+v", r)
+	}
+
+	// Someone with the database's keys changes an amount in a leaf.
+	err = d.DB.Update(ctx, func(tx *sqlstore.Tx) error {
+		disable := `DROP TRIGGER audit_append_only_u`
+		if store != "" {
+			disable = `ALTER TABLE audit_leaves DISABLE TRIGGER audit_append_only`
+		}
+		if err := tx.Exec(ctx, disable); err != nil {
+			return err
+		}
+		e, err := tx.Leaf(ctx, *last.LogIndex)
+		if err != nil {
+			return err
+		}
+		l, err := audit.ParseLeaf(e.Data)
+		if err != nil {
+			return err
+		}
+		l.Amount = 1
+		data, _ := l.Encode()
+		return tx.Exec(ctx, `UPDATE audit_leaves SET data = ? WHERE idx = ?`, data, int64(*last.LogIndex))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Leaves[0].Check = nil
+	if r, err := verify.Run(ctx, o); err != nil || r.OK() || !strings.Contains(strings.Join(r.Failures, "\n"), "do not hash to the tile") {
+		t.Fatalf("a changed amount was not caught: %+v %v", r, err)
+	}
+}
