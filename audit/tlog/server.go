@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -81,40 +82,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-cache")
 		_, _ = w.Write(signed)
-	case p == "proof/inclusion":
-		index, err1 := queryUint(r.URL.Query(), "index")
-		sz, err2 := queryUint(r.URL.Query(), "size")
-		if err := firstErr(err1, err2); err != nil {
-			h.fail(w, err)
-			return
-		}
-		if sz > size {
-			h.fail(w, iotpay.Errorf(iotpay.ENOTFOUND, "tlog: no checkpoint of size %d yet (latest %d)", sz, size))
-			return
-		}
-		hs, err := InclusionProof(ctx, h.Src, index, sz)
-		if err != nil {
-			h.fail(w, err)
-			return
-		}
-		writeJSON(w, Proof{Index: &index, Size: sz, Hashes: encodeHashes(hs)})
-	case p == "proof/consistency":
-		old, err1 := queryUint(r.URL.Query(), "old")
-		sz, err2 := queryUint(r.URL.Query(), "size")
-		if err := firstErr(err1, err2); err != nil {
-			h.fail(w, err)
-			return
-		}
-		if sz > size {
-			h.fail(w, iotpay.Errorf(iotpay.ENOTFOUND, "tlog: no checkpoint of size %d yet (latest %d)", sz, size))
-			return
-		}
-		hs, err := ConsistencyProof(ctx, h.Src, old, sz)
-		if err != nil {
-			h.fail(w, err)
-			return
-		}
-		writeJSON(w, Proof{Old: &old, Size: sz, Hashes: encodeHashes(hs)})
+	case p == "proof/inclusion" || p == "proof/consistency":
+		h.proof(w, r, p == "proof/inclusion", size)
 	case strings.HasPrefix(p, "tile/"):
 		id, entries, err := ParsePath(p)
 		if err != nil {
@@ -161,6 +130,40 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// proof serves an inclusion proof (index, size) or a consistency proof
+// (old, size), for a size no larger than the latest checkpoint's.
+func (h *Handler) proof(w http.ResponseWriter, r *http.Request, inclusion bool, latest uint64) {
+	first := "old"
+	if inclusion {
+		first = "index"
+	}
+	n, err1 := queryUint(r.URL.Query(), first)
+	size, err2 := queryUint(r.URL.Query(), "size")
+	if err := errors.Join(err1, err2); err != nil {
+		h.fail(w, iotpay.Errorf(iotpay.EINVALID, "query parameters %s and size must be non-negative integers", first))
+		return
+	}
+	if size > latest {
+		h.fail(w, iotpay.Errorf(iotpay.ENOTFOUND, "tlog: no checkpoint of size %d yet (latest %d)", size, latest))
+		return
+	}
+	var hs [][]byte
+	out := Proof{Size: size}
+	if inclusion {
+		hs, err1 = InclusionProof(r.Context(), h.Src, n, size)
+		out.Index = &n
+	} else {
+		hs, err1 = ConsistencyProof(r.Context(), h.Src, n, size)
+		out.Old = &n
+	}
+	if err1 != nil {
+		h.fail(w, err1)
+		return
+	}
+	out.Hashes = encodeHashes(hs)
+	writeJSON(w, out)
+}
+
 func (h *Handler) fail(w http.ResponseWriter, err error) {
 	status := map[iotpay.Code]int{iotpay.EINVALID: http.StatusBadRequest, iotpay.ENOTFOUND: http.StatusNotFound}[iotpay.ErrorCode(err)]
 	if status == 0 {
@@ -178,14 +181,6 @@ func queryUint(q url.Values, name string) (uint64, error) {
 	return n, nil
 }
 
-func firstErr(errs ...error) error {
-	for _, e := range errs {
-		if e != nil {
-			return e
-		}
-	}
-	return nil
-}
 
 func encodeHashes(hs [][]byte) []string {
 	out := make([]string, len(hs))
