@@ -181,7 +181,6 @@ func queryUint(q url.Values, name string) (uint64, error) {
 	return n, nil
 }
 
-
 func encodeHashes(hs [][]byte) []string {
 	out := make([]string, len(hs))
 	for i, h := range hs {
