@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
+	gethcrypto "github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/ethclient"
 	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
@@ -254,4 +255,41 @@ func witnessKey(dir, name string) (string, error) {
 		return "", err
 	}
 	return skey, nil
+}
+
+// auditAnchorDeploy deploys a CheckpointAnchor contract owned by the key
+// in --eth-key-file and prints its address, for iotpayd's --eth-contract.
+func auditAnchorDeploy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("iotpay audit anchor-deploy", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	rpcURL := fs.String("eth-rpc", "", "Ethereum JSON-RPC URL (required)")
+	keyFile := fs.String("eth-key-file", "", "file holding the hex secp256k1 key that will own the contract (required)")
+	timeout := fs.Duration("timeout", 5*time.Minute, "how long to wait for the deployment to be mined")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *rpcURL == "" || *keyFile == "" {
+		return errors.New("audit anchor-deploy needs --eth-rpc and --eth-key-file")
+	}
+	key, err := gethcrypto.LoadECDSA(*keyFile)
+	if err != nil {
+		return fmt.Errorf("--eth-key-file: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	client, err := ethclient.DialContext(ctx, *rpcURL)
+	if err != nil {
+		return fmt.Errorf("ethereum RPC: %w", err)
+	}
+	defer client.Close()
+	chainID, err := client.ChainID(ctx)
+	if err != nil {
+		return fmt.Errorf("ethereum RPC: %w", err)
+	}
+	addr, err := eth.Deploy(ctx, client, key, chainID)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, addr.Hex())
+	return nil
 }

@@ -58,3 +58,11 @@ func TestWitnessCLI(t *testing.T) {
 		t.Fatal("a witness of no log started")
 	}
 }
+
+func TestAnchorDeployNeedsItsFlags(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), []string{"audit", "anchor-deploy", "--eth-rpc", "http://127.0.0.1:1"}, &stdout, &stderr); err == nil ||
+		!strings.Contains(err.Error(), "--eth-key-file") {
+		t.Fatalf("deploy without a key: %v", err)
+	}
+}

@@ -43,6 +43,7 @@ Commands:
   payment get          show a payment (--transfers: its ledger transfers)
   payments             list payments (--device, --mandate, --status, --created-gte/lt; pages, --all)
   audit verify         verify the audit log from its URL and key: checkpoint, consistency, co-signatures, anchor, --leaf, --full
+  audit anchor-deploy  deploy the CheckpointAnchor contract on an Ethereum chain (for iotpayd --eth-contract)
   witness              run a transparency-log witness (C2SP tlog-witness) for the logs given
 
 Operator commands read the API URL from --api or IOTPAY_URL (default http://127.0.0.1:8080)
@@ -81,30 +82,31 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 // commands are the commands by name.
 var commands = map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) error{
-	"demo":              runDemo,
-	"bench":             runBench,
-	"product create":    productCreate,
-	"account create":    accountCreate,
-	"account fund":      accountFund,
-	"account get":       accountGet,
-	"account balance":   accountBalance,
-	"device create":     deviceCreate,
-	"device enroll":     deviceEnroll,
-	"device pay":        devicePay,
-	"device psk":        devicePSK,
-	"device show":       deviceShow,
-	"device rotate":     deviceRotate,
-	"mandate create":    mandateCreate,
-	"mandate suspend":   mandateSet("suspend"),
-	"mandate resume":    mandateSet("resume"),
-	"mandate revoke":    mandateSet("revoke"),
-	"payment authorize": paymentAuthorize,
-	"payment capture":   paymentCapture,
-	"payment increment": paymentIncrement,
-	"payment void":      paymentVoid,
-	"payment refund":    paymentRefund,
-	"payment get":       paymentGet,
-	"payments":          paymentsList,
-	"audit verify":      auditVerify,
-	"witness":           runWitness,
+	"demo":                runDemo,
+	"bench":               runBench,
+	"product create":      productCreate,
+	"account create":      accountCreate,
+	"account fund":        accountFund,
+	"account get":         accountGet,
+	"account balance":     accountBalance,
+	"device create":       deviceCreate,
+	"device enroll":       deviceEnroll,
+	"device pay":          devicePay,
+	"device psk":          devicePSK,
+	"device show":         deviceShow,
+	"device rotate":       deviceRotate,
+	"mandate create":      mandateCreate,
+	"mandate suspend":     mandateSet("suspend"),
+	"mandate resume":      mandateSet("resume"),
+	"mandate revoke":      mandateSet("revoke"),
+	"payment authorize":   paymentAuthorize,
+	"payment capture":     paymentCapture,
+	"payment increment":   paymentIncrement,
+	"payment void":        paymentVoid,
+	"payment refund":      paymentRefund,
+	"payment get":         paymentGet,
+	"payments":            paymentsList,
+	"audit verify":        auditVerify,
+	"audit anchor-deploy": auditAnchorDeploy,
+	"witness":             runWitness,
 }

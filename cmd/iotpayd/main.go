@@ -12,7 +12,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/iotpay/iotpay/payment"
 	"io"
 	"log/slog"
 	"os"
@@ -21,6 +20,12 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/ethereum/go-ethereum/common"
+	gethcrypto "github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/ethclient"
+
+	"github.com/iotpay/iotpay/audit/anchor/eth"
+	"github.com/iotpay/iotpay/payment"
 	"github.com/iotpay/iotpay/platform/daemon"
 )
 
@@ -63,6 +68,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	feePlat := fs.Int64("fee-platform-bps", envInt("IOTPAY_FEE_PLATFORM_BPS"), "the platform's fee on each capture, in basis points (env IOTPAY_FEE_PLATFORM_BPS)")
 	logOrigin := fs.String("log-origin", env("IOTPAY_LOG_ORIGIN", ""), "the audit log's name, at its first start (default iotpay-<random>/log; env IOTPAY_LOG_ORIGIN)")
 	witnesses := fs.String("witness", env("IOTPAY_WITNESSES", ""), "comma-separated URLs of C2SP tlog-witnesses every checkpoint is pushed to (env IOTPAY_WITNESSES)")
+	ethRPC := fs.String("eth-rpc", env("IOTPAY_ETH_RPC", ""), "Ethereum JSON-RPC URL: anchor every checkpoint's root in a CheckpointAnchor contract (env IOTPAY_ETH_RPC)")
+	ethContract := fs.String("eth-contract", env("IOTPAY_ETH_CONTRACT", ""), "the CheckpointAnchor contract's address ('iotpay audit anchor-deploy' deploys one; env IOTPAY_ETH_CONTRACT)")
+	ethKey := fs.String("eth-key-file", env("IOTPAY_ETH_KEY_FILE", ""), "file holding the hex secp256k1 key that owns the contract and pays for its transactions (env IOTPAY_ETH_KEY_FILE)")
 	logLevel := fs.String("log-level", env("IOTPAY_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env IOTPAY_LOG_LEVEL)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: iotpayd [flags]\n\nRuns the iotpay platform: HTTP API, embedded MQTT broker (TLS, client certificates),\npayment processor and store (SQLite in the data directory, or PostgreSQL with -store).\nEach flag can also be set by its environment variable.\n\nFlags:\n")
@@ -98,6 +106,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *ethRPC != "" {
+		a, closeEth, err := ethAnchor(ctx, *ethRPC, *ethContract, *ethKey)
+		if err != nil {
+			return err
+		}
+		defer closeEth()
+		cfg.Anchors = append(cfg.Anchors, a)
+	}
 	d, err := daemon.Open(ctx, cfg)
 	if err != nil {
 		return err
@@ -115,4 +131,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	<-ctx.Done()
 	logger.Info("shutting down")
 	return d.Close()
+}
+
+// ethAnchor connects to the chain at rpcURL and binds the anchor contract at
+// contract, owned by the key in keyFile.
+func ethAnchor(ctx context.Context, rpcURL, contract, keyFile string) (*eth.Anchor, func(), error) {
+	if !common.IsHexAddress(contract) || keyFile == "" {
+		return nil, nil, errors.New("--eth-rpc needs --eth-contract (an address) and --eth-key-file")
+	}
+	key, err := gethcrypto.LoadECDSA(keyFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--eth-key-file: %w", err)
+	}
+	client, err := ethclient.DialContext(ctx, rpcURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("ethereum RPC: %w", err)
+	}
+	chainID, err := client.ChainID(ctx)
+	if err != nil {
+		client.Close()
+		return nil, nil, fmt.Errorf("ethereum RPC: %w", err)
+	}
+	return eth.New(client, common.HexToAddress(contract), key, chainID), client.Close, nil
 }

@@ -48,6 +48,18 @@ func TestUnknownStoreIsRefused(t *testing.T) {
 	}
 }
 
+func TestEthereumAnchorNeedsContractAndKey(t *testing.T) {
+	var out, errOut bytes.Buffer
+	data := filepath.Join(t.TempDir(), "data")
+	err := run(context.Background(), []string{"-data", data, "-eth-rpc", "http://127.0.0.1:1"}, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "--eth-contract") {
+		t.Fatalf("--eth-rpc alone: %v", err)
+	}
+	if _, err := os.Stat(data); err == nil {
+		t.Fatal("the data directory was made before the flags were checked")
+	}
+}
+
 var listening = regexp.MustCompile(`HTTP API on (http://\S+), MQTT/TLS on (\S+),`)
 
 // daemonProc is iotpayd running as a child process.

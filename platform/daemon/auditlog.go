@@ -65,6 +65,7 @@ func (d *Daemon) auditLog(read sqlstore.Store[platform.Tx]) error {
 	for _, u := range d.cfg.Witnesses {
 		anchors = append(anchors, &witness.Anchor{URL: u, Client: &http.Client{Timeout: witnessTimeout}})
 	}
+	anchors = append(anchors, d.cfg.Anchors...)
 	d.Log = &audit.Checkpointer{
 		Store:  platform.WriterStore[audit.LogTx]{W: d.Writer, Read: read},
 		Origin: signer.Name(), Signers: []note.Signer{signer, gmSigner}, Anchors: anchors,

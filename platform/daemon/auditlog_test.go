@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,10 +15,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ethereum/go-ethereum/core/types"
+	gethcrypto "github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/ethclient/simulated"
 	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/iotpay/iotpay/audit"
+	"github.com/iotpay/iotpay/audit/anchor/eth"
 	"github.com/iotpay/iotpay/audit/tlog"
 	"github.com/iotpay/iotpay/audit/verify"
 	"github.com/iotpay/iotpay/audit/witness"
@@ -48,8 +53,10 @@ func testAuditLog(t *testing.T, store string) {
 	}))
 	defer wsrv.Close()
 	dataDir := filepath.Join(t.TempDir(), "data")
+	chain := ethChain(t)
 	d, err := daemon.Open(ctx, daemon.Config{DataDir: dataDir, Store: store, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0",
-		DeviceHTTPAddr: "127.0.0.1:0", CoAPAddr: "127.0.0.1:0", Witnesses: []string{wsrv.URL}, CheckpointInterval: 50 * time.Millisecond})
+		DeviceHTTPAddr: "127.0.0.1:0", CoAPAddr: "127.0.0.1:0", Witnesses: []string{wsrv.URL}, CheckpointInterval: 50 * time.Millisecond,
+		Anchors: []audit.Anchor{chain.owner}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +94,7 @@ func testAuditLog(t *testing.T, store string) {
 	wvkey, _ := witness.VerifierKey(wskey)
 	wKey, _ := fnote.NewVerifierForCosignatureV1(wvkey)
 	last := receipts[len(receipts)-1]
-	o := verify.Options{Log: &tlog.Client{URL: f.url + daemon.LogPathPrefix}, LogKey: logKey,
+	o := verify.Options{Log: &tlog.Client{URL: f.url + daemon.LogPathPrefix}, LogKey: logKey, Anchor: chain.reader,
 		Witnesses: []note.Verifier{gmKey, wKey}, Quorum: 2, Full: true, StatePath: filepath.Join(t.TempDir(), "seen"),
 		Leaves: []verify.Leaf{{Index: *last.LogIndex, Name: "receipt", Check: func(data []byte) error {
 			l, err := audit.ParseLeaf(data)
@@ -106,7 +113,7 @@ func testAuditLog(t *testing.T, store string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if r.Leaves != 1 || r.Rehashed != r.Checkpoint.Size || len(r.Cosigners) != 2 {
+	if r.Leaves != 1 || r.Rehashed != r.Checkpoint.Size || len(r.Cosigners) != 2 || !r.Anchored {
 		t.Fatalf("report: %+v", r)
 	}
 
@@ -138,4 +145,41 @@ func testAuditLog(t *testing.T, store string) {
 	if r, err := verify.Run(ctx, o); err != nil || r.OK() || !strings.Contains(strings.Join(r.Failures, "\n"), "do not hash to the tile") {
 		t.Fatalf("a changed amount was not caught: %+v %v", r, err)
 	}
+}
+
+// anchorChain is go-ethereum's simulated chain with a CheckpointAnchor
+// deployed: the owner's anchor (the platform's) and a reader's (the
+// verifier's). Blocks are mined every 20 ms, as a chain produces them.
+type anchorChain struct{ owner, reader *eth.Anchor }
+
+func ethChain(t *testing.T) anchorChain {
+	t.Helper()
+	key, err := gethcrypto.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := simulated.NewBackend(types.GenesisAlloc{gethcrypto.PubkeyToAddress(key.PublicKey): {Balance: new(big.Int).Lsh(big.NewInt(1), 100)}})
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				b.Commit()
+			}
+		}
+	}()
+	t.Cleanup(func() { close(done); <-stopped; b.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	chainID := big.NewInt(1337)
+	addr, err := eth.Deploy(ctx, b.Client(), key, chainID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return anchorChain{owner: eth.New(b.Client(), addr, key, chainID), reader: eth.New(b.Client(), addr, nil, nil)}
 }

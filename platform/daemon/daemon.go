@@ -85,6 +85,9 @@ type Config struct {
 	// Witnesses are the URLs of C2SP tlog-witnesses every checkpoint is
 	// pushed to.
 	Witnesses []string
+	// Anchors are other places every checkpoint is pushed to, such as a
+	// chain (audit/anchor/eth).
+	Anchors []audit.Anchor
 	// CheckpointInterval is the time between checkpoints while there is
 	// traffic (audit.CheckpointInterval when zero).
 	CheckpointInterval time.Duration
