@@ -59,6 +59,9 @@ func (id *Identity) TLSConfig(serverName string) *tls.Config {
 type State struct {
 	Counter   uint64 `json:"counter"`
 	Challenge []byte `json:"challenge"`
+	// Checkpoint is the audit log's latest checkpoint the device verified
+	// (VerifyLogged): a later one must extend it.
+	Checkpoint []byte `json:"checkpoint,omitempty"`
 }
 
 // StateStore persists State.

@@ -104,19 +104,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	r.Previous = prev
 	if prev != nil {
-		switch {
-		case cp.Size < prev.Size:
-			r.fail("consistency: the log shrank from %d to %d leaves", prev.Size, cp.Size)
-		case cp.Size == prev.Size && !bytes.Equal(cp.Hash, prev.Hash):
-			r.fail("consistency: two different checkpoints of size %d (split view)", cp.Size)
-		case cp.Size > prev.Size:
-			p, err := o.Log.ConsistencyProof(ctx, prev.Size, cp.Size)
-			if err == nil {
-				err = tlog.VerifyConsistency(prev.Size, cp.Size, p, prev.Hash, cp.Hash)
-			}
-			if err != nil {
-				r.fail("consistency: from the checkpoint of size %d verified before: %s", prev.Size, iotpay.ErrorMessage(err))
-			}
+		if err := Consistent(ctx, o.Log, *prev, cp); err != nil {
+			r.fail("consistency: %s", iotpay.ErrorMessage(err))
 		}
 	}
 
@@ -129,7 +118,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 
 	for _, l := range o.Leaves {
-		if err := checkLeaf(ctx, o.Log, cp, l); err != nil {
+		if err := Included(ctx, o.Log, cp, l); err != nil {
 			r.fail("leaf %s (index %d): %s", l.Name, l.Index, iotpay.ErrorMessage(err))
 		} else {
 			r.Leaves++
@@ -153,9 +142,31 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	return r, nil
 }
 
-// checkLeaf reads leaf l from its bundle, checks it against the caller's
+// Consistent checks that cp extends prev, a checkpoint verified before: no
+// smaller, the same root at the same size, else a consistency proof from
+// the log that verifies.
+func Consistent(ctx context.Context, log *tlog.Client, prev, cp tlog.Checkpoint) error {
+	switch {
+	case cp.Size < prev.Size:
+		return iotpay.Errorf(iotpay.EUNAUTHORIZED, "the log shrank from %d to %d leaves", prev.Size, cp.Size)
+	case cp.Size == prev.Size && !bytes.Equal(cp.Hash, prev.Hash):
+		return iotpay.Errorf(iotpay.EUNAUTHORIZED, "two different checkpoints of size %d (split view)", cp.Size)
+	case cp.Size == prev.Size:
+		return nil
+	}
+	p, err := log.ConsistencyProof(ctx, prev.Size, cp.Size)
+	if err == nil {
+		err = tlog.VerifyConsistency(prev.Size, cp.Size, p, prev.Hash, cp.Hash)
+	}
+	if err != nil {
+		return iotpay.Wrap(iotpay.EUNAUTHORIZED, fmt.Sprintf("from the checkpoint of size %d verified before: %s", prev.Size, iotpay.ErrorMessage(err)), err)
+	}
+	return nil
+}
+
+// Included reads leaf l from its bundle, checks it against the caller's
 // evidence, and proves it is in cp's tree.
-func checkLeaf(ctx context.Context, log *tlog.Client, cp tlog.Checkpoint, l Leaf) error {
+func Included(ctx context.Context, log *tlog.Client, cp tlog.Checkpoint, l Leaf) error {
 	if l.Index >= cp.Size {
 		return iotpay.Errorf(iotpay.ENOTFOUND, "not covered by the checkpoint of size %d yet", cp.Size)
 	}

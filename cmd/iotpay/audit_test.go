@@ -16,7 +16,11 @@ func TestAuditVerifyCLI(t *testing.T) {
 	t.Setenv("IOTPAY_KEYSTORE_PASSPHRASE", "change-me")
 	c, d, payer, product := vending(t)
 	_, dir := enrolledDevice(t, c, payer, product, "intl")
-	out := runText(t, "device", "pay", "--dir", dir, "--mqtt", d.MQTTAddr(), "--event", "dispense")
+	out := runText(t, "device", "pay", "--dir", dir, "--mqtt", d.MQTTAddr(), "--event", "dispense",
+		"--log", "http://"+d.HTTPAddr()+"/log/", "--log-key", d.LogKey)
+	if !strings.Contains(out, "logged: leaf ") {
+		t.Fatalf("pay --log said %q", out)
+	}
 	m := regexp.MustCompile(`log #(\d+) request ([0-9a-f]+)`).FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("pay said %q", out)

@@ -5,12 +5,17 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/iotpay/iotpay"
+	"github.com/iotpay/iotpay/audit/tlog"
 	"github.com/iotpay/iotpay/device"
 	"github.com/iotpay/iotpay/device/keystore"
 	"github.com/iotpay/iotpay/device/keystore/pkcs11"
@@ -155,11 +160,20 @@ func devicePay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	rid := fs.String("request-id", "", "idempotency key (generated when empty)")
 	ksSpec := fs.String("keystore", "soft", keystoreUsage+"; as at enrollment")
 	secure := fs.Bool("secure", false, "pay through an end-to-end session: a signed handshake, then the request and its receipt sealed (COSE_Encrypt0)")
+	logURL := fs.String("log", "", "the audit log's URL (http://host:8080/log/): then prove the payment is logged")
+	logKey := fs.String("log-key", "", "the audit log's verifier key (first line of iotpayd's log-key.pub), with --log")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *dir == "" {
 		return fmt.Errorf("device pay needs --dir")
+	}
+	var logV note.Verifier
+	if *logURL != "" {
+		var err error
+		if logV, err = tlog.NewVerifier(*logKey); err != nil {
+			return fmt.Errorf("--log needs --log-key, the log's verifier key: %w", err)
+		}
 	}
 	psk, err := pskOf(*pskKey, *pskFile)
 	if err != nil {
@@ -244,5 +258,30 @@ func devicePay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if rc.Outcome != wire.Approved {
 		return fmt.Errorf("payment %s", rc.Outcome)
 	}
+	if logV != nil {
+		return proveLogged(ctx, stdout, dev, &tlog.Client{URL: *logURL, HTTP: &http.Client{Timeout: 30 * time.Second}}, logV, rc)
+	}
 	return nil
+}
+
+// proveLogged waits (up to 10 s: a checkpoint comes every second) until a
+// checkpoint covers the receipt's leaf, and proves it is there.
+func proveLogged(ctx context.Context, stdout io.Writer, dev *device.Device, log *tlog.Client, key note.Verifier, rc *wire.Receipt) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		cp, err := dev.VerifyLogged(ctx, log, key, rc)
+		if err == nil {
+			fmt.Fprintf(stdout, "logged: leaf %d proven in the checkpoint of %d leaves signed by %s\n", *rc.LogIndex, cp.Size, key.Name())
+			return nil
+		}
+		if iotpay.ErrorCode(err) != iotpay.ENOTFOUND {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no checkpoint covered the payment in time: %w", err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }

@@ -21,6 +21,7 @@ import (
 	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/iotpay/iotpay"
 	"github.com/iotpay/iotpay/audit"
 	"github.com/iotpay/iotpay/audit/anchor/eth"
 	"github.com/iotpay/iotpay/audit/tlog"
@@ -182,4 +183,63 @@ func ethChain(t *testing.T) anchorChain {
 		t.Fatal(err)
 	}
 	return anchorChain{owner: eth.New(b.Client(), addr, key, chainID), reader: eth.New(b.Client(), addr, nil, nil)}
+}
+
+// TestDeviceVerifiesItsReceiptIsLogged: the device SDK proves its
+// receipt's payment is in the log, under the log key alone, and keeps the
+// checkpoint it trusts; a later checkpoint must extend it.
+func TestDeviceVerifiesItsReceiptIsLogged(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	f := setup(t, "")
+	logKey, err := tlog.NewVerifier(f.d.LogKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &tlog.Client{URL: f.url + daemon.LogPathPrefix}
+	var trusted uint64
+	for i := range 2 {
+		rc, err := f.dev.Pay(ctx, f.tr, dispense())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cp *tlog.Checkpoint
+		for {
+			cp, err = f.dev.VerifyLogged(ctx, client, logKey, rc)
+			if err == nil {
+				break
+			}
+			if iotpay.ErrorCode(err) != iotpay.ENOTFOUND || ctx.Err() != nil {
+				t.Fatalf("payment %d: %v", i, err)
+			}
+			time.Sleep(100 * time.Millisecond) // the next checkpoint is at most a second away
+		}
+		if cp.Size <= *rc.LogIndex || cp.Size < trusted {
+			t.Fatalf("payment %d: checkpoint of %d leaves", i, cp.Size)
+		}
+		trusted = cp.Size
+	}
+	// A receipt whose leaf records another request is refused.
+	rc, err := f.dev.Pay(ctx, f.tr, dispense())
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := *rc
+	forged.RequestHash = make([]byte, len(rc.RequestHash))
+	for {
+		_, err = f.dev.VerifyLogged(ctx, client, logKey, &forged)
+		if iotpay.ErrorCode(err) != iotpay.ENOTFOUND || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if iotpay.ErrorCode(err) != iotpay.EUNAUTHORIZED {
+		t.Fatalf("a receipt for another request: %v", err)
+	}
+	// Another log key: refused.
+	_, otherV, _ := tlog.GenerateLogKey("iotpay-other/log")
+	ov, _ := tlog.NewVerifier(otherV)
+	if _, err := f.dev.VerifyLogged(ctx, client, ov, rc); iotpay.ErrorCode(err) != iotpay.EUNAUTHORIZED {
+		t.Fatalf("another log key: %v", err)
+	}
 }
