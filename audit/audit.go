@@ -49,6 +49,10 @@ type Leaf struct {
 	Currency    string    `cbor:"11,keyasint,omitempty"`
 	Postings    []Posting `cbor:"12,keyasint,omitempty"`
 	TimeMs      int64     `cbor:"13,keyasint"`
+	// Request is the request as the device signed it (its COSE_Sign1
+	// bytes), so that anyone holding the device's key can check the leaf
+	// records what the device asked.
+	Request []byte `cbor:"14,keyasint,omitempty"`
 }
 
 var encMode, _ = cbor.CoreDetEncOptions().EncMode()

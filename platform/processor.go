@@ -157,14 +157,14 @@ func (p *Processor) Process(ctx context.Context, device iotpay.DeviceID, raw []b
 	var res Result
 	err = p.Engine.Do(ctx, func(b *ledger.Batch[Tx]) error {
 		var err error
-		res, err = p.decide(b, rh, req)
+		res, err = p.decide(b, raw, rh, req)
 		return err
 	})
 	var rej *rejection
 	switch {
 	case errors.As(err, &rej):
 		p.log().Info("request rejected", "device", device, "request", req.RequestID, "err", rej.err)
-		return p.rejectLogged(ctx, suite, dev, rh, req, rej.err)
+		return p.rejectLogged(ctx, suite, dev, raw, rh, req, rej.err)
 	case err != nil:
 		p.log().Error("request failed", "device", device, "request", req.RequestID, "err", err)
 		return p.reject(suite, device, rh, req, nil, iotpay.Wrap(iotpay.EUNAVAILABLE, "try again later", err))
@@ -202,7 +202,7 @@ func (p *Processor) channelSuite(ctx context.Context, id iotpay.DeviceID) wire.S
 	return s
 }
 
-func (p *Processor) decide(b *ledger.Batch[Tx], rh []byte, req *wire.Request) (Result, error) {
+func (p *Processor) decide(b *ledger.Batch[Tx], raw, rh []byte, req *wire.Request) (Result, error) {
 	ctx, tx, now := b.Context(), b.Tx, b.Now
 	dev, err := tx.Device(ctx, iotpay.DeviceID(req.Device))
 	if err != nil {
@@ -259,7 +259,7 @@ func (p *Processor) decide(b *ledger.Batch[Tx], rh []byte, req *wire.Request) (R
 		Product: prod.ID, Category: prod.Category, Merchant: prod.Merchant, Amount: amount, Capture: true,
 		RequestID: req.RequestID, RequestHash: rh,
 		Finish: func(pay *payment.Payment) (err error) {
-			rc, err = p.evidence(ctx, tx, dev, req, rh, pay, now)
+			rc, err = p.evidence(ctx, tx, dev, req, raw, rh, pay, now)
 			return err
 		},
 	})
@@ -271,10 +271,10 @@ func (p *Processor) decide(b *ledger.Batch[Tx], rh []byte, req *wire.Request) (R
 
 // evidence appends the payment's audit leaf and signs its receipt, just
 // before the payment is stored.
-func (p *Processor) evidence(ctx context.Context, tx Tx, dev *registry.Device, req *wire.Request, rh []byte,
+func (p *Processor) evidence(ctx context.Context, tx Tx, dev *registry.Device, req *wire.Request, raw, rh []byte,
 	pay *payment.Payment, now time.Time) (*wire.Receipt, error) {
 	leaf := &audit.Leaf{Kind: audit.KindPayment, Tenant: string(dev.Tenant), Device: string(dev.ID), RequestID: req.RequestID,
-		RequestHash: rh, Payment: string(pay.ID), Amount: pay.Amount, Currency: string(pay.Currency),
+		RequestHash: rh, Request: raw, Payment: string(pay.ID), Amount: pay.Amount, Currency: string(pay.Currency),
 		Outcome: outcomeLeaf(pay.Status), Reason: pay.Reason}
 	rc := &wire.Receipt{
 		Device: string(dev.ID), RequestID: req.RequestID, RequestHash: rh, Outcome: outcomeOf(pay.Status),
@@ -323,7 +323,7 @@ func outcomeOf(s payment.Status) wire.Outcome {
 
 // rejectLogged records the refusal of an authenticated request as an audit
 // leaf, then answers it. Nothing else changes: no balance, no device state.
-func (p *Processor) rejectLogged(ctx context.Context, suite wire.Suite, dev *registry.Device, rh []byte, req *wire.Request, cause error) Result {
+func (p *Processor) rejectLogged(ctx context.Context, suite wire.Suite, dev *registry.Device, raw, rh []byte, req *wire.Request, cause error) Result {
 	now := p.now()
 	var idx uint64
 	var challenge []byte
@@ -335,7 +335,7 @@ func (p *Processor) rejectLogged(ctx context.Context, suite wire.Suite, dev *reg
 		}
 		challenge = cur.Challenge // lets a device that lost its state resynchronise
 		idx, err = audit.Append(ctx, tx, &audit.Leaf{Kind: audit.KindRejection, Tenant: string(dev.Tenant), Device: string(dev.ID),
-			RequestID: req.RequestID, RequestHash: rh, Outcome: string(wire.Rejected),
+			RequestID: req.RequestID, RequestHash: rh, Request: raw, Outcome: string(wire.Rejected),
 			Reason: string(iotpay.ErrorCode(cause)) + ": " + iotpay.ErrorMessage(cause)}, now)
 		return err
 	})

@@ -99,6 +99,10 @@ func testAuditLog(t *testing.T, store string) {
 		Witnesses: []note.Verifier{gmKey, wKey}, Quorum: 2, Full: true, StatePath: filepath.Join(t.TempDir(), "seen"),
 		Leaves: []verify.Leaf{{Index: *last.LogIndex, Name: "receipt", Check: func(data []byte) error {
 			l, err := audit.ParseLeaf(data)
+			// The leaf holds the request as the device signed it.
+			if err == nil && string(wire.Intl.Hash(l.Request)) != string(last.RequestHash) {
+				t.Errorf("the leaf's request does not hash to the receipt's request hash")
+			}
 			if err != nil || string(l.RequestHash) != string(last.RequestHash) || l.Amount != last.AmountMinor {
 				t.Errorf("the receipt's leaf: %+v %v", l, err)
 			}
