@@ -29,7 +29,7 @@ func BenchmarkLogSQLite(b *testing.B) {
 	signer, _ := note.NewSigner(skey)
 	c := &audit.Checkpointer{Store: sqlstore.For[audit.LogTx](db), Origin: origin, Signers: []note.Signer{signer}}
 	leaf := &audit.Leaf{Kind: audit.KindPayment, Tenant: "ten_01JBENCHMARKTENANT0000000", Device: "dev_01JBENCHMARKDEVICE0000000",
-		RequestID: "rq_1_01JBENCHMARK", RequestHash: make([]byte, 32), Outcome: "approved", Payment: "pay_01JBENCHMARKPAYMENT000000",
+		RequestID: "rq_1_01JBENCHMARK", RequestHash: make([]byte, 32), Request: make([]byte, 211), Outcome: "approved", Payment: "pay_01JBENCHMARKPAYMENT000000",
 		Amount: 250, Currency: "EUR", Postings: []audit.Posting{
 			{Transfer: "xfr_01JBENCHMARKTRANSFER00001", Debit: "acc_01JBENCHMARKPAYER0000000", Credit: "acc_01JBENCHMARKMERCHANT00000", Amount: 250, Currency: "EUR"},
 			{Transfer: "xfr_01JBENCHMARKTRANSFER00002", Debit: "acc_01JBENCHMARKPAYER0000000", Credit: "acc_01JBENCHMARKMERCHANT00000", Amount: 250, Currency: "EUR"}}}

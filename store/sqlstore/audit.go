@@ -13,12 +13,18 @@ import (
 
 // AppendLeaf implements audit.Tx: leaves are numbered from 0 with no gap.
 func (tx *Tx) AppendLeaf(ctx context.Context, data, hash []byte, created time.Time) (uint64, error) {
-	var next int64
-	if err := tx.row(ctx, qNextLeaf).Scan(&next); err != nil {
+	if !tx.nextLeafKnown {
+		if err := tx.row(ctx, qNextLeaf).Scan(&tx.nextLeaf); err != nil {
+			return 0, err
+		}
+		tx.nextLeafKnown = true
+	}
+	next := tx.nextLeaf
+	if _, err := tx.exec(ctx, qInsertLeaf, next, data, hash, ms(created)); err != nil {
 		return 0, err
 	}
-	_, err := tx.exec(ctx, qInsertLeaf, next, data, hash, ms(created))
-	return uint64(next), err
+	tx.nextLeaf++
+	return uint64(next), nil
 }
 
 // Leaf returns the audit leaf at index i.

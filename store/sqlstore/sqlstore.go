@@ -84,6 +84,12 @@ type Tx struct {
 	tx    *sql.Tx
 	d     *Dialect
 	stmts map[string]*sql.Stmt // the writer's prepared statements; nil in reads
+	// nextLeaf is the audit log's next index once read in this
+	// transaction (nextLeafKnown): a transaction is never partly undone
+	// (a refused writer operation writes nothing; a failure rolls back
+	// the whole transaction), so counting on from it is safe.
+	nextLeaf      int64
+	nextLeafKnown bool
 }
 
 // Update runs fn in a write transaction, committed when fn returns nil.
