@@ -13,11 +13,16 @@ import (
 	"path/filepath"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/iotpay/iotpay"
+	"github.com/iotpay/iotpay/audit/tlog"
+	"github.com/iotpay/iotpay/audit/verify"
 	"github.com/iotpay/iotpay/device"
 	devmqtt "github.com/iotpay/iotpay/device/mqtt"
 	"github.com/iotpay/iotpay/payment"
 	"github.com/iotpay/iotpay/platform/daemon"
+	"github.com/iotpay/iotpay/store/sqlstore"
 	"github.com/iotpay/iotpay/wire"
 )
 
@@ -35,6 +40,8 @@ type demoSummary struct {
 	ForgeriesRejected  int                       `json:"forgeries_rejected"`
 	ReceiptsVerified   int                       `json:"receipts_verified"`
 	LedgerBalanced     bool                      `json:"ledger_balanced"`
+	LogLeaves          uint64                    `json:"log_leaves"`
+	LogVerified        bool                      `json:"log_verified"`
 	PaidMinor          map[iotpay.Currency]int64 `json:"paid_minor"`
 	Devices            int                       `json:"devices"`
 	DurationMs         int64                     `json:"duration_ms"`
@@ -106,11 +113,15 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := dm.scenario(ctx); err != nil {
 		return err
 	}
+	if err := dm.verifyLog(ctx); err != nil {
+		return err
+	}
 	dm.sum.DurationMs = time.Since(start).Milliseconds()
 	s := dm.sum
 	fmt.Fprintf(stdout, "\nsummary: %d approved, %d declined, %d replay rejected, %d duplicate answered with its original receipt, %d forgery rejected;\n"+
-		"         %d receipts verified by the devices; ledger balanced: %v\n",
-		s.PaymentsOK, s.PaymentsDeclined, s.ReplaysRejected, s.DuplicatesAnswered, s.ForgeriesRejected, s.ReceiptsVerified, s.LedgerBalanced)
+		"         %d receipts verified by the devices; ledger balanced: %v; audit log of %d leaves verified: %v\n",
+		s.PaymentsOK, s.PaymentsDeclined, s.ReplaysRejected, s.DuplicatesAnswered, s.ForgeriesRejected, s.ReceiptsVerified, s.LedgerBalanced,
+		s.LogLeaves, s.LogVerified)
 	if *asJSON {
 		b, _ := json.Marshal(s)
 		fmt.Fprintln(stdout, string(b))
@@ -118,7 +129,53 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if !s.LedgerBalanced {
 		return fmt.Errorf("the ledger does not balance")
 	}
+	if !s.LogVerified {
+		return fmt.Errorf("the audit log does not verify")
+	}
 	return nil
+}
+
+// verifyLog waits for the checkpoint covering every leaf the scenario
+// logged (one comes every second) and verifies the log as an outsider
+// would, from its URL and keys: signature, SM2 co-signature, every leaf
+// re-hashed.
+func (dm *demo) verifyLog(ctx context.Context) error {
+	var leaves uint64
+	if err := dm.d.DB.View(ctx, func(tx *sqlstore.Tx) error {
+		var err error
+		leaves, err = tx.LogSize(ctx)
+		return err
+	}); err != nil {
+		return err
+	}
+	logKey, err := tlog.NewVerifier(dm.d.LogKey)
+	if err != nil {
+		return err
+	}
+	gmKey, err := tlog.NewVerifier(dm.d.GMLogKey)
+	if err != nil {
+		return err
+	}
+	o := verify.Options{Log: &tlog.Client{URL: "http://" + dm.d.HTTPAddr() + daemon.LogPathPrefix}, LogKey: logKey,
+		Witnesses: []note.Verifier{gmKey}, Quorum: 1, Full: true}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		r, err := verify.Run(ctx, o)
+		if err == nil && r.Checkpoint.Size >= leaves {
+			dm.sum.LogLeaves, dm.sum.LogVerified = r.Checkpoint.Size, r.OK()
+			fmt.Fprintf(dm.out, "audit log: checkpoint of %d leaves, co-signed in SM2, every leaf re-hashed to its root: %v\n", r.Checkpoint.Size, r.OK())
+			for _, f := range r.Failures {
+				fmt.Fprintln(dm.out, "  FAIL:", f)
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no checkpoint covered the demo's %d leaves: %v", leaves, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 func (dm *demo) scenario(ctx context.Context) error {

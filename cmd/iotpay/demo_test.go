@@ -29,7 +29,7 @@ func testDemo(t *testing.T, args ...string) string {
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &s); err != nil {
 		t.Fatalf("last line is not the JSON summary: %v\n%s", err, out.String())
 	}
-	if !s.LedgerBalanced || s.PaymentsOK < 1 || s.ReceiptsVerified < s.PaymentsOK || s.PaymentsDeclined < 1 ||
+	if !s.LedgerBalanced || !s.LogVerified || s.LogLeaves < 10 || s.PaymentsOK < 1 || s.ReceiptsVerified < s.PaymentsOK || s.PaymentsDeclined < 1 ||
 		s.ReplaysRejected < 1 || s.DuplicatesAnswered < 1 || s.ForgeriesRejected < 1 {
 		t.Fatalf("summary = %+v\n%s", s, out.String())
 	}
