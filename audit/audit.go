@@ -23,6 +23,7 @@ const LeafBytesMax = 8192
 const (
 	KindPayment   = "payment"   // a decided request: approved or declined
 	KindRejection = "rejection" // an authenticated request refused before a decision
+	KindOperation = "operation" // a change to a payment after its decision: capture, refund, void, increment, expiry, an operator's authorization
 )
 
 // Posting is one ledger transfer a leaf records.

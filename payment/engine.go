@@ -40,6 +40,12 @@ type Engine[T Tx] struct {
 	W     *ledger.Writer[T]
 	Store Store[T]
 	Fees  FeePlan
+	// OnEvent, when set, is told of every change to a payment in the
+	// operation (and transaction) that makes it, its transfers in p.Legs:
+	// the platform writes it to the audit log. An authorization whose
+	// caller records its own evidence (AuthRequest.Finish) is not told.
+	// An error fails the operation.
+	OnEvent func(ctx context.Context, tx T, kind string, p *Payment) error
 }
 
 // Do runs fn as one writer operation.
@@ -224,8 +230,28 @@ func (e *Engine[T]) Authorize(b *ledger.Batch[T], req *AuthRequest) (*Payment, e
 		if err := req.Finish(p); err != nil {
 			return nil, err
 		}
+	} else if err := e.event(ctx, b.Tx, EventAuthorize, p); err != nil {
+		return nil, err
 	}
 	return p, b.Tx.CreatePayment(ctx, p)
+}
+
+// Payment events, as OnEvent receives them.
+const (
+	EventAuthorize = "authorize" // an authorization (or sale) the operator asked for
+	EventCapture   = "capture"
+	EventIncrement = "increment"
+	EventVoid      = "void"
+	EventRefund    = "refund"
+	EventExpire    = "expire" // the hold's time passed
+)
+
+// event tells OnEvent of a change to p; p.Legs are its transfers.
+func (e *Engine[T]) event(ctx context.Context, tx T, kind string, p *Payment) error {
+	if e.OnEvent == nil {
+		return nil
+	}
+	return e.OnEvent(ctx, tx, kind, p)
 }
 
 // hold places the authorization's hold: from the payer to the merchant,
@@ -327,6 +353,9 @@ func (e *Engine[T]) Capture(b *ledger.Batch[T], tenant iotpay.TenantID, id iotpa
 	if err := e.capture(b, p, amount, final); err != nil {
 		return nil, err
 	}
+	if err := e.event(b.Context(), b.Tx, EventCapture, p); err != nil {
+		return nil, err
+	}
 	return p, b.Tx.UpdatePayment(b.Context(), p)
 }
 
@@ -346,6 +375,9 @@ func (e *Engine[T]) Void(b *ledger.Batch[T], tenant iotpay.TenantID, id iotpay.P
 		return nil, err
 	}
 	p.release(StatusVoided, b.Now)
+	if err := e.event(b.Context(), b.Tx, EventVoid, p); err != nil {
+		return nil, err
+	}
 	return p, b.Tx.UpdatePayment(b.Context(), p)
 }
 
@@ -398,6 +430,9 @@ func (e *Engine[T]) Increment(b *ledger.Batch[T], tenant iotpay.TenantID, id iot
 	p.Hold, p.Held, p.HoldExpires, p.Updated = next.ID, next.Amount, next.ExpiresAt, b.Now
 	m.use(amount, b.Now)
 	if err := b.Tx.UpdateMandate(ctx, m); err != nil {
+		return nil, err
+	}
+	if err := e.event(ctx, b.Tx, EventIncrement, p); err != nil {
 		return nil, err
 	}
 	return p, b.Tx.UpdatePayment(ctx, p)
@@ -457,6 +492,9 @@ func (e *Engine[T]) Refund(b *ledger.Batch[T], tenant iotpay.TenantID, id iotpay
 	if p.Refunded == p.Captured && !p.Status.Open() {
 		p.Status = StatusRefunded
 	}
+	if err := e.event(b.Context(), b.Tx, EventRefund, p); err != nil {
+		return nil, err
+	}
 	return p, b.Tx.UpdatePayment(b.Context(), p)
 }
 
@@ -479,6 +517,10 @@ func (e *Engine[T]) OnExpire(ctx context.Context, tx T, expired []*ledger.Transf
 			return err
 		}
 		p.release(StatusExpired, t.Time)
+		p.Legs = []ledger.Transfer{*t}
+		if err := e.event(ctx, tx, EventExpire, p); err != nil {
+			return err
+		}
 		if err := tx.UpdatePayment(ctx, p); err != nil {
 			return err
 		}

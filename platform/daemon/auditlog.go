@@ -18,6 +18,7 @@ import (
 	"github.com/iotpay/iotpay/audit/tlog"
 	"github.com/iotpay/iotpay/audit/witness"
 	"github.com/iotpay/iotpay/internal/atomicfile"
+	"github.com/iotpay/iotpay/payment"
 	"github.com/iotpay/iotpay/platform"
 	"github.com/iotpay/iotpay/platform/pki"
 	"github.com/iotpay/iotpay/store/sqlstore"
@@ -122,4 +123,23 @@ func loadOrCreateLogKey(path, origin string) (string, error) {
 		return "", err
 	}
 	return skey, atomicfile.WriteNew(path, []byte(skey+"\n"), 0o600)
+}
+
+// logPaymentEvent appends an audit leaf for a change to a payment made
+// after its decision (a capture, a refund, a void, an increment, an
+// expiry, or an authorization the operator asked for), in the operation
+// that makes it: outcome = the event, reason = the payment's new status,
+// the postings = its transfers that moved money.
+func logPaymentEvent(ctx context.Context, tx platform.Tx, kind string, p *payment.Payment) error {
+	leaf := &audit.Leaf{Kind: audit.KindOperation, Tenant: string(p.Tenant), Device: string(p.Device), RequestID: p.RequestID,
+		RequestHash: p.RequestHash, Outcome: kind, Reason: string(p.Status), Payment: string(p.ID), Amount: p.Amount,
+		Currency: string(p.Currency)}
+	for _, t := range p.Legs {
+		if t.Posts() {
+			leaf.Postings = append(leaf.Postings, audit.Posting{Transfer: string(t.ID), Debit: string(t.Debit),
+				Credit: string(t.Credit), Amount: t.Amount, Currency: string(t.Currency)})
+		}
+	}
+	_, err := audit.Append(ctx, tx, leaf, time.Now())
+	return err
 }

@@ -247,3 +247,52 @@ func TestDeviceVerifiesItsReceiptIsLogged(t *testing.T) {
 		t.Fatalf("another log key: %v", err)
 	}
 }
+
+// TestOperatorActionsAreLogged: an authorization, capture, void and
+// refund asked through the operator API each append a leaf, with the
+// transfers that moved money, in the operation that makes them.
+func TestOperatorActionsAreLogged(t *testing.T) {
+	f := setup(t, "")
+	ctx := context.Background()
+	var p struct{ ID string }
+	f.must("POST", "/v1/payments", map[string]any{"device": f.dev.ID(), "amount": 300, "currency": "EUR"}, &p)
+	f.must("POST", "/v1/payments/"+p.ID+"/capture", map[string]any{"amount": 100, "final": false}, nil)
+	f.must("POST", "/v1/payments/"+p.ID+"/void", map[string]any{}, nil)
+	f.must("POST", "/v1/payments/"+p.ID+"/refund", map[string]any{"amount": 50}, nil)
+	// A refused action logs nothing.
+	if st := f.api("POST", "/v1/payments/"+p.ID+"/capture", map[string]any{"amount": 10}, nil); st < 400 {
+		t.Fatalf("capture after void: status %d", st)
+	}
+	var kinds []string
+	err := f.d.DB.View(ctx, func(tx *sqlstore.Tx) error {
+		n, err := tx.LogSize(ctx)
+		if err != nil {
+			return err
+		}
+		data, err := tx.Leaves(ctx, 0, int(n))
+		if err != nil {
+			return err
+		}
+		for _, d := range data {
+			l, err := audit.ParseLeaf(d)
+			if err != nil {
+				return err
+			}
+			if l.Kind != audit.KindOperation || l.Payment != p.ID {
+				continue
+			}
+			kinds = append(kinds, l.Outcome)
+			if (l.Outcome == "capture" || l.Outcome == "refund") && len(l.Postings) == 0 {
+				t.Errorf("%s logged without its postings", l.Outcome)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(kinds, ",") != "authorize,capture,void,refund" {
+		t.Fatalf("operation leaves %v", kinds)
+	}
+	f.assertBalanced()
+}

@@ -212,7 +212,7 @@ func Open(ctx context.Context, cfg Config) (*Daemon, error) {
 	// Every write, whatever it is for, is an operation of the ledger's
 	// single writer, batched with the others into one transaction.
 	read := sqlstore.For[platform.Tx](d.DB)
-	d.Payments = &payment.Engine[platform.Tx]{Store: read, Fees: cfg.Fees}
+	d.Payments = &payment.Engine[platform.Tx]{Store: read, Fees: cfg.Fees, OnEvent: logPaymentEvent}
 	d.Writer, err = ledger.Open(ctx, read, ledger.Config[platform.Tx]{
 		OnExpire: d.Payments.OnExpire, Logger: d.log.With("component", "ledger"), BatchOpsMax: cfg.BatchOpsMax})
 	if err != nil {
