@@ -43,8 +43,9 @@ type Checkpointer struct {
 	Logger   *slog.Logger
 	Now      func() time.Time
 
-	mu sync.Mutex
-	in *tlog.Integrator // nil: to be resumed from the store
+	mu  sync.Mutex
+	in  *tlog.Integrator // nil: to be resumed from the store
+	src *logSource
 }
 
 func (c *Checkpointer) log() *slog.Logger {
@@ -222,20 +223,55 @@ func (c *Checkpointer) anchor(ctx context.Context, cp *Checkpoint) {
 }
 
 // Source returns the log as its HTTP handler serves it: the tiles, the
-// leaves and the latest checkpoint, from the store.
-func (c *Checkpointer) Source() tlog.Source { return logSource{c.Store} }
+// leaves and the latest checkpoint, from the store. Full tiles never
+// change, so the last TileCacheMax of them read are kept in memory.
+func (c *Checkpointer) Source() tlog.Source {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.src == nil {
+		c.src = &logSource{s: c.Store, full: map[[2]uint64][]byte{}}
+	}
+	return c.src
+}
 
-type logSource struct{ s LogStore }
+// TileCacheMax bounds the full tiles a Source keeps in memory (8 KiB each).
+const TileCacheMax = 4096
 
-func (s logSource) ReadTile(ctx context.Context, level uint8, index uint64, width int) (t []byte, err error) {
+type logSource struct {
+	s    LogStore
+	mu   sync.Mutex
+	full map[[2]uint64][]byte
+}
+
+func (s *logSource) ReadTile(ctx context.Context, level uint8, index uint64, width int) (t []byte, err error) {
+	key := [2]uint64{uint64(level), index}
+	if width == tlog.TileWidth {
+		s.mu.Lock()
+		t = s.full[key]
+		s.mu.Unlock()
+		if t != nil {
+			return t, nil
+		}
+	}
 	err = s.s.View(ctx, func(tx LogTx) error {
 		t, err = tx.ReadTile(ctx, level, index, width)
 		return err
 	})
+	if err == nil && width == tlog.TileWidth {
+		s.mu.Lock()
+		if len(s.full) >= TileCacheMax {
+			for k := range s.full { // evict one, any
+				delete(s.full, k)
+				break
+			}
+		}
+		s.full[key] = t
+		s.mu.Unlock()
+	}
 	return t, err
 }
 
-func (s logSource) ReadEntries(ctx context.Context, start uint64, n int) (es [][]byte, err error) {
+func (s *logSource) ReadEntries(ctx context.Context, start uint64, n int) (es [][]byte, err error) {
 	err = s.s.View(ctx, func(tx LogTx) error {
 		es, err = tx.Leaves(ctx, start, n)
 		return err
@@ -246,7 +282,7 @@ func (s logSource) ReadEntries(ctx context.Context, start uint64, n int) (es [][
 	return es, err
 }
 
-func (s logSource) Checkpoint(ctx context.Context) (signed []byte, size uint64, err error) {
+func (s *logSource) Checkpoint(ctx context.Context) (signed []byte, size uint64, err error) {
 	err = s.s.View(ctx, func(tx LogTx) error {
 		cp, err := tx.LatestCheckpoint(ctx)
 		if err != nil {
