@@ -224,7 +224,7 @@ func (c *Checkpointer) anchor(ctx context.Context, cp *Checkpoint) {
 
 // Source returns the log as its HTTP handler serves it: the tiles, the
 // leaves and the latest checkpoint, from the store. Full tiles never
-// change, so the last TileCacheMax of them read are kept in memory.
+// change, so up to TileCacheMax of them are kept in memory.
 func (c *Checkpointer) Source() tlog.Source {
 	c.mu.Lock()
 	defer c.mu.Unlock()
