@@ -23,6 +23,7 @@ const LeafBytesMax = 8192
 const (
 	KindPayment   = "payment"   // a decided request: approved or declined
 	KindRejection = "rejection" // an authenticated request refused before a decision
+	KindReceipt   = "receipt"   // the signed receipt a device was sent, just after the leaf it names
 	KindOperation = "operation" // a change to a payment after its decision: capture, refund, void, increment, expiry, an operator's authorization
 )
 
@@ -54,6 +55,9 @@ type Leaf struct {
 	// bytes), so that anyone holding the device's key can check the leaf
 	// records what the device asked.
 	Request []byte `cbor:"14,keyasint,omitempty"`
+	// Receipt is the signed receipt as the device was sent it (a leaf of
+	// kind receipt).
+	Receipt []byte `cbor:"15,keyasint,omitempty"`
 }
 
 var encMode, _ = cbor.CoreDetEncOptions().EncMode()

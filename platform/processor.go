@@ -303,6 +303,12 @@ func (p *Processor) evidence(ctx context.Context, tx Tx, dev *registry.Device, r
 	if pay.Receipt, err = p.sign(suite, rc, now); err != nil {
 		return nil, err
 	}
+	// The receipt, as the device gets it, is a leaf of its own, just after
+	// the one it names (it is signed once that leaf's index is known).
+	if _, err := audit.Append(ctx, tx, &audit.Leaf{Kind: audit.KindReceipt, Tenant: string(dev.Tenant), Device: string(dev.ID),
+		RequestID: req.RequestID, RequestHash: rh, Outcome: leaf.Outcome, Payment: string(pay.ID), Receipt: pay.Receipt}, now); err != nil {
+		return nil, err
+	}
 	return rc, nil
 }
 
@@ -325,25 +331,34 @@ func outcomeOf(s payment.Status) wire.Outcome {
 // leaf, then answers it. Nothing else changes: no balance, no device state.
 func (p *Processor) rejectLogged(ctx context.Context, suite wire.Suite, dev *registry.Device, raw, rh []byte, req *wire.Request, cause error) Result {
 	now := p.now()
-	var idx uint64
-	var challenge []byte
+	var res Result
 	err := p.Engine.Do(ctx, func(b *ledger.Batch[Tx]) error {
 		tx := b.Tx
 		cur, err := tx.Device(ctx, dev.ID)
 		if err != nil {
 			return err
 		}
-		challenge = cur.Challenge // lets a device that lost its state resynchronise
-		idx, err = audit.Append(ctx, tx, &audit.Leaf{Kind: audit.KindRejection, Tenant: string(dev.Tenant), Device: string(dev.ID),
+		idx, err := audit.Append(ctx, tx, &audit.Leaf{Kind: audit.KindRejection, Tenant: string(dev.Tenant), Device: string(dev.ID),
 			RequestID: req.RequestID, RequestHash: rh, Request: raw, Outcome: string(wire.Rejected),
 			Reason: string(iotpay.ErrorCode(cause)) + ": " + iotpay.ErrorMessage(cause)}, now)
+		if err != nil {
+			return err
+		}
+		// The current challenge lets a device that lost its state
+		// resynchronise. The receipt is logged too, as for a payment.
+		res = p.rejectWithChallenge(suite, dev.ID, rh, req, &idx, cause, cur.Challenge)
+		if res.Receipt == nil {
+			return iotpay.Errorf(iotpay.EINTERNAL, "rejection receipt not signed")
+		}
+		_, err = audit.Append(ctx, tx, &audit.Leaf{Kind: audit.KindReceipt, Tenant: string(dev.Tenant), Device: string(dev.ID),
+			RequestID: req.RequestID, RequestHash: rh, Outcome: string(wire.Rejected), Receipt: res.Receipt}, now)
 		return err
 	})
 	if err != nil {
 		p.log().Error("cannot log rejection", "device", dev.ID, "err", err)
 		return p.reject(suite, dev.ID, rh, req, nil, iotpay.Wrap(iotpay.EUNAVAILABLE, "try again later", err))
 	}
-	return p.rejectWithChallenge(suite, dev.ID, rh, req, &idx, cause, challenge)
+	return res
 }
 
 // reject answers a refused request with a receipt signed under suite and
