@@ -133,34 +133,61 @@ func testAuditLog(t *testing.T, store string) {
 		t.Fatalf("report: %+v", r)
 	}
 
-	// Someone with the database's keys changes an amount in a leaf.
-	err = d.DB.Update(ctx, func(tx *sqlstore.Tx) error {
-		disable := `DROP TRIGGER audit_append_only_u`
-		if store != "" {
-			disable = `ALTER TABLE audit_leaves DISABLE TRIGGER audit_append_only`
-		}
-		if err := tx.Exec(ctx, disable); err != nil {
-			return err
-		}
-		e, err := tx.Leaf(ctx, *last.LogIndex)
-		if err != nil {
-			return err
-		}
-		l, err := audit.ParseLeaf(e.Data)
-		if err != nil {
-			return err
-		}
-		l.Amount = 1
-		data, _ := l.Encode()
-		return tx.Exec(ctx, `UPDATE audit_leaves SET data = ? WHERE idx = ?`, data, int64(*last.LogIndex))
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Someone with the database's keys (triggers off) tampers with the
+	// leaves: each change is caught, and undoing it passes again.
 	o.Leaves = o.Leaves[:1]
 	o.Leaves[0].Check = nil
-	if r, err := verify.Run(ctx, o); err != nil || r.OK() || !strings.Contains(strings.Join(r.Failures, "\n"), "do not hash to the tile") {
-		t.Fatalf("a changed amount was not caught: %+v %v", r, err)
+	exec := func(q string, args ...any) {
+		t.Helper()
+		if err := d.DB.Update(ctx, func(tx *sqlstore.Tx) error { return tx.Exec(ctx, q, args...) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if store == "" {
+		exec(`DROP TRIGGER audit_append_only_u`)
+		exec(`DROP TRIGGER audit_append_only_d`)
+	} else {
+		exec(`ALTER TABLE audit_leaves DISABLE TRIGGER audit_append_only`)
+	}
+	leaf := func(i uint64) []byte {
+		t.Helper()
+		var e *audit.Entry
+		if err := d.DB.View(ctx, func(tx *sqlstore.Tx) (err error) { e, err = tx.Leaf(ctx, i); return err }); err != nil {
+			t.Fatal(err)
+		}
+		return e.Data
+	}
+	i, j := *last.LogIndex, *last.LogIndex-1
+	orig, other := leaf(i), leaf(j)
+	changed, _ := audit.ParseLeaf(orig)
+	changed.Amount = 1
+	cheaper, _ := changed.Encode()
+	for _, tc := range []struct {
+		name         string
+		tamper, undo func()
+		want         string
+	}{
+		{"an amount changed", func() { exec(`UPDATE audit_leaves SET data = ? WHERE idx = ?`, cheaper, int64(i)) },
+			func() { exec(`UPDATE audit_leaves SET data = ? WHERE idx = ?`, orig, int64(i)) }, "do not hash to the tile"},
+		{"two leaves swapped", func() {
+			exec(`UPDATE audit_leaves SET data = ? WHERE idx = ?`, other, int64(i))
+			exec(`UPDATE audit_leaves SET data = ? WHERE idx = ?`, orig, int64(j))
+		}, func() {
+			exec(`UPDATE audit_leaves SET data = ? WHERE idx = ?`, orig, int64(i))
+			exec(`UPDATE audit_leaves SET data = ? WHERE idx = ?`, other, int64(j))
+		}, "do not hash to the tile"},
+		{"a leaf deleted", func() { exec(`DELETE FROM audit_leaves WHERE idx = ?`, int64(j)) }, nil, "full:"},
+	} {
+		tc.tamper()
+		if r, err := verify.Run(ctx, o); err != nil || r.OK() || !strings.Contains(strings.Join(r.Failures, "\n"), tc.want) {
+			t.Fatalf("%s: not caught: %+v %v", tc.name, r, err)
+		}
+		if tc.undo != nil {
+			tc.undo()
+			if r, err := verify.Run(ctx, o); err != nil || !r.OK() {
+				t.Fatalf("%s undone: %+v %v", tc.name, r, err)
+			}
+		}
 	}
 }
 
