@@ -5,7 +5,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,15 +14,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ethereum/go-ethereum/core/types"
-	gethcrypto "github.com/ethereum/go-ethereum/crypto"
-	"github.com/ethereum/go-ethereum/ethclient/simulated"
 	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/iotpay/iotpay"
 	"github.com/iotpay/iotpay/audit"
 	"github.com/iotpay/iotpay/audit/anchor/eth"
+	"github.com/iotpay/iotpay/audit/anchor/eth/ethtest"
 	"github.com/iotpay/iotpay/audit/tlog"
 	"github.com/iotpay/iotpay/audit/verify"
 	"github.com/iotpay/iotpay/audit/witness"
@@ -193,39 +190,19 @@ func testAuditLog(t *testing.T, store string) {
 
 // anchorChain is go-ethereum's simulated chain with a CheckpointAnchor
 // deployed: the owner's anchor (the platform's) and a reader's (the
-// verifier's). Blocks are mined every 20 ms, as a chain produces them.
+// verifier's).
 type anchorChain struct{ owner, reader *eth.Anchor }
 
 func ethChain(t *testing.T) anchorChain {
 	t.Helper()
-	key, err := gethcrypto.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := simulated.NewBackend(types.GenesisAlloc{gethcrypto.PubkeyToAddress(key.PublicKey): {Balance: new(big.Int).Lsh(big.NewInt(1), 100)}})
-	done, stopped := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(stopped)
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-				b.Commit()
-			}
-		}
-	}()
-	t.Cleanup(func() { close(done); <-stopped; b.Close() })
+	b, keys := ethtest.Chain(t, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	chainID := big.NewInt(1337)
-	addr, err := eth.Deploy(ctx, b.Client(), key, chainID)
+	addr, err := eth.Deploy(ctx, b.Client(), keys[0], ethtest.ChainID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return anchorChain{owner: eth.New(b.Client(), addr, key, chainID), reader: eth.New(b.Client(), addr, nil, nil)}
+	return anchorChain{owner: eth.New(b.Client(), addr, keys[0], ethtest.ChainID), reader: eth.New(b.Client(), addr, nil, nil)}
 }
 
 // TestDeviceVerifiesItsReceiptIsLogged: the device SDK proves its

@@ -3,78 +3,27 @@ package eth_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"math/big"
 	"testing"
 	"time"
 
-	"github.com/ethereum/go-ethereum/core/types"
-	"github.com/ethereum/go-ethereum/crypto"
-	"github.com/ethereum/go-ethereum/ethclient/simulated"
-
 	"github.com/iotpay/iotpay"
 	"github.com/iotpay/iotpay/audit/anchor/eth"
+	"github.com/iotpay/iotpay/audit/anchor/eth/ethtest"
 	"github.com/iotpay/iotpay/audit/tlog"
 )
-
-// chain starts go-ethereum's simulated backend with two funded accounts and
-// mines a block every 10 ms until the test ends, as a real chain would
-// produce blocks.
-func chain(t *testing.T) (*simulated.Backend, []*keyPair) {
-	t.Helper()
-	var keys []*keyPair
-	alloc := types.GenesisAlloc{}
-	for range 2 {
-		k, err := crypto.GenerateKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		kp := &keyPair{k}
-		keys = append(keys, kp)
-		alloc[crypto.PubkeyToAddress(k.PublicKey)] = types.Account{Balance: new(big.Int).Lsh(big.NewInt(1), 100)}
-	}
-	b := simulated.NewBackend(alloc)
-	done := make(chan struct{})
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-				b.Commit()
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		close(done)
-		<-stopped
-		b.Close()
-	})
-	return b, keys
-}
-
-type ecdsaKey = ecdsa.PrivateKey
-
-type keyPair struct{ *ecdsaKey }
-
-var chainID = big.NewInt(1337) // the simulated backend's
 
 func TestAnchor(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	b, keys := chain(t)
+	b, keys := ethtest.Chain(t, 2)
 	client := b.Client()
-	addr, err := eth.Deploy(ctx, client, keys[0].ecdsaKey, chainID)
+	addr, err := eth.Deploy(ctx, client, keys[0], ethtest.ChainID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	owner := eth.New(client, addr, keys[0].ecdsaKey, chainID)
-	reader := eth.New(client, addr, nil, chainID)
-	intruder := eth.New(client, addr, keys[1].ecdsaKey, chainID)
+	owner := eth.New(client, addr, keys[0], ethtest.ChainID)
+	reader := eth.New(client, addr, nil, ethtest.ChainID)
+	intruder := eth.New(client, addr, keys[1], ethtest.ChainID)
 
 	origin := "iotpay.test/log"
 	rootA := bytes.Repeat([]byte{0xa}, 32)
