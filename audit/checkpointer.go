@@ -296,3 +296,34 @@ func (s *logSource) Checkpoint(ctx context.Context) (signed []byte, size uint64,
 	})
 	return signed, size, err
 }
+
+// ProveLeaf gathers, for a device asking on its payment channel, the
+// latest signed checkpoint, leaf index, its inclusion proof, and the
+// consistency proof from the tree of size trusted (none when 0 or not
+// smaller). A leaf no checkpoint covers yet is not_found.
+func (c *Checkpointer) ProveLeaf(ctx context.Context, index, trusted uint64) (checkpoint, leaf []byte, inclusion, consistency [][]byte, err error) {
+	src := c.Source()
+	signed, size, err := src.Checkpoint(ctx)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if index >= size {
+		return nil, nil, nil, nil, iotpay.Errorf(iotpay.ENOTFOUND, "leaf %d not covered by the checkpoint of %d leaves yet", index, size)
+	}
+	if trusted > size {
+		return nil, nil, nil, nil, iotpay.Errorf(iotpay.EINVALID, "the trusted size %d is beyond the latest checkpoint's %d", trusted, size)
+	}
+	es, err := src.ReadEntries(ctx, index, 1)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if inclusion, err = tlog.InclusionProof(ctx, src, index, size); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if trusted > 0 && trusted < size {
+		if consistency, err = tlog.ConsistencyProof(ctx, src, trusted, size); err != nil {
+			return nil, nil, nil, nil, err
+		}
+	}
+	return signed, es[0], inclusion, consistency, nil
+}

@@ -41,6 +41,8 @@ type Processor struct {
 	// Store reads; every write goes through Engine's single writer.
 	Store  Store
 	Engine *payment.Engine[Tx]
+	// Log answers devices' LogQuery messages (nil: not_found).
+	Log LogProver
 	// ReceiptSigner signs receipts under ReceiptSuite; devices hold its
 	// public key from enrollment.
 	ReceiptSigner crypto.Signer
@@ -102,8 +104,42 @@ func (p *Processor) HandlePay(ctx context.Context, device iotpay.DeviceID, raw [
 		return p.ProcessSealed(ctx, device, raw).Receipt
 	case wire.IsHello(raw):
 		return p.Handshake(ctx, device, raw).Receipt
+	case wire.IsLogQuery(raw):
+		return p.answerLog(ctx, device, raw)
 	}
 	return p.Process(ctx, device, raw).Receipt
+}
+
+// LogProver proves a leaf is in the audit log (audit.Checkpointer).
+type LogProver interface {
+	ProveLeaf(ctx context.Context, index, trusted uint64) (checkpoint, leaf []byte, inclusion, consistency [][]byte, err error)
+}
+
+// answerLog answers a device's LogQuery on its channel with the proofs of
+// a leaf, or an error answer (not_found until a checkpoint covers it). The
+// answer needs no signature: the checkpoint is signed by the log key and
+// the proofs verify against it.
+func (p *Processor) answerLog(ctx context.Context, device iotpay.DeviceID, raw []byte) []byte {
+	ans := wire.LogProof{}
+	q, err := wire.ParseLogQuery(raw)
+	if err == nil {
+		ans.Index = q.Index
+		if p.Log == nil {
+			err = iotpay.Errorf(iotpay.ENOTFOUND, "no audit log here")
+		} else {
+			ans.Checkpoint, ans.Leaf, ans.Inclusion, ans.Consistency, err = p.Log.ProveLeaf(ctx, q.Index, q.Trusted)
+		}
+	}
+	if err != nil {
+		p.log().Info("log query refused", "device", device, "err", err)
+		ans = wire.LogProof{Index: ans.Index, Code: string(iotpay.ErrorCode(err)), Reason: iotpay.ErrorMessage(err)}
+	}
+	b, err := wire.EncodeLogProof(ans)
+	if err != nil {
+		p.log().Error("cannot encode a log proof", "device", device, "err", err)
+		return nil
+	}
+	return b
 }
 
 // rejection is a refusal of an authenticated request before any state

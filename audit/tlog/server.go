@@ -259,6 +259,20 @@ func (c *Client) ReadEntries(ctx context.Context, index uint64, width int) ([][]
 	return ParseBundle(b, width)
 }
 
+// Leaf reads leaf index from its entry bundle in the tree of size leaves.
+func (c *Client) Leaf(ctx context.Context, index, size uint64) ([]byte, error) {
+	bundle := index / TileWidth
+	w := TileWidthAt(size, 0, bundle)
+	if index >= size || w == 0 {
+		return nil, iotpay.Errorf(iotpay.ENOTFOUND, "leaf %d is not in a tree of %d leaves", index, size)
+	}
+	es, err := c.ReadEntries(ctx, bundle, w)
+	if err != nil {
+		return nil, err
+	}
+	return es[index%TileWidth], nil
+}
+
 // InclusionProof fetches the inclusion proof of leaf index at size.
 func (c *Client) InclusionProof(ctx context.Context, index, size uint64) ([][]byte, error) {
 	return c.proof(ctx, fmt.Sprintf("proof/inclusion?index=%d&size=%d", index, size))

@@ -142,10 +142,20 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	return r, nil
 }
 
+// Proofs is what checking a leaf and the consistency of two checkpoints
+// needs from a log: a *tlog.Client over HTTP, or the proofs a device got on
+// its payment channel.
+type Proofs interface {
+	ConsistencyProof(ctx context.Context, old, size uint64) ([][]byte, error)
+	InclusionProof(ctx context.Context, index, size uint64) ([][]byte, error)
+	// Leaf is leaf index of the tree of size leaves, as logged.
+	Leaf(ctx context.Context, index, size uint64) ([]byte, error)
+}
+
 // Consistent checks that cp extends prev, a checkpoint verified before: no
 // smaller, the same root at the same size, else a consistency proof from
 // the log that verifies.
-func Consistent(ctx context.Context, log *tlog.Client, prev, cp tlog.Checkpoint) error {
+func Consistent(ctx context.Context, log Proofs, prev, cp tlog.Checkpoint) error {
 	switch {
 	case cp.Size < prev.Size:
 		return iotpay.Errorf(iotpay.EUNAUTHORIZED, "the log shrank from %d to %d leaves", prev.Size, cp.Size)
@@ -166,16 +176,14 @@ func Consistent(ctx context.Context, log *tlog.Client, prev, cp tlog.Checkpoint)
 
 // Included reads leaf l from its bundle, checks it against the caller's
 // evidence, and proves it is in cp's tree.
-func Included(ctx context.Context, log *tlog.Client, cp tlog.Checkpoint, l Leaf) error {
+func Included(ctx context.Context, log Proofs, cp tlog.Checkpoint, l Leaf) error {
 	if l.Index >= cp.Size {
 		return iotpay.Errorf(iotpay.ENOTFOUND, "not covered by the checkpoint of size %d yet", cp.Size)
 	}
-	bundle := l.Index / tlog.TileWidth
-	es, err := log.ReadEntries(ctx, bundle, tlog.TileWidthAt(cp.Size, 0, bundle))
+	data, err := log.Leaf(ctx, l.Index, cp.Size)
 	if err != nil {
 		return err
 	}
-	data := es[l.Index%tlog.TileWidth]
 	if l.Check != nil {
 		if err := l.Check(data); err != nil {
 			return err

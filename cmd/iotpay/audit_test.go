@@ -21,6 +21,10 @@ func TestAuditVerifyCLI(t *testing.T) {
 	if !strings.Contains(out, "logged: leaf ") {
 		t.Fatalf("pay --log said %q", out)
 	}
+	// The same proof asked on the payment channel (CoAP here), no HTTP.
+	if out := runText(t, "device", "pay", "--dir", dir, "--coap", d.CoAPAddr(), "--event", "dispense", "--log-key", d.LogKey); !strings.Contains(out, "logged: leaf ") {
+		t.Fatalf("pay --log-key over CoAP said %q", out)
+	}
 	m := regexp.MustCompile(`log #(\d+) request ([0-9a-f]+)`).FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("pay said %q", out)

@@ -160,8 +160,8 @@ func devicePay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	rid := fs.String("request-id", "", "idempotency key (generated when empty)")
 	ksSpec := fs.String("keystore", "soft", keystoreUsage+"; as at enrollment")
 	secure := fs.Bool("secure", false, "pay through an end-to-end session: a signed handshake, then the request and its receipt sealed (COSE_Encrypt0)")
-	logURL := fs.String("log", "", "the audit log's URL (http://host:8080/log/): then prove the payment is logged")
-	logKey := fs.String("log-key", "", "the audit log's verifier key (first line of iotpayd's log-key.pub), with --log")
+	logURL := fs.String("log", "", "the audit log's URL (http://host:8080/log/) to prove the payment is logged with (default: ask on the payment channel)")
+	logKey := fs.String("log-key", "", "the audit log's verifier key (first line of iotpayd's log-key.pub): prove the payment is logged")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -169,10 +169,10 @@ func devicePay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("device pay needs --dir")
 	}
 	var logV note.Verifier
-	if *logURL != "" {
+	if *logURL != "" || *logKey != "" {
 		var err error
 		if logV, err = tlog.NewVerifier(*logKey); err != nil {
-			return fmt.Errorf("--log needs --log-key, the log's verifier key: %w", err)
+			return fmt.Errorf("--log-key must be the log's verifier key: %w", err)
 		}
 	}
 	psk, err := pskOf(*pskKey, *pskFile)
@@ -259,18 +259,23 @@ func devicePay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("payment %s", rc.Outcome)
 	}
 	if logV != nil {
-		return proveLogged(ctx, stdout, dev, &tlog.Client{URL: *logURL, HTTP: &http.Client{Timeout: 30 * time.Second}}, logV, rc)
+		verifyLogged := func(ctx context.Context) (*tlog.Checkpoint, error) { return dev.VerifyLoggedOver(ctx, t, logV, rc) }
+		if *logURL != "" {
+			log := &tlog.Client{URL: *logURL, HTTP: &http.Client{Timeout: 30 * time.Second}}
+			verifyLogged = func(ctx context.Context) (*tlog.Checkpoint, error) { return dev.VerifyLogged(ctx, log, logV, rc) }
+		}
+		return proveLogged(ctx, stdout, verifyLogged, logV, rc)
 	}
 	return nil
 }
 
 // proveLogged waits (up to 10 s: a checkpoint comes every second) until a
 // checkpoint covers the receipt's leaf, and proves it is there.
-func proveLogged(ctx context.Context, stdout io.Writer, dev *device.Device, log *tlog.Client, key note.Verifier, rc *wire.Receipt) error {
+func proveLogged(ctx context.Context, stdout io.Writer, verifyLogged func(context.Context) (*tlog.Checkpoint, error), key note.Verifier, rc *wire.Receipt) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	for {
-		cp, err := dev.VerifyLogged(ctx, log, key, rc)
+		cp, err := verifyLogged(ctx)
 		if err == nil {
 			fmt.Fprintf(stdout, "logged: leaf %d proven in the checkpoint of %d leaves signed by %s\n", *rc.LogIndex, cp.Size, key.Name())
 			return nil

@@ -72,6 +72,7 @@ func (d *Daemon) auditLog(read sqlstore.Store[platform.Tx]) error {
 		Origin: signer.Name(), Signers: []note.Signer{signer, gmSigner}, Anchors: anchors,
 		Interval: d.cfg.CheckpointInterval, Logger: d.log.With("component", "audit-log"),
 	}
+	d.Processor.Log = d.Log
 	return nil
 }
 

@@ -312,3 +312,43 @@ func TestOperatorActionsAreLogged(t *testing.T) {
 	}
 	f.assertBalanced()
 }
+
+// TestDeviceProvesLoggedOverItsChannel: a device that reaches the platform
+// only on its payment channel asks for its receipt's proofs there — over
+// MQTT, CoAP/DTLS and HTTPS, in both suites — and verifies them under the
+// log key, each check extending the checkpoint it trusted before.
+func TestDeviceProvesLoggedOverItsChannel(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	f := setup(t, "")
+	f.must("POST", "/v1/accounts/"+string(f.payer)+"/fund", map[string]any{"amount": 100000}, nil)
+	logKey, err := tlog.NewVerifier(f.d.LogKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, suite := range []string{wire.SuiteIntl, wire.SuiteGM} {
+		s := f.enrollSuite(t, suite)
+		for name, tr := range f.transports(t, s) {
+			rc, err := s.dev.Pay(ctx, tr, dispense())
+			if err != nil || rc.Outcome != wire.Approved {
+				t.Fatalf("%s %s: pay: %+v %v", suite, name, rc, err)
+			}
+			var cp *tlog.Checkpoint
+			for {
+				if cp, err = s.dev.VerifyLoggedOver(ctx, tr, logKey, rc); iotpay.ErrorCode(err) != iotpay.ENOTFOUND || ctx.Err() != nil {
+					break
+				}
+				time.Sleep(100 * time.Millisecond) // the next checkpoint is at most a second away
+			}
+			if err != nil || cp.Size <= *rc.LogIndex {
+				t.Fatalf("%s %s: %v", suite, name, err)
+			}
+			// A receipt for another request is refused.
+			forged := *rc
+			forged.RequestHash = make([]byte, len(rc.RequestHash))
+			if _, err := s.dev.VerifyLoggedOver(ctx, tr, logKey, &forged); iotpay.ErrorCode(err) != iotpay.EUNAUTHORIZED {
+				t.Fatalf("%s %s: forged receipt: %v", suite, name, err)
+			}
+		}
+	}
+}
