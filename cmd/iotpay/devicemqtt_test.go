@@ -13,7 +13,8 @@ import (
 
 // TestDeviceEnrollMQTTCLI enrolls a device of each suite over MQTT with
 // its token (no client certificate yet; the CA given out of band), pays
-// over MQTT with its new certificate, and shows its presence.
+// over MQTT with its new certificate, shows its presence, and is revoked
+// from the CLI, after which it pays no more.
 func TestDeviceEnrollMQTTCLI(t *testing.T) {
 	t.Setenv("IOTPAY_KEYSTORE_PASSPHRASE", "change-me")
 	c, d, payer, product := vending(t)
@@ -43,6 +44,15 @@ func TestDeviceEnrollMQTTCLI(t *testing.T) {
 			p, ok := shown["presence"].(map[string]any)
 			if !ok || p["transport"] != "mqtt" || shown["status"] != "active" {
 				t.Fatalf("device show: %v", shown)
+			}
+
+			// Revoked from the CLI: its next payment is refused.
+			if got := c.run("device", "revoke", "--device", dev); got["status"] != "revoked" {
+				t.Fatalf("device revoke: %v", got)
+			}
+			var errOut strings.Builder
+			if err := run(context.Background(), []string{"device", "pay", "--dir", dir, "--mqtt", d.MQTTAddr(), "--event", "dispense"}, io.Discard, &errOut); err == nil || !strings.Contains(err.Error(), "unauthorized") {
+				t.Fatalf("a revoked device pays: %v", err)
 			}
 		})
 	}

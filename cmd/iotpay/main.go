@@ -31,6 +31,7 @@ Commands:
   device pay           sign a payment request, send it over MQTT/TLS (or --https, --coap [--psk]; --secure), verify the receipt
   device psk           get a device's CoAP/DTLS pre-shared key (--dir: save it for 'device pay --psk-file')
   device rotate        renew the device certificate over EST before it expires (HTTPS, mutual TLS)
+  device revoke        revoke a device for good: its next message is refused, its live MQTT and CoAP sessions end
   mandate create       let a device pay from a payer account within limits
   mandate suspend      decline the device's payments until resumed
   mandate resume       resume a suspended mandate
@@ -95,6 +96,7 @@ var commands = map[string]func(ctx context.Context, args []string, stdout, stder
 	"device psk":          devicePSK,
 	"device show":         deviceShow,
 	"device rotate":       deviceRotate,
+	"device revoke":       deviceRevoke,
 	"mandate create":      mandateCreate,
 	"mandate suspend":     mandateSet("suspend"),
 	"mandate resume":      mandateSet("resume"),

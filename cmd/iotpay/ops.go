@@ -175,6 +175,17 @@ func deviceShow(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	return fs.call(ctx, "GET", "/v1/devices/"+url.PathEscape(*id), nil, stdout)
 }
 
+// deviceRevoke revokes a device for good: its next message is refused and
+// its live MQTT and CoAP sessions end.
+func deviceRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := operatorFlags("device revoke", stderr)
+	id := fs.String("device", "", "device id (required)")
+	if err := fs.parse(args, "device"); err != nil {
+		return err
+	}
+	return fs.call(ctx, "POST", "/v1/devices/"+url.PathEscape(*id)+"/revoke", nil, stdout)
+}
+
 // list splits a comma-separated flag value.
 func list(s string) []string {
 	var out []string
