@@ -288,9 +288,19 @@ func (c *Client) proof(ctx context.Context, p string) ([][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	hs, err := ParseProof(b)
+	if err != nil {
+		return nil, iotpay.Wrap(iotpay.EINVALID, p, err)
+	}
+	return hs, nil
+}
+
+// ParseProof decodes a proof endpoint's JSON body (from a log that may
+// lie) into its hashes, each 32 bytes.
+func ParseProof(b []byte) ([][]byte, error) {
 	var pr Proof
 	if err := json.Unmarshal(b, &pr); err != nil {
-		return nil, iotpay.Wrap(iotpay.EINVALID, p+": malformed proof", err)
+		return nil, iotpay.Wrap(iotpay.EINVALID, "malformed proof", err)
 	}
 	return pr.DecodeHashes()
 }

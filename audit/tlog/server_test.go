@@ -116,3 +116,23 @@ func TestHandlerAndClient(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParseProof(f *testing.F) {
+	f.Add([]byte(`{"index":3,"size":10,"hashes":["AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="]}`))
+	f.Add([]byte(`{"old":5,"size":10,"hashes":[]}`))
+	f.Add([]byte(`{"size":1,"hashes":["AA=="]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		hs, err := tlog.ParseProof(b)
+		if err != nil {
+			if iotpay.ErrorCode(err) != iotpay.EINVALID {
+				t.Fatalf("error without its code: %v", err)
+			}
+			return
+		}
+		for _, h := range hs {
+			if len(h) != tlog.HashSize {
+				t.Fatalf("a %d-byte hash", len(h))
+			}
+		}
+	})
+}

@@ -113,6 +113,24 @@ func TestWitness(t *testing.T) {
 		t.Fatalf("inconsistent checkpoint: %v", err)
 	}
 
+	// The log rewritten behind its checkpoints (the tampering a verifier
+	// catches in the entries: an amount changed, a leaf deleted, two
+	// leaves swapped), re-integrated and re-signed with the log's key: the
+	// rewritten tree's next checkpoint has no consistency proof from the
+	// one the witness holds.
+	for name, rewrite := range map[string]func([][]byte) [][]byte{
+		"amount changed":   func(es [][]byte) [][]byte { es[5] = []byte("leaf5 amount 1"); return es },
+		"leaf deleted":     func(es [][]byte) [][]byte { return append(es[:10], es[11:]...) },
+		"leaves reordered": func(es [][]byte) [][]byte { es[1], es[2] = es[2], es[1]; return es },
+	} {
+		l := tlogtest.WithKey(t, origin, logSKey, logVKey)
+		l.Append(t, rewrite(leaves("leaf", 0, 300))...)
+		rewritten := grow(t, l, "later", 320-int(l.Size()))
+		if _, err := w.Add(300, l.ConsistencyProof(t, 300), rewritten); !errors.Is(err, witness.ErrInconsistent) {
+			t.Errorf("%s: %v, want it refused as inconsistent", name, err)
+		}
+	}
+
 	// Refusals of the request itself.
 	otherSKey, otherVKey, _ := tlog.GenerateLogKey("other.test/log")
 	other := tlogtest.WithKey(t, "other.test/log", otherSKey, otherVKey)
