@@ -96,7 +96,7 @@ func ParseSign1(b []byte) (*Sign1, error) {
 	if h.Alg == 0 || len(h.Kid) == 0 || len(h.Kid) > kidBytesMax {
 		return nil, iotpay.Errorf(iotpay.EINVALID, "protected header needs alg and kid")
 	}
-	if h.Cty != "" && h.Cty != ContentTypeHello && h.Cty != ContentTypeWelcome {
+	if h.Cty != "" && h.Cty != ContentTypeHello && h.Cty != ContentTypeWelcome && h.Cty != DesiredContentType {
 		return nil, iotpay.Errorf(iotpay.EINVALID, "unknown content type")
 	}
 	if m.Payload == nil || len(m.Signature) == 0 || len(m.Signature) > sigBytesMax {

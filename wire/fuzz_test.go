@@ -56,7 +56,7 @@ func payloadOf(f *testing.F, b []byte) []byte {
 
 func FuzzParseRequest(f *testing.F) {
 	dev, _ := fuzzKeys(f)
-	for _, r := range []*wire.Request{amountRequest(), eventRequest()} {
+	for _, r := range []*wire.Request{amountRequest(), eventRequest(), reportRequest()} {
 		b, err := wire.SignRequest(wire.Intl, dev, nil, r)
 		if err != nil {
 			f.Fatal(err)

@@ -16,6 +16,9 @@ const (
 	Approved Outcome = "approved" // money moved
 	Declined Outcome = "declined" // a valid request refused by a limit or rule
 	Rejected Outcome = "rejected" // a request refused as malformed, unauthenticated or replayed
+	// Review: the amount is held, and an operator approves or declines
+	// the payment later; the device should not deliver yet.
+	Review Outcome = "review"
 )
 
 // Receipt is the platform's signed answer to one request. It is bound to the
@@ -36,6 +39,12 @@ type Receipt struct {
 	LogIndex    *uint64  `cbor:"12,keyasint,omitempty"` // the audit leaf, when the request was logged
 	Challenge   []byte   `cbor:"13,keyasint,omitempty"`
 	TimeMs      int64    `cbor:"14,keyasint"`
+	// Action is what the product's rules made of the event (charge, hold,
+	// increment, capture, bill, refill, none).
+	Action string `cbor:"15,keyasint,omitempty"`
+	// Desired is the platform's signed desired state (a Desired), while
+	// the device has not applied its version.
+	Desired []byte `cbor:"16,keyasint,omitempty"`
 }
 
 // SignReceipt encodes r and signs it with the platform's receipt key.
@@ -68,7 +77,7 @@ func OpenReceipt(s Suite, pub crypto.PublicKey, b []byte) (*Receipt, error) {
 		return nil, iotpay.Errorf(iotpay.EINVALID, "unsupported receipt version %d", r.V)
 	}
 	switch r.Outcome {
-	case Approved, Declined, Rejected:
+	case Approved, Declined, Rejected, Review:
 	default:
 		return nil, iotpay.Errorf(iotpay.EINVALID, "unknown receipt outcome %q", r.Outcome)
 	}

@@ -44,6 +44,9 @@ type Request struct {
 	AmountMinor int64  `cbor:"8,keyasint,omitempty"`
 	Currency    string `cbor:"9,keyasint,omitempty"`
 	Event       *Event `cbor:"10,keyasint,omitempty"`
+	// Report is the device's state as it reports it, signed with the
+	// request (an event of type EventState carries nothing else).
+	Report *Report `cbor:"11,keyasint,omitempty"`
 }
 
 // Time returns the device's clock reading.
@@ -82,7 +85,15 @@ func (r *Request) Validate() error {
 			return bad("unknown currency %q", r.Currency)
 		}
 	default:
-		return r.Event.validate()
+		if err := r.Event.validate(); err != nil {
+			return err
+		}
+	}
+	if r.Report != nil {
+		return r.Report.validate()
+	}
+	if r.Event != nil && r.Event.Type == EventState {
+		return bad("a state event carries a report")
 	}
 	return nil
 }
