@@ -39,7 +39,9 @@ type Report struct {
 }
 
 func (r *Report) validate() error {
-	bad := func(format string, args ...any) error { return iotpay.Errorf(iotpay.EINVALID, "report: "+format, args...) }
+	bad := func(format string, args ...any) error {
+		return iotpay.Errorf(iotpay.EINVALID, "report: "+format, args...)
+	}
 	switch {
 	case len(r.Firmware) > TextLenMax || !printable(r.Firmware):
 		return bad("firmware version must be at most %d printable characters", TextLenMax)
