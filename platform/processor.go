@@ -15,6 +15,7 @@ import (
 	"github.com/iotpay/iotpay/audit"
 	"github.com/iotpay/iotpay/payment"
 	"github.com/iotpay/iotpay/payment/ledger"
+	"github.com/iotpay/iotpay/platform/decision"
 	"github.com/iotpay/iotpay/platform/registry"
 	"github.com/iotpay/iotpay/wire"
 )
@@ -27,6 +28,7 @@ type Tx interface {
 	registry.Tx
 	payment.Tx
 	audit.Tx
+	decision.Tx
 }
 
 // Store runs functions in transactions.

@@ -123,6 +123,7 @@ type Tx interface {
 	Presence(ctx context.Context, id iotpay.DeviceID) (*Presence, error)
 	PutPresence(ctx context.Context, p *Presence) error
 	ResetPresence(ctx context.Context, transport string, at time.Time, reason string) (int, error)
+	StateTx
 }
 
 // Store runs functions in transactions.

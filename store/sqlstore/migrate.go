@@ -35,6 +35,9 @@ var migrations = []migration{
 	{5, func(d *Dialect) string { // the audit log's tiles and checkpoints
 		return d.types.Replace(schemaLog)
 	}},
+	{6, func(d *Dialect) string { // device state, product profiles, tariffs, decisions
+		return d.types.Replace(schemaIntel)
+	}},
 }
 
 // LatestVersion is the schema version this build migrates to.

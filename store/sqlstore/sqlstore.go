@@ -25,16 +25,19 @@ import (
 	"github.com/iotpay/iotpay/audit"
 	"github.com/iotpay/iotpay/payment"
 	"github.com/iotpay/iotpay/platform"
+	"github.com/iotpay/iotpay/platform/decision"
 	"github.com/iotpay/iotpay/platform/registry"
 )
 
 // Compile-time checks that *Tx serves every consumer.
 var (
-	_ registry.Tx = (*Tx)(nil)
-	_ payment.Tx  = (*Tx)(nil)
-	_ audit.Tx    = (*Tx)(nil)
-	_ audit.LogTx = (*Tx)(nil)
-	_ platform.Tx = (*Tx)(nil)
+	_ registry.Tx      = (*Tx)(nil)
+	_ payment.Tx       = (*Tx)(nil)
+	_ audit.Tx         = (*Tx)(nil)
+	_ audit.LogTx      = (*Tx)(nil)
+	_ platform.Tx      = (*Tx)(nil)
+	_ registry.StateTx = (*Tx)(nil)
+	_ decision.Tx      = (*Tx)(nil)
 )
 
 // DB is an open store.

@@ -42,6 +42,8 @@ func Run(t *testing.T, open func(t *testing.T) *sqlstore.DB) {
 		{"AuditTilesAndCheckpoints", testAuditLog},
 		{"Migrations", testMigrations},
 		{"PresenceRoundTrip", testPresence},
+		{"DeviceStateProfilesTariffs", testDeviceState},
+		{"Decisions", testDecisions},
 	} {
 		t.Run(s.name, func(t *testing.T) {
 			t.Parallel()
