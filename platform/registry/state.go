@@ -2,10 +2,17 @@ package registry
 
 import (
 	"context"
+	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
+	"maps"
+	"math"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/iotpay/iotpay"
+	"github.com/iotpay/iotpay/wire"
 )
 
 // State is a device's shadow — what it reports and what the platform
@@ -95,4 +102,178 @@ type StateTx interface {
 	// timeout whose last activity is older than it at now, and that have
 	// not been reported inactive since.
 	InactiveDevices(ctx context.Context, now time.Time, limit int) ([]*Device, error)
+}
+
+// Bounds on a device's shadow.
+const (
+	ShadowFieldsMax   = 64 // fields in reported or desired
+	ShadowKeyLenMax   = 64
+	ShadowValueLenMax = 256 // bytes of a string value
+)
+
+// LoadState returns a device's state in tx, a new one when it has none.
+func LoadState(ctx context.Context, tx Tx, id iotpay.DeviceID) (*State, error) {
+	s, err := tx.State(ctx, id)
+	if iotpay.ErrorCode(err) == iotpay.ENOTFOUND {
+		return NewState(id), nil
+	}
+	return s, err
+}
+
+// DeviceState returns a tenant's device's state.
+func (s *Service) DeviceState(ctx context.Context, tenant iotpay.TenantID, id iotpay.DeviceID) (*State, error) {
+	var st *State
+	err := s.Store.View(ctx, func(tx Tx) error {
+		if _, err := s.tenantDevice(ctx, tx, tenant, id); err != nil {
+			return err
+		}
+		var err error
+		st, err = LoadState(ctx, tx, id)
+		return err
+	})
+	return st, err
+}
+
+// StateChange is an operator's change to a device's state.
+type StateChange struct {
+	// IfVersion, when not zero, must be the state's current version, or
+	// the change is a conflict (optimistic concurrency).
+	IfVersion uint64 `json:"if_version,omitempty"`
+	// Desired is merged into the desired state: a null value removes a
+	// field (JSON merge patch, one level).
+	Desired map[string]any `json:"desired,omitempty"`
+	// ClearTamper clears the tamper flag, once the device was inspected.
+	ClearTamper bool `json:"clear_tamper,omitempty"`
+}
+
+// ChangeState applies an operator's change; a desired change makes a new
+// desired version, which the device is sent.
+func (s *Service) ChangeState(ctx context.Context, tenant iotpay.TenantID, id iotpay.DeviceID, c *StateChange) (*State, error) {
+	if len(c.Desired) == 0 && !c.ClearTamper {
+		return nil, iotpay.Errorf(iotpay.EINVALID, "nothing to change: give desired or clear_tamper")
+	}
+	var st *State
+	err := s.Store.Update(ctx, func(tx Tx) error {
+		if _, err := s.tenantDevice(ctx, tx, tenant, id); err != nil {
+			return err
+		}
+		var err error
+		if st, err = LoadState(ctx, tx, id); err != nil {
+			return err
+		}
+		if c.IfVersion != 0 && c.IfVersion != st.Version {
+			return iotpay.Errorf(iotpay.ECONFLICT, "state is at version %d, not %d", st.Version, c.IfVersion)
+		}
+		if len(c.Desired) > 0 {
+			desired := maps.Clone(st.Desired)
+			if desired == nil {
+				desired = map[string]any{}
+			}
+			for k, v := range c.Desired {
+				if v == nil {
+					delete(desired, k)
+				} else {
+					desired[k] = v
+				}
+			}
+			if err := checkShadow("desired", desired); err != nil {
+				return err
+			}
+			st.Desired = desired
+			st.DesiredVersion++
+		}
+		if c.ClearTamper {
+			st.Tamper = false
+		}
+		st.Version++
+		st.Updated = s.now()
+		return tx.PutState(ctx, st)
+	})
+	return st, err
+}
+
+// checkShadow checks a shadow's fields: bounded, and each a number, a
+// string or a boolean (what a device can report in CBOR and be sent).
+func checkShadow(what string, m map[string]any) error {
+	if len(m) > ShadowFieldsMax {
+		return iotpay.Errorf(iotpay.EINVALID, "%s: more than %d fields", what, ShadowFieldsMax)
+	}
+	for k, v := range m {
+		if k == "" || len(k) > ShadowKeyLenMax || !utf8.ValidString(k) {
+			return iotpay.Errorf(iotpay.EINVALID, "%s: bad field name %q", what, k)
+		}
+		switch v := v.(type) {
+		case bool:
+		case float64:
+			if v != math.Trunc(v) || math.Abs(v) > 1<<53 {
+				return iotpay.Errorf(iotpay.EINVALID, "%s: field %q must be an integer", what, k)
+			}
+		case string:
+			if len(v) > ShadowValueLenMax || !utf8.ValidString(v) {
+				return iotpay.Errorf(iotpay.EINVALID, "%s: field %q is too long", what, k)
+			}
+		default:
+			return iotpay.Errorf(iotpay.EINVALID, "%s: field %q must be an integer, a string or a boolean", what, k)
+		}
+	}
+	return nil
+}
+
+// ApplyReport records what a device reported of itself in a signed
+// request; allowed is the firmware its product allows. It returns whether
+// the tamper flag or the firmware's attestation changed for the worse, so
+// the caller can raise an event.
+func ApplyReport(st *State, r *wire.Report, allowed []Firmware, now time.Time) (tampered, unattested bool) {
+	if r.Firmware != "" {
+		was := st.Attested || st.Firmware == ""
+		st.Firmware, st.Measurement = r.Firmware, r.Measurement
+		st.Attested = Attests(allowed, r.Firmware, r.Measurement)
+		unattested = was && !st.Attested
+	}
+	if r.Tamper && !st.Tamper {
+		st.Tamper, tampered = true, true
+	}
+	if r.Battery != nil {
+		b := *r.Battery
+		st.Battery = &b
+	}
+	if r.LatE7 != nil {
+		st.Location = &Location{LatE7: *r.LatE7, LonE7: *r.LonE7}
+	}
+	if len(r.Num)+len(r.Str) > 0 {
+		rep := maps.Clone(st.Reported)
+		if rep == nil {
+			rep = map[string]any{}
+		}
+		for k, v := range r.Num {
+			rep[k] = float64(v) // as JSON holds it
+		}
+		for k, v := range r.Str {
+			rep[k] = v
+		}
+		if len(rep) <= ShadowFieldsMax {
+			st.Reported = rep
+		}
+	}
+	if r.Applied > st.Applied && r.Applied <= st.DesiredVersion {
+		st.Applied = r.Applied
+	}
+	st.Version++
+	st.ReportedAt, st.Updated = now, now
+	return tampered, unattested
+}
+
+// Attests reports whether a firmware version and the measurement a device
+// signed are on a product's allowed list.
+func Attests(allowed []Firmware, version string, measurement []byte) bool {
+	if len(measurement) == 0 {
+		return false
+	}
+	m := hex.EncodeToString(measurement)
+	for _, f := range allowed {
+		if f.Version == version && subtle.ConstantTimeCompare([]byte(strings.ToLower(f.Measurement)), []byte(m)) == 1 {
+			return true
+		}
+	}
+	return false
 }
