@@ -58,6 +58,10 @@ type Leaf struct {
 	// Receipt is the signed receipt as the device was sent it (a leaf of
 	// kind receipt).
 	Receipt []byte `cbor:"15,keyasint,omitempty"`
+	// Decision is what the platform decided of the request and why, as
+	// JSON: the product rule and its action, and the risk decision (its
+	// outcome, score and reasons).
+	Decision string `cbor:"16,keyasint,omitempty"`
 }
 
 var encMode, _ = cbor.CoreDetEncOptions().EncMode()

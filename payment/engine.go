@@ -165,6 +165,11 @@ type AuthRequest struct {
 	HoldTimeout time.Duration
 	RequestID   string
 	RequestHash []byte
+	// Decline, when set, records the payment declined for that reason
+	// without holding anything (the platform's risk control decided);
+	// Detail, when set, replaces the reason's message.
+	Decline Reason
+	Detail  string
 	// Finish, when set, completes the payment just before it is stored
 	// (the platform attaches its audit log index and signed receipt).
 	Finish func(p *Payment) error
@@ -203,6 +208,9 @@ func (e *Engine[T]) Authorize(b *ledger.Batch[T], req *AuthRequest) (*Payment, e
 		return nil, err
 	case m.Tenant != req.Tenant:
 		refusal = decline(DeclineNoMandate)
+	case req.Decline != "":
+		p.Mandate, p.Payer = m.ID, m.Payer
+		refusal = decline(req.Decline)
 	default:
 		p.Mandate, p.Payer = m.ID, m.Payer
 		refusal = m.admit(amt, amt, p.Currency, p.Product, p.Category, now)
@@ -217,6 +225,9 @@ func (e *Engine[T]) Authorize(b *ledger.Batch[T], req *AuthRequest) (*Payment, e
 	switch {
 	case errors.As(refusal, &d):
 		p.Status, p.Decline, p.Reason = StatusDeclined, d.Reason, d.Reason.Message()
+		if req.Detail != "" && d.Reason == req.Decline {
+			p.Reason = req.Detail
+		}
 		p.Hold, p.Held, p.HoldExpires, p.Captured, p.Legs = "", 0, time.Time{}, 0, nil
 	case refusal != nil:
 		return nil, refusal

@@ -78,10 +78,14 @@ const (
 	DeclineOverMonthlyLimit   Reason = "over_monthly_limit"
 	DeclineInsufficientFunds  Reason = "insufficient_funds"
 	DeclineAccountUnavailable Reason = "account_unavailable"
+	// DeclineRisk: the platform's risk control declined the payment
+	// before the mandate was asked (the payment's reason says why).
+	DeclineRisk Reason = "risk_declined"
 )
 
 var reasonMessages = map[Reason]string{
 	DeclineNoMandate:          "device has no mandate to pay",
+	DeclineRisk:               "declined by risk control",
 	DeclineMandateSuspended:   "mandate suspended",
 	DeclineMandateRevoked:     "mandate revoked",
 	DeclineMandateNotYetValid: "mandate not yet valid",
