@@ -125,6 +125,10 @@ type Payment struct {
 	RequestID string // idempotency key; generated when empty
 	Amount    *iotpay.Money
 	Event     *wire.Event
+	// Report is the device's state, signed with the request: firmware
+	// and its measurement (an attestation), tamper, battery, location,
+	// reported fields. A report alone is an Event of type wire.EventState.
+	Report *wire.Report
 }
 
 // Signed is a request ready to send, kept so it can be sent again
@@ -143,7 +147,7 @@ func (d *Device) Sign(p Payment) (*Signed, error) {
 	now := d.now()
 	r := wire.Request{
 		V: wire.Version, Device: string(d.id.ID), Counter: d.state.Counter + 1, Nonce: make([]byte, wire.NonceBytes),
-		TimeMs: now.UnixMilli(), RequestID: p.RequestID, Challenge: d.state.Challenge, Event: p.Event,
+		TimeMs: now.UnixMilli(), RequestID: p.RequestID, Challenge: d.state.Challenge, Event: p.Event, Report: p.Report,
 	}
 	if _, err := io.ReadFull(d.rand(), r.Nonce); err != nil {
 		return nil, err
@@ -188,6 +192,20 @@ func (d *Device) Open(s *Signed, answer []byte) (*wire.Receipt, error) {
 		d.state = next
 	}
 	return rc, nil
+}
+
+// OpenDesired checks that b is a desired state the platform signed for
+// this device (sent on its desired topic, or in a receipt's Desired) and
+// decodes it. The device applies it and says so with Report.Applied.
+func (d *Device) OpenDesired(b []byte) (*wire.Desired, error) {
+	ds, err := wire.OpenDesired(d.id.Suite, d.id.PlatformKey, b)
+	if err != nil {
+		return nil, err
+	}
+	if ds.Device != string(d.id.ID) {
+		return nil, iotpay.Errorf(iotpay.EUNAUTHORIZED, "desired state for another device")
+	}
+	return ds, nil
 }
 
 // matcher returns a Transport match function accepting only a receipt

@@ -51,6 +51,10 @@ type Config struct {
 	DeviceID iotpay.DeviceID // used as the MQTT client id
 	Timeout  time.Duration   // per attempt wait for an answer, and for connecting; default 5s
 	Attempts int             // default 3: on timeout the SAME bytes are republished (the platform is idempotent)
+	// OnDesired, when set, is given every desired state the platform
+	// sends (the retained one first, on connecting): signed bytes for
+	// device.OpenDesired to check.
+	OnDesired func(signed []byte)
 }
 
 // Transport is a connected device. Exchange serves one caller at a time.
@@ -129,6 +133,15 @@ func Dial(ctx context.Context, cfg Config) (*Transport, error) {
 	err := wait(ctx, sub)
 	if err == nil {
 		err = subscribeError(sub)
+	}
+	if err == nil && cfg.OnDesired != nil {
+		on := cfg.OnDesired
+		sub = t.client.Subscribe(wire.DesiredTopic(string(cfg.DeviceID)), qos1, func(_ paho.Client, m paho.Message) {
+			on(append([]byte(nil), m.Payload()...))
+		})
+		if err = wait(ctx, sub); err == nil {
+			err = subscribeError(sub)
+		}
 	}
 	if err != nil {
 		t.client.Disconnect(0)
