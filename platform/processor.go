@@ -17,6 +17,7 @@ import (
 	"github.com/iotpay/iotpay/payment/ledger"
 	"github.com/iotpay/iotpay/platform/decision"
 	"github.com/iotpay/iotpay/platform/registry"
+	"github.com/iotpay/iotpay/platform/rules"
 	"github.com/iotpay/iotpay/wire"
 )
 
@@ -63,6 +64,22 @@ type Processor struct {
 	// means a table with the default bounds, made at first use.
 	Sessions     *Sessions
 	sessionsOnce sync.Once
+	// Profiles compiles products' rules and risk policies; nil means a
+	// cache of its own, made at first use.
+	Profiles     *Profiles
+	profilesOnce sync.Once
+	// OnOrder, when set, is called after a batch placed a refill order,
+	// so the sender need not wait for its next poll.
+	OnOrder func()
+}
+
+func (p *Processor) profiles() *Profiles {
+	p.profilesOnce.Do(func() {
+		if p.Profiles == nil {
+			p.Profiles = &Profiles{}
+		}
+	})
+	return p.Profiles
 }
 
 // Result is what happened to one message.
@@ -73,6 +90,7 @@ type Result struct {
 	Reason    string
 	Duplicate bool // a redelivery answered with the original receipt
 	Payment   iotpay.PaymentID
+	Action    string // what the product's rules made of the event
 }
 
 func (p *Processor) now() time.Time {
@@ -207,6 +225,9 @@ func (p *Processor) Process(ctx context.Context, device iotpay.DeviceID, raw []b
 		p.log().Error("request failed", "device", device, "request", req.RequestID, "err", err)
 		return p.reject(suite, device, rh, req, nil, iotpay.Wrap(iotpay.EUNAVAILABLE, "try again later", err))
 	}
+	if res.Action == string(rules.Refill) && !res.Duplicate && p.OnOrder != nil {
+		p.OnOrder()
+	}
 	return res
 }
 
@@ -258,6 +279,18 @@ func (p *Processor) decide(b *ledger.Batch[Tx], raw, rh []byte, req *wire.Reques
 	case iotpay.ErrorCode(err) != iotpay.ENOTFOUND:
 		return Result{}, err
 	}
+	// A request that made no payment of its own (a report, a session's
+	// increment or capture, a refill) is kept apart.
+	prevReq, err := tx.DecisionRequest(ctx, dev.ID, req.RequestID)
+	switch {
+	case err == nil && bytes.Equal(prevReq.RequestHash, rh):
+		return Result{Receipt: prevReq.Receipt, Outcome: wire.Outcome(prevReq.Outcome), Duplicate: true, Payment: prevReq.Payment,
+			Action: prevReq.Action}, nil
+	case err == nil:
+		return Result{}, &rejection{iotpay.Errorf(iotpay.EREPLAY, "request id already used for another request")}
+	case iotpay.ErrorCode(err) != iotpay.ENOTFOUND:
+		return Result{}, err
+	}
 	skew := p.ClockSkew
 	if skew == 0 {
 		skew = ClockSkewMax
@@ -275,9 +308,47 @@ func (p *Processor) decide(b *ledger.Batch[Tx], raw, rh []byte, req *wire.Reques
 	if err != nil {
 		return Result{}, err
 	}
-	amount, err := Price(prod, req)
-	if err == nil && (amount.Amount <= 0 || amount.Amount > payment.AmountMax) {
-		err = iotpay.Errorf(iotpay.EINVALID, "amount out of range")
+	prof, err := p.profiles().Get(ctx, tx, prod)
+	if err != nil {
+		if iotpay.ErrorCode(err) == iotpay.EINVALID {
+			// The stored profile no longer compiles (a tariff it names
+			// changed): the device is refused until the operator mends it.
+			p.log().Error("product profile does not compile", "product", prod.ID, "err", err)
+			return Result{}, &rejection{iotpay.Errorf(iotpay.EUNAVAILABLE, "product rules unavailable")}
+		}
+		return Result{}, err
+	}
+	st, err := registry.LoadState(ctx, tx, dev.ID)
+	if err != nil {
+		return Result{}, err
+	}
+	var sessKey string
+	if req.Event != nil {
+		sessKey = req.Event.Str[SessionField]
+	}
+	sess, sessPay, err := sessionOf(ctx, tx, dev, sessKey)
+	if err != nil {
+		return Result{}, err
+	}
+	// The report is applied first, so the rules and the risk policy see
+	// the state the device signed with this request.
+	var noticed []*decision.Event
+	if req.Report != nil {
+		tampered, unattested := registry.ApplyReport(st, req.Report, prof.Firmware, now)
+		if tampered {
+			noticed = append(noticed, &decision.Event{Kind: decision.EventTamper, Detail: "the device reports tampering"})
+		}
+		if unattested {
+			noticed = append(noticed, &decision.Event{Kind: decision.EventFirmware,
+				Detail: "firmware " + st.Firmware + " is not on the product's allowed list"})
+		}
+	}
+	a, err := evaluate(prof, prod, dev, st, req, sessPay, now)
+	if err == nil && a.Session != "" && a.Session != sessKey {
+		sess, sessPay, err = sessionOf(ctx, tx, dev, a.Session)
+	}
+	if err == nil && a.Kind == rules.Hold && sessPay != nil {
+		err = iotpay.Errorf(iotpay.ECONFLICT, "session %q is already open", a.Session)
 	}
 	if err != nil {
 		return Result{}, &rejection{err}
@@ -285,75 +356,136 @@ func (p *Processor) decide(b *ledger.Batch[Tx], raw, rh []byte, req *wire.Reques
 
 	// Admitted: the device's state moves on whatever the decision. From
 	// here on only a store failure may stop the operation.
+	lastSeen := dev.LastSeen
 	dev.Counter = req.Counter
 	dev.Challenge = p.challenge()
 	dev.LastSeen = now
 	if err := tx.UpdateDevice(ctx, dev); err != nil {
 		return Result{}, err
 	}
-	var rc *wire.Receipt
-	pay, err := p.Engine.Authorize(b, &payment.AuthRequest{
-		ID: iotpay.PaymentID(iotpay.NewID(iotpay.PrefixPayment, now, p.rand())), Tenant: dev.Tenant, Device: dev.ID,
-		Product: prod.ID, Category: prod.Category, Merchant: prod.Merchant, Amount: amount, Capture: true,
-		RequestID: req.RequestID, RequestHash: rh,
-		Finish: func(pay *payment.Payment) (err error) {
-			rc, err = p.evidence(ctx, tx, dev, req, raw, rh, pay, now)
-			return err
-		},
-	})
+	for _, e := range noticed {
+		e.ID, e.Tenant, e.Device, e.Created = p.newEventID("evt", now), dev.Tenant, dev.ID, now
+		if err := tx.CreateEvent(ctx, e); err != nil {
+			return Result{}, err
+		}
+	}
+	res, err := p.act(b, dev, prod, prof, st, req, raw, rh, a, sess, sessPay, lastSeen)
 	if err != nil {
 		return Result{}, err
 	}
-	return Result{Receipt: pay.Receipt, Outcome: rc.Outcome, Code: iotpay.Code(rc.Code), Reason: pay.Reason, Payment: pay.ID}, nil
+	wasInactive := !st.Inactive.IsZero()
+	st.Inactive = time.Time{}
+	if req.Report != nil || wasInactive || st.Version == 0 || a.Kind == rules.Bill || res.Payment != "" {
+		if st.Version == 0 {
+			st.Version = 1
+		}
+		st.Updated = now
+		if err := tx.PutState(ctx, st); err != nil {
+			return Result{}, err
+		}
+	}
+	return res, nil
 }
 
-// evidence appends the payment's audit leaf and signs its receipt, just
-// before the payment is stored.
-func (p *Processor) evidence(ctx context.Context, tx Tx, dev *registry.Device, req *wire.Request, raw, rh []byte,
-	pay *payment.Payment, now time.Time) (*wire.Receipt, error) {
+// receipted is a request's evidence: its signed receipt and the index of
+// its decision's audit leaf.
+type receipted struct {
+	receipt []byte
+	index   uint64
+	outcome wire.Outcome
+	code    string
+}
+
+// evidence appends the audit leaf of a decided request (the request as
+// signed, the decision and its reasons, the postings) and signs its
+// receipt, then appends the receipt as a leaf too.
+func (p *Processor) evidence(ctx context.Context, tx Tx, dev *registry.Device, st *registry.State, req *wire.Request, raw, rh []byte,
+	out *outcome, now time.Time) (*receipted, error) {
 	leaf := &audit.Leaf{Kind: audit.KindPayment, Tenant: string(dev.Tenant), Device: string(dev.ID), RequestID: req.RequestID,
-		RequestHash: rh, Request: raw, Payment: string(pay.ID), Amount: pay.Amount, Currency: string(pay.Currency),
-		Outcome: outcomeLeaf(pay.Status), Reason: pay.Reason}
+		RequestHash: rh, Request: raw, Amount: out.amount, Currency: string(out.currency),
+		Outcome: outcomeLeaf(out.status), Reason: out.reason, Decision: out.dec.json()}
 	rc := &wire.Receipt{
-		Device: string(dev.ID), RequestID: req.RequestID, RequestHash: rh, Outcome: outcomeOf(pay.Status),
-		Reason: pay.Reason, PaymentID: string(pay.ID), AmountMinor: pay.Amount, Currency: string(pay.Currency),
-		Challenge: dev.Challenge,
+		Device: string(dev.ID), RequestID: req.RequestID, RequestHash: rh, Outcome: out.status, Code: string(out.code),
+		Reason: out.reason, AmountMinor: out.amount, Challenge: dev.Challenge, Action: string(out.dec.Action.Kind),
 	}
-	if pay.Status == payment.StatusDeclined {
-		rc.Code = string(iotpay.EDECLINED)
+	if out.amount != 0 {
+		rc.Currency = string(out.currency)
 	}
-	for _, t := range pay.Legs {
+	if out.pay != nil {
+		leaf.Payment, rc.PaymentID = string(out.pay.ID), string(out.pay.ID)
+	}
+	for _, t := range out.legs {
 		rc.Transfers = append(rc.Transfers, string(t.ID))
 		if t.Posts() {
 			leaf.Postings = append(leaf.Postings, audit.Posting{Transfer: string(t.ID), Debit: string(t.Debit),
 				Credit: string(t.Credit), Amount: t.Amount, Currency: string(t.Currency)})
 		}
 	}
-	var err error
-	if pay.LogIndex, err = audit.Append(ctx, tx, leaf, now); err != nil {
-		return nil, err
-	}
-	rc.LogIndex = &pay.LogIndex
 	suite, err := wire.SuiteByName(dev.Suite)
 	if err != nil {
 		return nil, err
 	}
-	if pay.Receipt, err = p.sign(suite, rc, now); err != nil {
+	if st.Applied < st.DesiredVersion {
+		if rc.Desired, err = p.SignDesired(suite, st, now); err != nil {
+			return nil, err
+		}
+	}
+	idx, err := audit.Append(ctx, tx, leaf, now)
+	if err != nil {
+		return nil, err
+	}
+	rc.LogIndex = &idx
+	b, err := p.sign(suite, rc, now)
+	if err != nil {
 		return nil, err
 	}
 	// The receipt, as the device gets it, is a leaf of its own, just after
 	// the one it names (it is signed once that leaf's index is known).
 	if _, err := audit.Append(ctx, tx, &audit.Leaf{Kind: audit.KindReceipt, Tenant: string(dev.Tenant), Device: string(dev.ID),
-		RequestID: req.RequestID, RequestHash: rh, Outcome: leaf.Outcome, Payment: string(pay.ID), Receipt: pay.Receipt}, now); err != nil {
+		RequestID: req.RequestID, RequestHash: rh, Outcome: leaf.Outcome, Payment: leaf.Payment, Receipt: b}, now); err != nil {
 		return nil, err
 	}
-	return rc, nil
+	return &receipted{receipt: b, index: idx, outcome: rc.Outcome, code: rc.Code}, nil
 }
 
-// outcomeLeaf is the outcome an audit leaf records for a payment.
-func outcomeLeaf(s payment.Status) string {
-	if s == payment.StatusDeclined {
+// SignDesired signs a device's desired state for it, under its suite.
+func (p *Processor) SignDesired(suite wire.Suite, st *registry.State, now time.Time) ([]byte, error) {
+	d := &wire.Desired{Device: string(st.Device), Version: st.DesiredVersion, TimeMs: now.UnixMilli()}
+	for k, v := range st.Desired {
+		switch v := v.(type) {
+		case float64:
+			if d.Num == nil {
+				d.Num = map[string]int64{}
+			}
+			d.Num[k] = int64(v)
+		case string:
+			if d.Str == nil {
+				d.Str = map[string]string{}
+			}
+			d.Str[k] = v
+		case bool:
+			if d.Num == nil {
+				d.Num = map[string]int64{}
+			}
+			d.Num[k] = map[bool]int64{false: 0, true: 1}[v]
+		}
+	}
+	if suite == wire.GM {
+		if p.GMReceiptSigner == nil {
+			return nil, iotpay.Errorf(iotpay.EINTERNAL, "no gm receipt key")
+		}
+		return wire.SignDesired(wire.GM, p.GMReceiptSigner, p.rand(), p.GMReceiptKid, d)
+	}
+	return wire.SignDesired(p.ReceiptSuite, p.ReceiptSigner, p.rand(), p.ReceiptKid, d)
+}
+
+// outcomeLeaf is the outcome an audit leaf records for a decided request.
+func outcomeLeaf(o wire.Outcome) string {
+	switch o {
+	case wire.Declined:
 		return string(payment.StatusDeclined)
+	case wire.Review:
+		return string(wire.Review)
 	}
 	return "approved"
 }

@@ -91,7 +91,10 @@ type Config struct {
 	// CheckpointInterval is the time between checkpoints while there is
 	// traffic (audit.CheckpointInterval when zero).
 	CheckpointInterval time.Duration
-	Logger             *slog.Logger
+	// WatchInterval is how often due supply orders are sent and inactive
+	// devices looked for (WatchInterval when zero).
+	WatchInterval time.Duration
+	Logger        *slog.Logger
 }
 
 // Daemon is a running platform.
@@ -125,6 +128,9 @@ type Daemon struct {
 	httpDone chan error
 
 	janitorStop, janitorDone chan struct{}
+
+	supplySecret               []byte
+	watchStop, watchDone, wake chan struct{}
 }
 
 // JanitorInterval is how often expired idempotency records are deleted.
@@ -206,6 +212,9 @@ func Open(ctx context.Context, cfg Config) (*Daemon, error) {
 	if d.pskSecret, err = coap.LoadOrCreatePSKSecret(filepath.Join(cfg.DataDir, CoAPPSKSecretFile), nil); err != nil {
 		return nil, err
 	}
+	if d.supplySecret, err = loadSupplySecret(filepath.Join(cfg.DataDir, SupplySecretFile)); err != nil {
+		return nil, err
+	}
 	if d.DB, err = openStore(ctx, kind, cfg); err != nil {
 		return nil, err
 	}
@@ -225,8 +234,9 @@ func Open(ctx context.Context, cfg Config) (*Daemon, error) {
 	d.Processor = &platform.Processor{
 		Store: read, Engine: d.Payments, ReceiptSigner: receiptKey, ReceiptSuite: wire.Intl, ReceiptKid: kid,
 		GMReceiptSigner: gmReceiptKey, GMReceiptKid: gmKid,
-		Logger: d.log.With("component", "processor"),
+		Logger: d.log.With("component", "processor"), Profiles: &platform.Profiles{}, OnOrder: d.wakeWatcher,
 	}
+	d.wake = make(chan struct{}, 1)
 	if err := d.auditLog(read); err != nil {
 		d.Writer.Close()
 		d.DB.Close()
@@ -327,7 +337,8 @@ func (d *Daemon) Start() error {
 		return err
 	}
 	api := &httpapi.Server{Registry: d.Registry, Payments: d.Payments, OnRevoke: d.disconnect,
-		PSK: d.DevicePSK, PSKHint: coap.PSKIdentityHint, Logger: d.log.With("component", "http")}
+		PSK: d.DevicePSK, PSKHint: coap.PSKIdentityHint, Processor: d.Processor, OnDesired: d.pushDesired,
+		SupplySecret: d.SupplySecret, Logger: d.log.With("component", "http")}
 	d.httpLn, err = net.Listen("tcp", d.cfg.HTTPAddr)
 	if err != nil {
 		d.DeviceHTTP.Close(context.Background())
@@ -341,6 +352,12 @@ func (d *Daemon) Start() error {
 	go func() { d.httpDone <- d.http.Serve(d.httpLn) }()
 	d.janitorStop, d.janitorDone = make(chan struct{}), make(chan struct{})
 	go d.janitor()
+	interval := d.cfg.WatchInterval
+	if interval <= 0 {
+		interval = WatchInterval
+	}
+	d.watchStop, d.watchDone = make(chan struct{}), make(chan struct{})
+	go d.watch(interval)
 	d.startAuditLog()
 	kind, _ := storeKind(d.cfg.Store)
 	d.log.Info("iotpayd listening", "http", d.HTTPAddr(), "mqtt", d.MQTTAddr(), "device_https", d.DeviceHTTPAddr(), "data", d.cfg.DataDir, "store", kind)
@@ -396,6 +413,10 @@ func (d *Daemon) Close() error {
 	if d.janitorStop != nil {
 		close(d.janitorStop)
 		<-d.janitorDone
+	}
+	if d.watchStop != nil {
+		close(d.watchStop)
+		<-d.watchDone
 	}
 	if d.logStop != nil {
 		d.logStop()

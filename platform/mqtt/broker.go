@@ -315,6 +315,21 @@ func (b *Broker) Publish(topic string, payload []byte) error {
 	return b.publish(topic, payload)
 }
 
+// PublishRetained sends payload at QoS 1 to the subscribers of topic and
+// keeps it for those who subscribe later (a device's desired state).
+func (b *Broker) PublishRetained(topic string, payload []byte) error {
+	if topic == "" || strings.ContainsAny(topic, "+#") {
+		return iotpay.Errorf(iotpay.EINVALID, "mqtt: invalid topic %q", topic)
+	}
+	if b.isClosing() {
+		return iotpay.Errorf(iotpay.EUNAVAILABLE, "mqtt: broker closed")
+	}
+	if err := b.server.Publish(topic, payload, true, 1); err != nil {
+		return iotpay.Wrap(iotpay.EINTERNAL, "mqtt: cannot publish", err)
+	}
+	return nil
+}
+
 // publish is Publish without the checks, so a handler call that finishes
 // while the broker closes still answers.
 func (b *Broker) publish(topic string, payload []byte) error {

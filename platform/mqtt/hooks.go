@@ -22,7 +22,7 @@ import (
 )
 
 // devicePublishLeaves are the topics under its own prefix a device may
-// publish to. It reads only its receipt topic.
+// publish to. It reads only its receipt and desired-state topics.
 var devicePublishLeaves = [...]string{"pay", "status"}
 
 // mayAccess reports whether device may publish to (write) or subscribe to
@@ -33,7 +33,7 @@ func mayAccess(device, topic string, write bool) bool {
 		return false
 	}
 	if !write {
-		return topic == wire.ReceiptTopic(device)
+		return topic == wire.ReceiptTopic(device) || topic == wire.DesiredTopic(device)
 	}
 	leaf, ok := strings.CutPrefix(topic, wire.TopicPrefix+device+"/")
 	return ok && slices.Contains(devicePublishLeaves[:], leaf)
