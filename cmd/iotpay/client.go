@@ -29,7 +29,7 @@ func newAPIClient(base, key, idempotencyKey string) *apiClient {
 		Transport: idempotent{key: idempotencyKey, next: http.DefaultTransport}}}
 }
 
-// idempotent gives every POST that has none an Idempotency-Key: key when
+// idempotent gives every POST, PUT and PATCH that has none an Idempotency-Key: key when
 // set, otherwise a fresh random one. A request retried with the same
 // key and body is answered once.
 type idempotent struct {
@@ -38,7 +38,7 @@ type idempotent struct {
 }
 
 func (t idempotent) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.Method == http.MethodPost && req.Header.Get("Idempotency-Key") == "" {
+	if req.Method != http.MethodGet && req.Header.Get("Idempotency-Key") == "" {
 		key := t.key
 		if key == "" {
 			key = newIdempotencyKey()

@@ -32,6 +32,17 @@ Commands:
   device psk           get a device's CoAP/DTLS pre-shared key (--dir: save it for 'device pay --psk-file')
   device rotate        renew the device certificate over EST before it expires (HTTPS, mutual TLS)
   device revoke        revoke a device for good: its next message is refused, its live MQTT and CoAP sessions end
+  device state         a device's state: shadow (reported, desired), firmware and attestation, tamper, battery, location
+  device desire        change a device's desired state (--set k=v,… --unset k; --if-version N) or --clear-tamper
+  product profile      show a product's profile, or --file: set a new version (CEL rules, risk policy, firmware, inactivity)
+  product dry-run      evaluate a product's rules and risk policy on a sample event, moving no money
+  tariff set           set a tariff (time-of-day bands) that rules price with price(name, quantity)
+  tariffs              list the tariffs
+  reviews              list payments held for review by risk control (--status pending|approved|declined|all)
+  review approve       approve a held payment (a charge is captured)
+  review decline       decline a held payment (its hold is released)
+  events               device events: inactive, tamper, firmware not attested, held for review, supply order
+  orders               refill orders sent to suppliers, and their delivery
   mandate create       let a device pay from a payer account within limits
   mandate suspend      decline the device's payments until resumed
   mandate resume       resume a suspended mandate
@@ -71,7 +82,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	cmd, rest := args[0], args[1:]
-	if len(rest) > 0 && (cmd == "product" || cmd == "account" || cmd == "device" || cmd == "mandate" || cmd == "payment" || cmd == "audit") {
+	if len(rest) > 0 && (cmd == "product" || cmd == "account" || cmd == "device" || cmd == "mandate" || cmd == "payment" || cmd == "audit" || cmd == "tariff" || cmd == "review") {
 		cmd, rest = cmd+" "+rest[0], rest[1:]
 	}
 	if c, ok := commands[cmd]; ok {
@@ -97,6 +108,17 @@ var commands = map[string]func(ctx context.Context, args []string, stdout, stder
 	"device show":         deviceShow,
 	"device rotate":       deviceRotate,
 	"device revoke":       deviceRevoke,
+	"device state":        deviceState,
+	"device desire":       deviceDesire,
+	"product profile":     productProfile,
+	"product dry-run":     productDryRun,
+	"tariff set":          tariffSet,
+	"tariffs":             tariffList,
+	"reviews":             reviewList,
+	"review approve":      reviewDecide("approve"),
+	"review decline":      reviewDecide("decline"),
+	"events":              listBy("events", "/v1/events"),
+	"orders":              listBy("orders", "/v1/orders"),
 	"mandate create":      mandateCreate,
 	"mandate suspend":     mandateSet("suspend"),
 	"mandate resume":      mandateSet("resume"),

@@ -34,7 +34,7 @@ func newAPI(tb testing.TB, cfg daemon.Config) *api {
 		tb.Fatal(err)
 	}
 	srv := httptest.NewServer((&httpapi.Server{Registry: d.Registry, Payments: d.Payments, PSK: d.DevicePSK,
-		PSKHint: coap.PSKIdentityHint}).Handler())
+		PSKHint: coap.PSKIdentityHint, Processor: d.Processor, SupplySecret: d.SupplySecret}).Handler())
 	a := &api{srv: srv, d: d, key: d.APIKey}
 	tb.Cleanup(func() { srv.Close(); d.Close() })
 	tb.Cleanup(func() { a.balanced(tb) }) // runs first

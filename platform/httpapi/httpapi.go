@@ -43,7 +43,16 @@ type Server struct {
 	// off. PSKHint is the identity hint the DTLS server sends.
 	PSK     func(iotpay.DeviceID) ([]byte, error)
 	PSKHint string
-	Logger  *slog.Logger
+	// Processor serves products' profiles, dry runs, reviews, device
+	// events and supply orders.
+	Processor *platform.Processor
+	// OnDesired is told of every committed desired-state change, to send
+	// the device its new desired state.
+	OnDesired func(*registry.State)
+	// SupplySecret gives a tenant's supply webhook key; nil when orders
+	// are not sent.
+	SupplySecret func(iotpay.TenantID) (string, error)
+	Logger       *slog.Logger
 }
 
 // statusOf is the one mapping from error codes to HTTP statuses.
@@ -87,6 +96,20 @@ func (s *Server) Routes() []Route {
 		op("GET", "/v1/devices/{id}", s.getDevice),
 		op("POST", "/v1/devices/{id}/revoke", s.revokeDevice),
 		op("POST", "/v1/devices/{id}/psk", s.devicePSK),
+		op("GET", "/v1/devices/{id}/state", s.getState),
+		op("PATCH", "/v1/devices/{id}/state", s.changeState),
+		op("PUT", "/v1/products/{id}/profile", s.putProfile),
+		op("GET", "/v1/products/{id}/profile", s.getProfile),
+		op("POST", "/v1/products/{id}/dry-run", s.dryRun),
+		op("PUT", "/v1/tariffs/{name}", s.putTariff),
+		op("GET", "/v1/tariffs", s.listTariffs),
+		op("GET", "/v1/reviews", s.listReviews),
+		op("GET", "/v1/reviews/{id}", getByID(iotpay.PrefixPayment, s.review)),
+		op("POST", "/v1/reviews/{id}/approve", s.decideReview(true)),
+		op("POST", "/v1/reviews/{id}/decline", s.decideReview(false)),
+		op("GET", "/v1/events", s.listEvents),
+		op("GET", "/v1/orders", s.listOrders),
+		op("GET", "/v1/supply/secret", s.supplySecret),
 		op("POST", "/v1/accounts", s.createAccount),
 		op("GET", "/v1/accounts", s.listAccounts),
 		op("GET", "/v1/accounts/{id}", getByID(iotpay.PrefixAccount, s.accountByID)),

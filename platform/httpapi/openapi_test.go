@@ -11,14 +11,19 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 
+	"github.com/iotpay/iotpay"
 	apidoc "github.com/iotpay/iotpay/api"
+	"github.com/iotpay/iotpay/payment/ledger"
+	"github.com/iotpay/iotpay/platform"
 	"github.com/iotpay/iotpay/platform/daemon"
+	"github.com/iotpay/iotpay/platform/decision"
 	"github.com/iotpay/iotpay/platform/httpapi"
 	"github.com/iotpay/iotpay/platform/pki"
 )
@@ -35,6 +40,7 @@ var unreachable = map[string]string{
 var noIdempotency = map[string]string{
 	"POST /v1/devices/{id}/psk": "the key is derived, not stored: every call answers the same, " +
 		"and the answer, a secret, must not be kept in the idempotency table",
+	"POST /v1/products/{id}/dry-run": "a dry run evaluates and writes nothing: repeating it is harmless",
 }
 
 // liveDoc fetches the document the server serves, checks it is the
@@ -269,6 +275,60 @@ func TestOpenAPILive(t *testing.T) {
 	c.ok(200, "GET", "/v1/accounts/"+payer+"/transfers?starting_after="+transfers.str("next_cursor"), nil)
 	c.ok(200, "GET", "/v1/ledger/check", nil)
 
+	// Platform intelligence: tariffs, a product profile (rules, risk,
+	// firmware), dry runs, device state, events, orders, reviews.
+	band := map[string]any{"from": "00:00", "to": "24:00", "price_minor": 35}
+	c.ok(200, "PUT", "/v1/tariffs/ev", map[string]any{"currency": "EUR", "per_units": 1000, "bands": []any{band}})
+	c.ok(200, "GET", "/v1/tariffs", nil)
+	c.ok(400, "PUT", "/v1/tariffs/ev", map[string]any{"currency": "EUR", "per_units": 1000, "bands": []any{}})
+	rule := map[string]any{"name": "end", "when": "event.type == 'session_end'", "action": "charge", "amount": "price('ev', event.num.wh)"}
+	c.ok(200, "PUT", "/v1/products/"+product+"/profile", map[string]any{"rules": []any{rule},
+		"risk":     map[string]any{"decline_tamper": true, "velocity": []any{map[string]any{"scope": "device", "window": "1m", "max_count": 5}}},
+		"firmware": []any{map[string]any{"version": "1.0", "measurement": strings.Repeat("ab", 32)}}, "inactivity_timeout_s": 3600})
+	c.ok(200, "GET", "/v1/products/"+product+"/profile", nil)
+	c.ok(200, "GET", "/v1/products/"+product+"/profile?version=1", nil)
+	c.ok(400, "PUT", "/v1/products/"+product+"/profile", map[string]any{"rules": []any{map[string]any{"name": "x", "action": "charge", "amount": "'1'"}}})
+	if r := c.ok(200, "POST", "/v1/products/"+product+"/dry-run", map[string]any{"event": map[string]any{"type": "session_end",
+		"num": map[string]any{"wh": 12_000}}}); r.body["action"].(map[string]any)["amount"] != 420.0 {
+		t.Errorf("dry run: %s", r)
+	}
+	c.ok(400, "POST", "/v1/products/"+product+"/dry-run", map[string]any{"event": map[string]any{"type": "session_end"}})
+	c.ok(200, "GET", "/v1/devices/"+device+"/state", nil)
+	c.ok(200, "PATCH", "/v1/devices/"+device+"/state", map[string]any{"desired": map[string]any{"max_kw": 11, "mode": "eco"}})
+	c.ok(409, "PATCH", "/v1/devices/"+device+"/state", map[string]any{"if_version": 99, "desired": map[string]any{"mode": nil}})
+	c.ok(400, "PATCH", "/v1/devices/"+device+"/state", map[string]any{})
+	c.ok(200, "GET", "/v1/events?limit=5&device="+device, nil)
+	c.ok(200, "GET", "/v1/orders?device="+device, nil)
+	c.ok(200, "GET", "/v1/supply/secret", nil)
+	// Payments risk control held: holds made here, each given a review.
+	tenant, err := a.d.Registry.Authenticate(context.Background(), a.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	heldFor := func() string {
+		id := c.ok(201, "POST", "/v1/payments", map[string]any{"device": device, "amount": 300, "currency": "EUR"}).str("id")
+		err := a.d.Payments.Do(context.Background(), func(b *ledger.Batch[platform.Tx]) error {
+			return b.Tx.CreateReview(b.Context(), &decision.Review{Payment: iotpay.PaymentID(id), Tenant: tenant, Device: iotpay.DeviceID(device),
+				Status: decision.ReviewPending, Decision: json.RawMessage(`{"action":{"kind":"charge"},"risk":{"outcome":"review","score":60}}`), Created: time.Now()})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	approved, rejected := heldFor(), heldFor()
+	c.ok(200, "GET", "/v1/reviews?status=pending&limit=1", nil)
+	c.ok(200, "GET", "/v1/reviews/"+approved, nil)
+	if r := c.ok(200, "POST", "/v1/reviews/"+approved+"/approve", map[string]any{"note": "called the owner"}); r.body["payment"].(map[string]any)["status"] != "captured" {
+		t.Errorf("approved review: %s", r)
+	}
+	if r := c.ok(200, "POST", "/v1/reviews/"+rejected+"/decline", nil); r.body["payment"].(map[string]any)["status"] != "voided" {
+		t.Errorf("declined review: %s", r)
+	}
+	c.ok(409, "POST", "/v1/reviews/"+approved+"/decline", nil)
+	c.ok(409, "POST", "/v1/reviews/"+rejected+"/approve", nil)
+	c.ok(200, "GET", "/v1/reviews?status=approved", nil)
+
 	// The documented refusals that need a state to refuse.
 	c.ok(404, "POST", "/v1/devices", map[string]any{"product": noProduct, "name": "x"})
 	c.ok(404, "POST", "/v1/mandates", map[string]any{"device": noDevice, "payer": payer, "per_payment_limit": 1, "daily_limit": 1, "monthly_limit": 1})
@@ -295,16 +355,16 @@ func TestOpenAPILive(t *testing.T) {
 
 	// Refusals every operation documents, swept over the document.
 	real := map[string]string{"/v1/accounts/": payer, "/v1/products/": product, "/v1/devices/": device,
-		"/v1/mandates/": mandate, "/v1/payments/": open}
+		"/v1/mandates/": mandate, "/v1/payments/": open, "/v1/reviews/": approved}
 	unknown := map[string]string{"/v1/accounts/": noAccount, "/v1/products/": noProduct, "/v1/devices/": noDevice,
-		"/v1/mandates/": noMandate, "/v1/payments/": noPayment}
+		"/v1/mandates/": noMandate, "/v1/payments/": noPayment, "/v1/reviews/": noPayment}
 	for path, item := range doc.Paths.Map() {
 		for method, op := range item.Operations() {
 			with := func(id string) string { return strings.Replace(path, "{id}", id, 1) }
 			prefix := path[:strings.Index(path+"{id}", "{id}")]
 			documents := func(status int) bool { return op.Responses.Status(status) != nil }
 			var body any // the least body the operation takes
-			if method == "POST" {
+			if method == "POST" || method == "PUT" || method == "PATCH" {
 				body = map[string]any{}
 				if strings.HasSuffix(path, "/fund") || strings.HasSuffix(path, "/increment") {
 					body = map[string]any{"amount": 1}
@@ -319,7 +379,7 @@ func TestOpenAPILive(t *testing.T) {
 					c.send(a.key, method, with(unknown[prefix]), body, true, 404)
 				}
 			}
-			if method == "POST" && documents(400) && path != "/v1/enroll" {
+			if method != "GET" && documents(400) && path != "/v1/enroll" {
 				c.send(a.key, method, with(real[prefix]), map[string]any{"unknown_field": 1}, false, 400)
 			}
 			if method == "GET" && slices.ContainsFunc(op.Parameters, func(p *openapi3.ParameterRef) bool { return p.Value.Name == "limit" }) {
