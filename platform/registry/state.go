@@ -149,13 +149,13 @@ type StateChange struct {
 // ChangeState applies an operator's change; a desired change makes a new
 // desired version, which the device is sent.
 func (s *Service) ChangeState(ctx context.Context, tenant iotpay.TenantID, id iotpay.DeviceID, c *StateChange) (*State, error) {
-	if len(c.Desired) == 0 && !c.ClearTamper {
-		return nil, iotpay.Errorf(iotpay.EINVALID, "nothing to change: give desired or clear_tamper")
-	}
 	var st *State
 	err := s.Store.Update(ctx, func(tx Tx) error {
 		if _, err := s.tenantDevice(ctx, tx, tenant, id); err != nil {
 			return err
+		}
+		if len(c.Desired) == 0 && !c.ClearTamper {
+			return iotpay.Errorf(iotpay.EINVALID, "nothing to change: give desired or clear_tamper")
 		}
 		var err error
 		if st, err = LoadState(ctx, tx, id); err != nil {
