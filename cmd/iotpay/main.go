@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	_ "time/tzdata" // tariffs and risk hours name time zones; a host without zone data still prices right
 )
 
 const usage = `Usage: iotpay <command> [flags]
