@@ -9,8 +9,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -22,6 +26,7 @@ import (
 	devmqtt "github.com/iotpay/iotpay/device/mqtt"
 	"github.com/iotpay/iotpay/payment"
 	"github.com/iotpay/iotpay/platform/daemon"
+	"github.com/iotpay/iotpay/platform/rules"
 	"github.com/iotpay/iotpay/store/sqlstore"
 	"github.com/iotpay/iotpay/wire"
 )
@@ -43,8 +48,10 @@ type demoSummary struct {
 	LogLeaves          uint64                    `json:"log_leaves"`
 	LogVerified        bool                      `json:"log_verified"`
 	PaidMinor          map[iotpay.Currency]int64 `json:"paid_minor"`
-	Devices            int                       `json:"devices"`
-	DurationMs         int64                     `json:"duration_ms"`
+	// Actions counts what the products' rules did with the events.
+	Actions    map[string]int `json:"actions"`
+	Devices    int            `json:"devices"`
+	DurationMs int64          `json:"duration_ms"`
 }
 
 type demo struct {
@@ -106,7 +113,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	defer d.Close()
 	dm := &demo{suite: *suite, api: newAPIClient("http://"+d.HTTPAddr(), d.APIKey, ""), d: d, dir: dir, out: stdout,
-		payer: map[string]iotpay.AccountID{}, sum: demoSummary{PaidMinor: map[iotpay.Currency]int64{}}}
+		payer: map[string]iotpay.AccountID{}, sum: demoSummary{PaidMinor: map[iotpay.Currency]int64{}, Actions: map[string]int{}}}
 	fmt.Fprintf(stdout, "platform up: HTTP API http://%s, MQTT/TLS %s (client certificates required)\n", d.HTTPAddr(), d.MQTTAddr())
 	fmt.Fprintf(stdout, "crypto suite of the devices: %s\n", *suite)
 	fmt.Fprintf(stdout, "fees on every capture: operator %s, platform %s\n", bps(demoFees.OperatorBps), bps(demoFees.PlatformBps))
@@ -178,54 +185,106 @@ func (dm *demo) verifyLog(ctx context.Context) error {
 	}
 }
 
-func (dm *demo) scenario(ctx context.Context) error {
-	var vendMerchant, evMerchant struct{ ID iotpay.AccountID }
-	if err := dm.api.do(ctx, "POST", "/v1/accounts", map[string]any{"name": "Snack Co", "kind": "merchant", "currency": "EUR"}, &vendMerchant); err != nil {
-		return err
-	}
-	if err := dm.api.do(ctx, "POST", "/v1/accounts", map[string]any{"name": "ChargeNet", "kind": "merchant", "currency": "EUR"}, &evMerchant); err != nil {
-		return err
-	}
-	var vending, charger struct{ ID iotpay.ProductID }
-	if err := dm.api.do(ctx, "POST", "/v1/products", map[string]any{"name": "vending machine", "merchant_account": vendMerchant.ID, "category": "5814",
-		"pricing": map[string]any{"mode": "fixed", "event": "dispense", "price_minor": 250, "currency": "EUR"}}, &vending); err != nil {
-		return err
-	}
-	if err := dm.api.do(ctx, "POST", "/v1/products", map[string]any{"name": "EV charger", "merchant_account": evMerchant.ID, "category": "5552",
-		"pricing": map[string]any{"mode": "metered", "event": "session_end", "unit": "wh", "per_units": 1000, "price_minor": 35, "currency": "EUR"}}, &charger); err != nil {
-		return err
-	}
-	fmt.Fprintf(dm.out, "products: vending machine 2.50 EUR per dispense; EV charger 0.35 EUR per kWh\n\n")
+// demoProduct is one of the reference products the demo sells.
+type demoProduct struct {
+	name, category string
+	merchant       string
+	rules          rules.Ruleset
+	risk           map[string]any
+}
 
-	vend1, err := dm.enroll(ctx, "vending-1", vending.ID, 2000, 500, 1000)
+// products creates the reference products (platform/rules), each with its
+// rules and risk policy as a profile, after the reference tariffs.
+func (dm *demo) products(ctx context.Context, supplier string) (map[string]iotpay.ProductID, error) {
+	for _, tf := range rules.ReferenceTariffs() {
+		if err := dm.api.do(ctx, "PUT", "/v1/tariffs/"+tf.Name, tf, nil); err != nil {
+			return nil, err
+		}
+	}
+	merchants := map[string]iotpay.AccountID{}
+	ids := map[string]iotpay.ProductID{}
+	for _, p := range []demoProduct{
+		{"vending machine", "5814", "Snack Co", rules.VendingRules(supplier), map[string]any{"decline_tamper": true,
+			"velocity": []any{map[string]any{"scope": "device", "window": "1m", "max_count": 10}}}},
+		{"EV charger", "5552", "ChargeNet", rules.EVChargerRules(), map[string]any{"velocity": []any{
+			map[string]any{"scope": "account", "window": "24h", "max_amount": 50_000, "action": "review"}}}},
+		{"smart meter", "4900", "GridCo", rules.SmartMeterRules(), nil},
+		{"parking barrier", "7523", "ParkWell", rules.ParkingRules(), map[string]any{"cool_off": map[string]any{"period": "24h", "amount_max": 1000}}},
+	} {
+		if merchants[p.merchant] == "" {
+			var acc struct{ ID iotpay.AccountID }
+			if err := dm.api.do(ctx, "POST", "/v1/accounts", map[string]any{"name": p.merchant, "kind": "merchant", "currency": "EUR"}, &acc); err != nil {
+				return nil, err
+			}
+			merchants[p.merchant] = acc.ID
+		}
+		var prod struct{ ID iotpay.ProductID }
+		if err := dm.api.do(ctx, "POST", "/v1/products", map[string]any{"name": p.name, "merchant_account": merchants[p.merchant], "category": p.category,
+			"pricing": map[string]any{"mode": "amount", "currency": "EUR"}}, &prod); err != nil {
+			return nil, err
+		}
+		profile := map[string]any{"rules": p.rules.Rules}
+		if p.risk != nil {
+			profile["risk"] = p.risk
+		}
+		if err := dm.api.do(ctx, "PUT", "/v1/products/"+string(prod.ID)+"/profile", profile, nil); err != nil {
+			return nil, fmt.Errorf("%s: %w", p.name, err)
+		}
+		ids[p.name] = prod.ID
+		names := make([]string, len(p.rules.Rules))
+		for i, r := range p.rules.Rules {
+			names[i] = r.Name
+		}
+		fmt.Fprintf(dm.out, "product %-16s rules %s\n", p.name, strings.Join(names, ", "))
+	}
+	fmt.Fprintf(dm.out, "tariffs: ev 0.20 EUR/kWh at night, 0.35 by day; grid 0.15 off-peak, 0.30 07:00-22:00 (Europe/Berlin)\n\n")
+	return ids, nil
+}
+
+func (dm *demo) scenario(ctx context.Context) error {
+	supplier, orders, err := dm.supplier(ctx)
 	if err != nil {
 		return err
 	}
-	vend2, err := dm.enroll(ctx, "vending-2", vending.ID, 2000, 500, 1000)
+	defer supplier.Close()
+	ids, err := dm.products(ctx, "http://"+supplier.Addr().String()+"/orders")
 	if err != nil {
 		return err
 	}
-	ev1, err := dm.enroll(ctx, "charger-1", charger.ID, 10000, 4000, 20000)
+	vend1, err := dm.enroll(ctx, "vending-1", ids["vending machine"], 2000, 500, 1000)
 	if err != nil {
 		return err
 	}
-	ev2, err := dm.enroll(ctx, "charger-2", charger.ID, 10000, 4000, 20000)
+	vend2, err := dm.enroll(ctx, "vending-2", ids["vending machine"], 2000, 500, 1000)
+	if err != nil {
+		return err
+	}
+	ev1, err := dm.enroll(ctx, "charger-1", ids["EV charger"], 30000, 10000, 30000)
+	if err != nil {
+		return err
+	}
+	ev2, err := dm.enroll(ctx, "charger-2", ids["EV charger"], 10000, 4000, 20000)
+	if err != nil {
+		return err
+	}
+	meter, err := dm.enroll(ctx, "meter-1", ids["smart meter"], 10000, 5000, 5000)
+	if err != nil {
+		return err
+	}
+	gate, err := dm.enroll(ctx, "gate-1", ids["parking barrier"], 5000, 3000, 5000)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintln(dm.out)
 
-	dispense := func(sku string) device.Payment {
-		return device.Payment{Event: &wire.Event{Type: "dispense", Str: map[string]string{"sku": sku}}}
+	event := func(typ string, num map[string]int64, str map[string]string) device.Payment {
+		return device.Payment{Event: &wire.Event{Type: typ, Num: num, Str: str}}
 	}
-	session := func(wh int64) device.Payment {
-		return device.Payment{Event: &wire.Event{Type: "session_end", Num: map[string]int64{"wh": wh}}}
-	}
-	// Ordinary traffic, then a purchase over vending-1's daily limit
-	// (4 × 2.50 = 10.00 EUR a day) and a charge over charger-2's
-	// per-payment limit (40.00 EUR).
+	dispense := func(sku string) device.Payment { return event("dispense", nil, map[string]string{"sku": sku}) }
+	// Vending: priced by slot; then a purchase over vending-1's daily
+	// limit (10.00 EUR a day).
 	var first *device.Signed
-	for i, sku := range []string{"A3", "B1", "A3", "C7"} {
+	for i, sku := range []string{"A3", "B1", "A1", "C7"} {
 		s, err := dm.pay(ctx, vend1, dispense(sku), "dispense sku="+sku)
 		if err != nil {
 			return err
@@ -234,19 +293,71 @@ func (dm *demo) scenario(ctx context.Context) error {
 			first = s
 		}
 	}
-	if _, err := dm.pay(ctx, vend2, dispense("D2"), "dispense sku=D2"); err != nil {
+	if _, err := dm.pay(ctx, vend1, dispense("B1"), "dispense sku=B1"); err != nil {
 		return err
 	}
-	if _, err := dm.pay(ctx, ev1, session(12400), "session_end wh=12400"); err != nil {
+	if _, err := dm.pay(ctx, vend2, dispense("A2"), "dispense sku=A2"); err != nil {
 		return err
 	}
-	if _, err := dm.pay(ctx, ev2, session(30150), "session_end wh=30150"); err != nil {
+	// vending-2 runs low on B1: the rules order a refill, signed.
+	if _, err := dm.pay(ctx, vend2, event("stock", map[string]int64{"left": 2}, map[string]string{"sku": "B1"}), "stock B1 left=2"); err != nil {
 		return err
 	}
-	if _, err := dm.pay(ctx, vend1, dispense("A3"), "dispense sku=A3"); err != nil {
+	select {
+	case o := <-orders:
+		fmt.Fprintf(dm.out, "%-10s %-22s supplier got order %s: %d × %s, signature checked\n", "supplier", "", o.ID, o.Quantity, o.Item)
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("the supplier got no refill order")
+	}
+	// vending-2 reports it was forced open: risk control declines.
+	tampered := dispense("A1")
+	tampered.Report = &wire.Report{Tamper: true}
+	if _, err := dm.pay(ctx, vend2, tampered, "dispense, tampered"); err != nil {
 		return err
 	}
-	if _, err := dm.pay(ctx, ev2, session(150000), "session_end wh=150000"); err != nil {
+
+	// EV: sessions the chargers drive themselves: a hold when the car
+	// plugs in, raised as energy flows, the energy delivered captured.
+	for _, step := range []struct {
+		dd    *demoDevice
+		typ   string
+		wh    int64
+		label string
+	}{
+		{ev1, "session_start", 0, "session_start"},
+		{ev1, "session_update", 160_000, "session_update 160kWh"},
+		{ev1, "session_update", 250_000, "session_update 250kWh"},
+		{ev1, "session_end", 255_000, "session_end 255 kWh"},
+		{ev2, "session_start", 0, "session_start"},
+		{ev2, "session_update", 200_000, "session_update 200kWh"}, // over charger-2's 40.00 a payment: declined
+		{ev2, "session_end", 12_400, "session_end 12.4 kWh"},
+	} {
+		num := map[string]int64{}
+		if step.wh > 0 {
+			num["wh"] = step.wh
+		}
+		if _, err := dm.pay(ctx, step.dd, event(step.typ, num, map[string]string{"session": "sess-" + step.dd.name}), step.label); err != nil {
+			return err
+		}
+	}
+	// The meter: readings, billed at the period's end from the last bill.
+	for i, total := range []int64{4_200, 9_800, 15_300, 21_000, 26_500} {
+		end := strconv.FormatBool(i == 2 || i == 4)
+		if _, err := dm.pay(ctx, meter, event("reading", map[string]int64{"kwh_total": total}, map[string]string{"period_end": end}),
+			fmt.Sprintf("reading %d Wh", total)); err != nil {
+			return err
+		}
+	}
+	// Parking: free entry, an hour and a quarter, then a stay a new
+	// barrier may not charge alone: held for review, approved by the
+	// operator.
+	if _, err := dm.pay(ctx, gate, event("entry", nil, nil), "entry"); err != nil {
+		return err
+	}
+	if _, err := dm.pay(ctx, gate, event("exit", map[string]int64{"minutes": 75}, nil), "exit after 75 min"); err != nil {
+		return err
+	}
+	if err := dm.review(ctx, gate, event("exit", map[string]int64{"minutes": 600}, nil)); err != nil {
 		return err
 	}
 	fmt.Fprintln(dm.out)
@@ -257,16 +368,77 @@ func (dm *demo) scenario(ctx context.Context) error {
 	if err := dm.redeliver(ctx, vend1, first); err != nil {
 		return err
 	}
-	if err := dm.clone(ctx, vend2); err != nil {
+	if err := dm.clone(ctx, vend1); err != nil {
 		return err
 	}
 	if err := dm.forge(ctx, ev1); err != nil {
 		return err
 	}
-	for _, dd := range []*demoDevice{vend1, vend2, ev1, ev2} {
+	for _, dd := range []*demoDevice{vend1, vend2, ev1, ev2, meter, gate} {
 		dd.t.Close()
 	}
 	return dm.checkLedger(ctx)
+}
+
+// review pays p, which risk control holds for review, and approves it
+// from the review queue as the operator would.
+func (dm *demo) review(ctx context.Context, dd *demoDevice, p device.Payment) error {
+	if _, err := dm.pay(ctx, dd, p, "exit after 10 h"); err != nil {
+		return err
+	}
+	var queue struct {
+		Data []struct {
+			Payment iotpay.PaymentID `json:"payment"`
+		} `json:"data"`
+	}
+	if err := dm.api.do(ctx, "GET", "/v1/reviews?status=pending", nil, &queue); err != nil {
+		return err
+	}
+	for _, r := range queue.Data {
+		var out struct {
+			Payment demoPayment `json:"payment"`
+		}
+		if err := dm.api.do(ctx, "POST", "/v1/reviews/"+string(r.Payment)+"/approve", map[string]any{"note": "stay confirmed"}, &out); err != nil {
+			return err
+		}
+		dm.sum.PaymentsOK++
+		dm.sum.PaidMinor["EUR"] += out.Payment.Captured
+		fmt.Fprintf(dm.out, "%-10s %-22s %-9s %10s  operator approved it from the review queue\n", "operator", "review "+string(r.Payment)[:12]+"…",
+			out.Payment.Status, iotpay.Money{Amount: out.Payment.Captured, Currency: "EUR"})
+	}
+	return nil
+}
+
+// supplier runs the demo's supplier: it checks each refill order's
+// signature with the tenant's supply secret and passes it on.
+func (dm *demo) supplier(ctx context.Context) (net.Listener, <-chan daemon.OrderBody, error) {
+	var secret struct{ Secret string }
+	if err := dm.api.do(ctx, "GET", "/v1/supply/secret", nil, &secret); err != nil {
+		return nil, nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, err
+	}
+	orders := make(chan daemon.OrderBody, 8)
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+		if err := daemon.VerifySupply(secret.Secret, r.Header.Get(daemon.SupplySignatureHeader), body, time.Now(), 5*time.Minute); err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		var o daemon.OrderBody
+		if json.Unmarshal(body, &o) != nil {
+			http.Error(w, "bad order", http.StatusBadRequest)
+			return
+		}
+		select {
+		case orders <- o:
+		default:
+		}
+	})}
+	go srv.Serve(ln)
+	return ln, orders, nil
 }
 
 // enroll registers a device, lets it generate its key in a software
@@ -348,12 +520,16 @@ func (dm *demo) pay(ctx context.Context, dd *demoDevice, p device.Payment, what 
 		return nil, fmt.Errorf("%s: %w", dd.name, err)
 	}
 	dm.sum.ReceiptsVerified++
-	switch rc.Outcome {
-	case wire.Approved:
+	switch {
+	case rc.Outcome == wire.Approved && (rc.Action == "" || rc.Action == "charge" || rc.Action == "bill" || rc.Action == "capture"):
+		// What moved to the merchant (a hold or an increment only holds).
 		dm.sum.PaymentsOK++
 		dm.sum.PaidMinor[iotpay.Currency(rc.Currency)] += rc.AmountMinor
-	case wire.Declined:
+	case rc.Outcome == wire.Declined:
 		dm.sum.PaymentsDeclined++
+	}
+	if rc.Action != "" {
+		dm.sum.Actions[rc.Action]++
 	}
 	dm.line(dd.name, what, rc)
 	return s, nil
@@ -368,7 +544,7 @@ func (dm *demo) line(name, what string, rc *wire.Receipt) {
 	if rc.LogIndex != nil {
 		idx = fmt.Sprintf("#%d", *rc.LogIndex)
 	}
-	fmt.Fprintf(dm.out, "%-10s %-22s %-9s %10s  log %-4s receipt verified", name, what, rc.Outcome, amount, idx)
+	fmt.Fprintf(dm.out, "%-10s %-22s %-9s %-9s %10s  log %-4s receipt verified", name, what, rc.Outcome, rc.Action, amount, idx)
 	if rc.Reason != "" {
 		fmt.Fprintf(dm.out, "  (%s)", rc.Reason)
 	}

@@ -30,7 +30,10 @@ func testDemo(t *testing.T, args ...string) string {
 		t.Fatalf("last line is not the JSON summary: %v\n%s", err, out.String())
 	}
 	if !s.LedgerBalanced || !s.LogVerified || s.LogLeaves < 10 || s.PaymentsOK < 1 || s.ReceiptsVerified < s.PaymentsOK || s.PaymentsDeclined < 1 ||
-		s.ReplaysRejected < 1 || s.DuplicatesAnswered < 1 || s.ForgeriesRejected < 1 {
+		s.ReplaysRejected < 1 || s.DuplicatesAnswered < 1 || s.ForgeriesRejected < 1 ||
+		// The four reference products' rules: every action they take.
+		s.Actions["hold"] != 2 || s.Actions["increment"] != 3 || s.Actions["capture"] != 2 || s.Actions["bill"] != 2 ||
+		s.Actions["refill"] != 1 || s.Actions["none"] < 4 || s.Actions["charge"] < 8 {
 		t.Fatalf("summary = %+v\n%s", s, out.String())
 	}
 	return out.String()
