@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"flag"
 	"fmt"
 	"io"
@@ -162,6 +164,8 @@ func devicePay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	secure := fs.Bool("secure", false, "pay through an end-to-end session: a signed handshake, then the request and its receipt sealed (COSE_Encrypt0)")
 	logURL := fs.String("log", "", "the audit log's URL (http://host:8080/log/) to prove the payment is logged with (default: ask on the payment channel)")
 	logKey := fs.String("log-key", "", "the audit log's verifier key (first line of iotpayd's log-key.pub): prove the payment is logged")
+	var rep reportFlags
+	rep.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -202,12 +206,18 @@ func devicePay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 				p.Event.Str[k] = v
 			}
 		}
-	} else {
+	} else if *amount != 0 || !rep.any() {
 		m, err := iotpay.NewMoney(*amount, iotpay.Currency(*currency))
 		if err != nil {
 			return err
 		}
 		p.Amount = &m
+	}
+	if p.Report, err = rep.report(); err != nil {
+		return err
+	}
+	if p.Report != nil && p.Event == nil && *amount == 0 {
+		p.Event, p.Amount = &wire.Event{Type: wire.EventState}, nil // a report alone
 	}
 	_, keys, id, err := loadDevice(*ksSpec, *dir)
 	if err != nil {
@@ -241,6 +251,9 @@ func devicePay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprint(stdout, "sealed ")
 	}
 	fmt.Fprintf(stdout, "receipt verified: %s", rc.Outcome)
+	if rc.Action != "" {
+		fmt.Fprintf(stdout, " %s", rc.Action)
+	}
 	if rc.Currency != "" {
 		fmt.Fprintf(stdout, " %s", iotpay.Money{Amount: rc.AmountMinor, Currency: iotpay.Currency(rc.Currency)})
 	}
@@ -255,6 +268,12 @@ func devicePay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintf(stdout, " (%s: %s)", rc.Code, rc.Reason)
 	}
 	fmt.Fprintln(stdout)
+	if rc.Desired != nil {
+		if ds, err := dev.OpenDesired(rc.Desired); err == nil {
+			fmt.Fprintf(stdout, "desired state version %d (signed, checked): num %v str %v; apply it and report --applied %d\n",
+				ds.Version, ds.Num, ds.Str, ds.Version)
+		}
+	}
 	if rc.Outcome != wire.Approved {
 		return fmt.Errorf("payment %s", rc.Outcome)
 	}
@@ -289,4 +308,71 @@ func proveLogged(ctx context.Context, stdout io.Writer, verifyLogged func(contex
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// reportFlags are the device's state it reports with a request, signed.
+type reportFlags struct {
+	firmware, measurement, reported string
+	tamper                          bool
+	battery, lat, lon, applied      int64
+}
+
+func (r *reportFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&r.firmware, "firmware", "", "report: the running firmware's version")
+	fs.StringVar(&r.measurement, "measurement", "", "report: hex SHA-256 of the running firmware image (the attestation), or @FILE to hash a file")
+	fs.BoolVar(&r.tamper, "tamper", false, "report: the device was tampered with")
+	fs.Int64Var(&r.battery, "battery", -1, "report: battery, percent")
+	fs.Int64Var(&r.lat, "lat-e7", 0, "report: latitude, degrees × 10^7 (with --lon-e7)")
+	fs.Int64Var(&r.lon, "lon-e7", 0, "report: longitude, degrees × 10^7")
+	fs.StringVar(&r.reported, "reported", "", "report: shadow fields, k=v,… (integers as numbers)")
+	fs.Int64Var(&r.applied, "applied", 0, "report: the desired-state version the device applied")
+}
+
+func (r *reportFlags) any() bool {
+	return r.firmware != "" || r.measurement != "" || r.tamper || r.battery >= 0 || r.lat != 0 || r.lon != 0 || r.reported != "" || r.applied > 0
+}
+
+// report is the flags' report, nil when none was given. Without an event
+// or an amount, the request is a report alone (event "state").
+func (r *reportFlags) report() (*wire.Report, error) {
+	if !r.any() {
+		return nil, nil
+	}
+	rep := &wire.Report{Firmware: r.firmware, Tamper: r.tamper, Applied: uint64(max(r.applied, 0))}
+	switch {
+	case strings.HasPrefix(r.measurement, "@"):
+		b, err := os.ReadFile(r.measurement[1:])
+		if err != nil {
+			return nil, err
+		}
+		h := sha256.Sum256(b)
+		rep.Measurement = h[:]
+	case r.measurement != "":
+		m, err := hex.DecodeString(r.measurement)
+		if err != nil {
+			return nil, fmt.Errorf("--measurement: %w", err)
+		}
+		rep.Measurement = m
+	}
+	if r.battery >= 0 {
+		rep.Battery = &r.battery
+	}
+	if r.lat != 0 || r.lon != 0 {
+		rep.LatE7, rep.LonE7 = &r.lat, &r.lon
+	}
+	for _, kv := range list(r.reported) {
+		k, v, _ := strings.Cut(kv, "=")
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			if rep.Num == nil {
+				rep.Num = map[string]int64{}
+			}
+			rep.Num[k] = n
+		} else {
+			if rep.Str == nil {
+				rep.Str = map[string]string{}
+			}
+			rep.Str[k] = v
+		}
+	}
+	return rep, nil
 }
