@@ -310,7 +310,9 @@ func TestTamperedVendingMachineDeclined(t *testing.T) {
 
 // TestVelocityCatchesABurst: a device may pay three times a minute; the
 // fourth payment of a burst is declined with the velocity reason, and its
-// risk decision is in the audit log.
+// risk decision is in the audit log. A payer's devices together are
+// bounded by the account's velocity. A device outside its geofence is
+// declined.
 func TestVelocityCatchesABurst(t *testing.T) {
 	s := newShop(t, "")
 	prod := s.product("vending", rules.VendingRules("http://127.0.0.1:1/unused"), map[string]any{
@@ -323,9 +325,16 @@ func TestVelocityCatchesABurst(t *testing.T) {
 	if rc.Outcome != wire.Declined || !strings.Contains(rc.Reason, "4 payments in 1m0s on this device, max 3") {
 		t.Fatalf("fourth payment in a minute: %s %q", rc.Outcome, rc.Reason)
 	}
-	if b := s.balance(s.payer); b != 100_000-450 {
-		t.Fatalf("payer balance %d", b)
+	// Across the payer's devices: an hour's amount on the account.
+	acct := s.product("kiosk", rules.VendingRules("http://127.0.0.1:1/unused"), map[string]any{
+		"risk": map[string]any{"velocity": []any{map[string]any{"scope": "account", "window": "1h", "max_amount": 900}}}})
+	k1, k2 := s.device(acct, 1000, 10_000), s.device(acct, 1000, 10_000)
+	k1.want(k1.event("dispense", nil, map[string]string{"sku": "B1"}, nil), wire.Approved, "charge", 300) // 450 + 300: the payer's 750 this hour
+	if rc := k2.event("dispense", nil, map[string]string{"sku": "B1"}, nil); rc.Outcome != wire.Declined || !strings.Contains(rc.Reason, "account") {
+		t.Fatalf("over the account's hour on another device: %s %q", rc.Outcome, rc.Reason)
 	}
+	k2.want(k2.event("dispense", nil, map[string]string{"sku": "A1"}, nil), wire.Approved, "charge", 150) // exactly 900
+
 	// The decision, with its score and reasons, is the leaf's.
 	leaf := s.leaf(*rc.LogIndex)
 	var dec struct {
@@ -338,6 +347,21 @@ func TestVelocityCatchesABurst(t *testing.T) {
 	if err := json.Unmarshal([]byte(leaf.Decision), &dec); err != nil || dec.Risk.Outcome != "decline" || dec.Risk.Score != 100 ||
 		len(dec.Risk.Reasons) == 0 || dec.Risk.Reasons[0].Code != "velocity_count" {
 		t.Fatalf("leaf decision %q: %v", leaf.Decision, err)
+	}
+	if b := s.balance(s.payer); b != 100_000-450-300-150 {
+		t.Fatalf("payer balance %d", b)
+	}
+
+	// A geofence around Paris: a machine reporting Paris sells, the same
+	// reporting Lyon is declined.
+	fenced := s.product("fenced", rules.VendingRules("http://127.0.0.1:1/unused"), map[string]any{
+		"risk": map[string]any{"geofence": map[string]any{"lat_e7": 488_566_000, "lon_e7": 23_522_000, "radius_m": 20_000}}})
+	g := s.device(fenced, 1000, 10_000)
+	paris, lyon := [2]int64{488_600_000, 23_400_000}, [2]int64{457_640_000, 48_357_000}
+	g.want(g.event("dispense", nil, map[string]string{"sku": "A1"}, &wire.Report{LatE7: &paris[0], LonE7: &paris[1]}), wire.Approved, "charge", 150)
+	if rc := g.event("dispense", nil, map[string]string{"sku": "A1"}, &wire.Report{LatE7: &lyon[0], LonE7: &lyon[1]}); rc.Outcome != wire.Declined ||
+		!strings.Contains(rc.Reason, "geofence") {
+		t.Fatalf("outside the geofence: %s %q", rc.Outcome, rc.Reason)
 	}
 }
 
