@@ -24,6 +24,7 @@ import (
 // world is a processor over a real SQLite store with one enrolled, funded
 // device under a mandate; every write goes through the ledger's writer.
 type world struct {
+	product  iotpay.ProductID
 	proc     *platform.Processor
 	pay      *payment.Engine[platform.Tx]
 	dev      *device.Device
@@ -100,6 +101,7 @@ func newSuiteWorld(tb testing.TB, suite wire.Suite, log *slog.Logger) *world {
 	if err := reg.CreateProduct(ctx, prod); err != nil {
 		tb.Fatal(err)
 	}
+	w.product = prod.ID
 	d, token, err := reg.CreateDevice(ctx, ten.ID, prod.ID, "d", suite.Name())
 	if err != nil {
 		tb.Fatal(err)
