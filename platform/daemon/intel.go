@@ -214,7 +214,16 @@ func (d *Daemon) sendOrder(ctx context.Context, client *http.Client, o *decision
 // product's inactivity timeout, once until it is heard from again.
 func (d *Daemon) markInactive() {
 	ctx := context.Background()
-	err := d.Payments.Do(ctx, func(b *ledger.Batch[platform.Tx]) error {
+	// A read first: most rounds find nobody, and need no write.
+	var any []*registry.Device
+	err := d.DB.View(ctx, func(tx *sqlstore.Tx) (err error) { any, err = tx.InactiveDevices(ctx, time.Now(), 1); return })
+	if err != nil || len(any) == 0 {
+		if err != nil {
+			d.log.Error("looking for inactive devices", "err", err)
+		}
+		return
+	}
+	err = d.Payments.Do(ctx, func(b *ledger.Batch[platform.Tx]) error {
 		ctx, tx, now := b.Context(), b.Tx, b.Now
 		devs, err := tx.InactiveDevices(ctx, now, inactivePerRun)
 		if err != nil {
