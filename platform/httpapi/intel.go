@@ -360,40 +360,25 @@ func (s *Server) decideReview(approve bool) handlerFunc {
 	}
 }
 
-// listEvents answers the tenant's device events, newest first (?device=).
-func (s *Server) listEvents(w http.ResponseWriter, r *http.Request, tenant iotpay.TenantID) error {
-	limit, err := pageLimit(r)
-	if err != nil {
-		return err
+// listByDevice serves a listing of the tenant's objects, newest first
+// (of one device with ?device=): device events, supply orders.
+func listByDevice[T any](list func(context.Context, iotpay.TenantID, iotpay.DeviceID, int) ([]T, error)) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, tenant iotpay.TenantID) error {
+		limit, err := pageLimit(r)
+		if err != nil {
+			return err
+		}
+		dev, err := queryID[iotpay.DeviceID](r, "device", iotpay.PrefixDevice)
+		if err != nil {
+			return err
+		}
+		items, err := list(r.Context(), tenant, dev, limit)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"data": orEmpty(items)})
+		return nil
 	}
-	dev, err := queryID[iotpay.DeviceID](r, "device", iotpay.PrefixDevice)
-	if err != nil {
-		return err
-	}
-	es, err := s.Processor.Events(r.Context(), tenant, dev, limit)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"data": orEmpty(es)})
-	return nil
-}
-
-// listOrders answers the tenant's supply orders, newest first (?device=).
-func (s *Server) listOrders(w http.ResponseWriter, r *http.Request, tenant iotpay.TenantID) error {
-	limit, err := pageLimit(r)
-	if err != nil {
-		return err
-	}
-	dev, err := queryID[iotpay.DeviceID](r, "device", iotpay.PrefixDevice)
-	if err != nil {
-		return err
-	}
-	os, err := s.Processor.Orders(r.Context(), tenant, dev, limit)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"data": orEmpty(os)})
-	return nil
 }
 
 // supplySecret answers the key the tenant's suppliers check its signed

@@ -197,19 +197,11 @@ func (tx *Tx) PutTariff(ctx context.Context, tenant iotpay.TenantID, name string
 // Tariffs implements registry.StateTx.
 func (tx *Tx) Tariffs(ctx context.Context, tenant iotpay.TenantID) ([]json.RawMessage, error) {
 	rows, err := tx.query(ctx, `SELECT body FROM tariffs WHERE tenant = ? ORDER BY name`, tenant)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []json.RawMessage
-	for rows.Next() {
+	return collect(rows, err, func(r interface{ Scan(...any) error }) (json.RawMessage, error) {
 		var b string
-		if err := rows.Scan(&b); err != nil {
-			return nil, err
-		}
-		out = append(out, json.RawMessage(b))
-	}
-	return out, rows.Err()
+		err := r.Scan(&b)
+		return json.RawMessage(b), err
+	})
 }
 
 // InactiveDevices implements registry.StateTx. A device's last activity
@@ -225,19 +217,7 @@ func (tx *Tx) InactiveDevices(ctx context.Context, now time.Time, limit int) ([]
 		AND (CASE WHEN d.last_seen_ms > COALESCE(pr.last_activity_ms, 0) THEN d.last_seen_ms
 			WHEN COALESCE(pr.last_activity_ms, 0) > 0 THEN pr.last_activity_ms ELSE d.created_ms END) + pp.inactivity_ms <= ?
 		ORDER BY d.id LIMIT ?`, ms(now), limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*registry.Device
-	for rows.Next() {
-		d, err := scanDevice(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, d)
-	}
-	return out, rows.Err()
+	return collect(rows, err, scanDevice)
 }
 
 // DecisionRequest implements decision.Tx.
@@ -322,19 +302,7 @@ func (tx *Tx) UpdateReview(ctx context.Context, r *decision.Review) error {
 func (tx *Tx) Reviews(ctx context.Context, tenant iotpay.TenantID, status decision.ReviewStatus, after iotpay.PaymentID, limit int) ([]*decision.Review, error) {
 	rows, err := tx.query(ctx, `SELECT `+reviewCols+` FROM reviews WHERE tenant = ? AND (? = '' OR status = ?) AND payment > ?
 		ORDER BY payment LIMIT ?`, tenant, status, status, after, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*decision.Review
-	for rows.Next() {
-		r, err := scanReview(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return collect(rows, err, scanReview)
 }
 
 const orderCols = `id, tenant, device, product, rule, item, quantity, supplier, status, attempts, last_error, next_ms, created_ms, delivered_ms`
@@ -389,19 +357,7 @@ func (tx *Tx) Orders(ctx context.Context, tenant iotpay.TenantID, device iotpay.
 
 func (tx *Tx) orders(ctx context.Context, q string, args ...any) ([]*decision.Order, error) {
 	rows, err := tx.query(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*decision.Order
-	for rows.Next() {
-		o, err := scanOrder(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, o)
-	}
-	return out, rows.Err()
+	return collect(rows, err, scanOrder)
 }
 
 // CreateEvent implements decision.Tx.
@@ -415,21 +371,13 @@ func (tx *Tx) CreateEvent(ctx context.Context, e *decision.Event) error {
 func (tx *Tx) Events(ctx context.Context, tenant iotpay.TenantID, device iotpay.DeviceID, limit int) ([]*decision.Event, error) {
 	rows, err := tx.query(ctx, `SELECT id, tenant, device, kind, detail, created_ms FROM device_events
 		WHERE tenant = ? AND (? = '' OR device = ?) ORDER BY id DESC LIMIT ?`, tenant, device, device, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*decision.Event
-	for rows.Next() {
+	return collect(rows, err, func(r interface{ Scan(...any) error }) (*decision.Event, error) {
 		e := &decision.Event{}
 		var created int64
-		if err := rows.Scan(&e.ID, &e.Tenant, &e.Device, &e.Kind, &e.Detail, &created); err != nil {
-			return nil, err
-		}
+		err := r.Scan(&e.ID, &e.Tenant, &e.Device, &e.Kind, &e.Detail, &created)
 		e.Created = fromMs(created)
-		out = append(out, e)
-	}
-	return out, rows.Err()
+		return e, err
+	})
 }
 
 // Velocity implements decision.Tx. Payment ids are time-ordered, so the

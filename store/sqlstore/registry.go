@@ -100,19 +100,7 @@ func (tx *Tx) Device(ctx context.Context, id iotpay.DeviceID) (*registry.Device,
 // Devices implements registry.Tx.
 func (tx *Tx) Devices(ctx context.Context, tenant iotpay.TenantID, after iotpay.DeviceID, limit int) ([]*registry.Device, error) {
 	rows, err := tx.query(ctx, `SELECT `+deviceCols+` FROM devices WHERE tenant = ? AND id > ? ORDER BY id LIMIT ?`, tenant, after, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*registry.Device
-	for rows.Next() {
-		d, err := scanDevice(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, d)
-	}
-	return out, rows.Err()
+	return collect(rows, err, scanDevice)
 }
 
 // UpdateDevice implements registry.Tx.
