@@ -41,6 +41,17 @@ if ((${#need[@]})); then
 	$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# stripe-mock, the Stripe API peer the Stripe connector's tests start on a
+# free loopback port (payment/connector/stripe); pinned.
+STRIPE_MOCK_VERSION=v0.203.0
+gobin=$(go env GOBIN)
+[ -n "$gobin" ] || gobin="$(go env GOPATH)/bin"
+if [ ! -x "$gobin/stripe-mock" ] || [ "$(cat "$gobin/.stripe-mock-version" 2>/dev/null)" != "$STRIPE_MOCK_VERSION" ]; then
+	echo "setup: installing stripe-mock $STRIPE_MOCK_VERSION"
+	go install "github.com/stripe/stripe-mock@$STRIPE_MOCK_VERSION"
+	echo "$STRIPE_MOCK_VERSION" >"$gobin/.stripe-mock-version"
+fi
+
 ((local_pg)) || exit 0
 
 pg_ready() { pg_isready -q -h 127.0.0.1 -p 5432; }
