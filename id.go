@@ -36,6 +36,10 @@ const (
 	PrefixBinding  = "bnd"
 	PrefixMandate  = "mdt"
 	PrefixAPIKey   = "key"
+	PrefixEvent    = "evt" // a device event, a webhook event
+	PrefixOrder    = "ord" // a supply order
+	PrefixWebhook  = "whe" // a webhook endpoint
+	PrefixDelivery = "whd" // a webhook delivery
 )
 
 const (

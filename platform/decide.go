@@ -291,12 +291,12 @@ func (p *Processor) act(b *ledger.Batch[Tx], dev *registry.Device, prod *registr
 			return Result{}, err
 		}
 	case rules.Refill:
-		o := &decision.Order{ID: p.newEventID("ord", now), Tenant: dev.Tenant, Device: dev.ID, Product: prod.ID, Rule: a.Rule,
+		o := &decision.Order{ID: p.newEventID(iotpay.PrefixOrder, now), Tenant: dev.Tenant, Device: dev.ID, Product: prod.ID, Rule: a.Rule,
 			Item: a.Item, Quantity: a.Quantity, Supplier: a.Supplier, Status: decision.OrderPending, Next: now, Created: now}
 		if err := tx.CreateOrder(ctx, o); err != nil {
 			return Result{}, err
 		}
-		if err := tx.CreateEvent(ctx, &decision.Event{ID: p.newEventID("evt", now), Tenant: dev.Tenant, Device: dev.ID,
+		if err := RaiseEvent(ctx, tx, &decision.Event{ID: p.newEventID(iotpay.PrefixEvent, now), Tenant: dev.Tenant, Device: dev.ID,
 			Kind: decision.EventOrderPlaced, Detail: o.ID + ": " + strconv.FormatInt(o.Quantity, 10) + " × " + o.Item, Created: now}); err != nil {
 			return Result{}, err
 		}
@@ -434,6 +434,11 @@ func (p *Processor) authorize(b *ledger.Batch[Tx], dev *registry.Device, prod *r
 			return Result{}, err
 		}
 	}
+	if dec.Risk == nil || dec.Risk.Outcome != risk.Review { // a review is told as payment.review
+		if err := NotifyPayment(ctx, tx, payment.EventAuthorize, pay, now); err != nil {
+			return Result{}, err
+		}
+	}
 	return Result{Receipt: pay.Receipt, Outcome: rc.outcome, Code: iotpay.Code(rc.code), Reason: pay.Reason, Payment: pay.ID,
 		Action: string(a.Kind)}, nil
 }
@@ -470,7 +475,7 @@ func (p *Processor) afterApproval(ctx context.Context, tx Tx, dev *registry.Devi
 			Decision: d, Created: now}); err != nil {
 			return err
 		}
-		return tx.CreateEvent(ctx, &decision.Event{ID: p.newEventID("evt", now), Tenant: dev.Tenant, Device: dev.ID,
+		return RaiseEvent(ctx, tx, &decision.Event{ID: p.newEventID(iotpay.PrefixEvent, now), Tenant: dev.Tenant, Device: dev.ID,
 			Kind: decision.EventReviewHeld, Detail: string(pay.ID) + ": " + riskDetail(dec.Risk), Created: now})
 	}
 	return nil

@@ -18,6 +18,7 @@ import (
 	"github.com/iotpay/iotpay/platform/decision"
 	"github.com/iotpay/iotpay/platform/registry"
 	"github.com/iotpay/iotpay/platform/rules"
+	"github.com/iotpay/iotpay/platform/webhook"
 	"github.com/iotpay/iotpay/wire"
 )
 
@@ -30,6 +31,7 @@ type Tx interface {
 	payment.Tx
 	audit.Tx
 	decision.Tx
+	webhook.Tx
 }
 
 // Store runs functions in transactions.
@@ -364,8 +366,8 @@ func (p *Processor) decide(b *ledger.Batch[Tx], raw, rh []byte, req *wire.Reques
 		return Result{}, err
 	}
 	for _, e := range noticed {
-		e.ID, e.Tenant, e.Device, e.Created = p.newEventID("evt", now), dev.Tenant, dev.ID, now
-		if err := tx.CreateEvent(ctx, e); err != nil {
+		e.ID, e.Tenant, e.Device, e.Created = p.newEventID(iotpay.PrefixEvent, now), dev.Tenant, dev.ID, now
+		if err := RaiseEvent(ctx, tx, e); err != nil {
 			return Result{}, err
 		}
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/iotpay/iotpay/payment"
 	"github.com/iotpay/iotpay/platform/daemon"
 	"github.com/iotpay/iotpay/platform/rules"
+	"github.com/iotpay/iotpay/platform/webhook"
 	"github.com/iotpay/iotpay/store/sqlstore"
 	"github.com/iotpay/iotpay/wire"
 )
@@ -423,7 +424,7 @@ func (dm *demo) supplier(ctx context.Context) (net.Listener, <-chan daemon.Order
 	orders := make(chan daemon.OrderBody, 8)
 	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(io.LimitReader(r.Body, 64<<10))
-		if err := daemon.VerifySupply(secret.Secret, r.Header.Get(daemon.SupplySignatureHeader), body, time.Now(), 5*time.Minute); err != nil {
+		if err := webhook.Verify(secret.Secret, r.Header.Get(webhook.SignatureHeader), body, time.Now(), 5*time.Minute); err != nil {
 			http.Error(w, err.Error(), http.StatusUnauthorized)
 			return
 		}

@@ -131,6 +131,15 @@ func loadOrCreateLogKey(path, origin string) (string, error) {
 // expiry, or an authorization the operator asked for), in the operation
 // that makes it: outcome = the event, reason = the payment's new status,
 // the postings = its transfers that moved money.
+// onPaymentEvent records a change to a payment: its audit leaf, and the
+// webhook events operators are told of.
+func onPaymentEvent(ctx context.Context, tx platform.Tx, kind string, p *payment.Payment) error {
+	if err := logPaymentEvent(ctx, tx, kind, p); err != nil {
+		return err
+	}
+	return platform.NotifyPayment(ctx, tx, kind, p, time.Now())
+}
+
 func logPaymentEvent(ctx context.Context, tx platform.Tx, kind string, p *payment.Payment) error {
 	leaf := &audit.Leaf{Kind: audit.KindOperation, Tenant: string(p.Tenant), Device: string(p.Device), RequestID: p.RequestID,
 		RequestHash: p.RequestHash, Outcome: kind, Reason: string(p.Status), Payment: string(p.ID), Amount: p.Amount,

@@ -221,7 +221,7 @@ func Open(ctx context.Context, cfg Config) (*Daemon, error) {
 	// Every write, whatever it is for, is an operation of the ledger's
 	// single writer, batched with the others into one transaction.
 	read := sqlstore.For[platform.Tx](d.DB)
-	d.Payments = &payment.Engine[platform.Tx]{Store: read, Fees: cfg.Fees, OnEvent: logPaymentEvent}
+	d.Payments = &payment.Engine[platform.Tx]{Store: read, Fees: cfg.Fees, OnEvent: onPaymentEvent}
 	d.Writer, err = ledger.Open(ctx, read, ledger.Config[platform.Tx]{
 		OnExpire: d.Payments.OnExpire, Logger: d.log.With("component", "ledger"), BatchOpsMax: cfg.BatchOpsMax})
 	if err != nil {
@@ -338,7 +338,7 @@ func (d *Daemon) Start() error {
 	}
 	api := &httpapi.Server{Registry: d.Registry, Payments: d.Payments, OnRevoke: d.disconnect,
 		PSK: d.DevicePSK, PSKHint: coap.PSKIdentityHint, Processor: d.Processor, OnDesired: d.pushDesired,
-		SupplySecret: d.SupplySecret, Logger: d.log.With("component", "http")}
+		SupplySecret: d.SupplySecret, OnWebhook: d.wakeWatcher, Logger: d.log.With("component", "http")}
 	d.httpLn, err = net.Listen("tcp", d.cfg.HTTPAddr)
 	if err != nil {
 		d.DeviceHTTP.Close(context.Background())

@@ -1,21 +1,16 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"crypto/hkdf"
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/iotpay/iotpay"
@@ -24,6 +19,7 @@ import (
 	"github.com/iotpay/iotpay/platform"
 	"github.com/iotpay/iotpay/platform/decision"
 	"github.com/iotpay/iotpay/platform/registry"
+	"github.com/iotpay/iotpay/platform/webhook"
 	"github.com/iotpay/iotpay/store/sqlstore"
 	"github.com/iotpay/iotpay/wire"
 )
@@ -34,9 +30,6 @@ const (
 	// derived from.
 	SupplySecretFile  = "supply-secret"
 	supplySecretBytes = 32
-	// SupplySignatureHeader carries an order's signature, Stripe-style:
-	// t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">.
-	SupplySignatureHeader = "Iotpay-Signature"
 	// OrderAttemptsMax bounds the deliveries of one order; the delay
 	// doubles from platform.OrderRetryMin up to OrderRetryMax.
 	OrderAttemptsMax = 8
@@ -76,43 +69,6 @@ func (d *Daemon) SupplySecret(tenant iotpay.TenantID) (string, error) {
 	return "whsec_" + hex.EncodeToString(k), nil
 }
 
-// SignSupply returns the signature header value of body sent at t.
-func SignSupply(secret string, t time.Time, body []byte) string {
-	ts := strconv.FormatInt(t.Unix(), 10)
-	m := hmac.New(sha256.New, []byte(secret))
-	m.Write([]byte(ts + "."))
-	m.Write(body)
-	return "t=" + ts + ",v1=" + hex.EncodeToString(m.Sum(nil))
-}
-
-// VerifySupply checks a signature header against body with secret, and
-// that it was made within tolerance of now: what a supplier runs.
-func VerifySupply(secret, header string, body []byte, now time.Time, tolerance time.Duration) error {
-	var ts, sig string
-	for _, part := range strings.Split(header, ",") {
-		k, v, _ := strings.Cut(part, "=")
-		switch k {
-		case "t":
-			ts = v
-		case "v1":
-			sig = v
-		}
-	}
-	sec, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil || sig == "" {
-		return iotpay.Errorf(iotpay.EUNAUTHORIZED, "malformed signature header")
-	}
-	t := time.Unix(sec, 0)
-	if d := now.Sub(t); d > tolerance || d < -tolerance {
-		return iotpay.Errorf(iotpay.EUNAUTHORIZED, "signature timestamp outside the tolerance")
-	}
-	want := SignSupply(secret, t, body)
-	if !hmac.Equal([]byte(want), []byte("t="+ts+",v1="+sig)) {
-		return iotpay.Errorf(iotpay.EUNAUTHORIZED, "signature does not match")
-	}
-	return nil
-}
-
 // OrderBody is what a supplier receives for a refill order.
 type OrderBody struct {
 	Type     string           `json:"type"` // "supply.order"
@@ -141,6 +97,57 @@ func (d *Daemon) watch(interval time.Duration) {
 		case <-d.wake:
 		}
 		d.deliverOrders(client)
+		d.deliverWebhooks(client)
+	}
+}
+
+// webhooksPerRound bounds the deliveries one round of the watcher sends.
+const webhooksPerRound = 128
+
+// deliverWebhooks sends the webhook deliveries that are due, one attempt
+// each, and records how each went.
+func (d *Daemon) deliverWebhooks(client *http.Client) {
+	ctx := context.Background()
+	var due []*webhook.Delivery
+	endpoints := map[string]*webhook.Endpoint{}
+	err := d.DB.View(ctx, func(tx *sqlstore.Tx) error {
+		var err error
+		if due, err = tx.DueDeliveries(ctx, time.Now(), webhooksPerRound); err != nil {
+			return err
+		}
+		seen := map[iotpay.TenantID]bool{}
+		for _, w := range due {
+			if seen[w.Tenant] {
+				continue
+			}
+			seen[w.Tenant] = true
+			es, err := tx.Endpoints(ctx, w.Tenant)
+			if err != nil {
+				return err
+			}
+			for _, e := range es {
+				endpoints[e.ID] = e
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		d.log.Error("reading due webhook deliveries", "err", err)
+		return
+	}
+	for _, w := range due {
+		e := endpoints[w.Endpoint]
+		if e == nil {
+			w.Status, w.LastError, w.Next = webhook.Failed, "endpoint deleted", time.Time{}
+		} else {
+			webhook.Attempt(ctx, client, e, w, time.Now())
+		}
+		if w.Status != webhook.Delivered {
+			d.log.Warn("webhook not delivered", "delivery", w.ID, "type", w.Type, "attempt", w.Attempts, "status", w.Status, "err", w.LastError)
+		}
+		if err := d.Payments.Do(ctx, func(b *ledger.Batch[platform.Tx]) error { return b.Tx.UpdateDelivery(b.Context(), w) }); err != nil {
+			d.log.Error("recording a webhook delivery", "delivery", w.ID, "err", err)
+		}
 	}
 }
 
@@ -191,23 +198,7 @@ func (d *Daemon) sendOrder(ctx context.Context, client *http.Client, o *decision
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, o.Supplier, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Idempotency-Key", o.ID)
-	req.Header.Set(SupplySignatureHeader, SignSupply(secret, time.Now(), body))
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("supplier answered %s", resp.Status)
-	}
-	return nil
+	return webhook.Post(ctx, client, o.Supplier, secret, o.ID, body, time.Now())
 }
 
 // markInactive raises device.inactive for every device silent beyond its
@@ -245,7 +236,7 @@ func (d *Daemon) markInactive() {
 			if last.IsZero() {
 				last = dev.Created
 			}
-			if err := tx.CreateEvent(ctx, &decision.Event{ID: iotpay.NewID("evt", now, nil), Tenant: dev.Tenant, Device: dev.ID,
+			if err := platform.RaiseEvent(ctx, tx, &decision.Event{ID: iotpay.NewID(iotpay.PrefixEvent, now, nil), Tenant: dev.Tenant, Device: dev.ID,
 				Kind: decision.EventInactive, Detail: "silent since " + last.UTC().Format(time.RFC3339), Created: now}); err != nil {
 				return err
 			}

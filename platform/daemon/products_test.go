@@ -24,6 +24,7 @@ import (
 	devmqtt "github.com/iotpay/iotpay/device/mqtt"
 	"github.com/iotpay/iotpay/platform/daemon"
 	"github.com/iotpay/iotpay/platform/rules"
+	"github.com/iotpay/iotpay/platform/webhook"
 	"github.com/iotpay/iotpay/store/sqlstore"
 	"github.com/iotpay/iotpay/wire"
 )
@@ -384,7 +385,7 @@ func TestRefillOrderSigned(t *testing.T) {
 			http.Error(w, "busy", http.StatusServiceUnavailable) // the first delivery fails: it is sent again
 			return
 		}
-		if err := daemon.VerifySupply(secret.Secret, r.Header.Get(daemon.SupplySignatureHeader), body, time.Now(), 5*time.Minute); err != nil {
+		if err := webhook.Verify(secret.Secret, r.Header.Get(webhook.SignatureHeader), body, time.Now(), 5*time.Minute); err != nil {
 			http.Error(w, err.Error(), http.StatusUnauthorized)
 			return
 		}
@@ -426,7 +427,7 @@ func TestRefillOrderSigned(t *testing.T) {
 		t.Fatalf("orders %+v", orders.Data)
 	}
 	// A forged signature is refused by the supplier's check.
-	if err := daemon.VerifySupply(secret.Secret, daemon.SignSupply("whsec_other", time.Now(), []byte("{}")), []byte("{}"), time.Now(), time.Minute); err == nil {
+	if err := webhook.Verify(secret.Secret, webhook.Sign("whsec_other", time.Now(), []byte("{}")), []byte("{}"), time.Now(), time.Minute); err == nil {
 		t.Fatal("a signature under another secret verified")
 	}
 	if b := s.balance(s.payer); b != 100_000 {

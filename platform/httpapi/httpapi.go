@@ -52,7 +52,10 @@ type Server struct {
 	// SupplySecret gives a tenant's supply webhook key; nil when orders
 	// are not sent.
 	SupplySecret func(iotpay.TenantID) (string, error)
-	Logger       *slog.Logger
+	// OnWebhook, when set, is told a delivery was queued again, so the
+	// sender need not wait for its next round.
+	OnWebhook func()
+	Logger    *slog.Logger
 }
 
 // statusOf is the one mapping from error codes to HTTP statuses.
@@ -110,6 +113,11 @@ func (s *Server) Routes() []Route {
 		op("GET", "/v1/events", listByDevice(s.Processor.Events)),
 		op("GET", "/v1/orders", listByDevice(s.Processor.Orders)),
 		op("GET", "/v1/supply/secret", s.supplySecret),
+		op("POST", "/v1/webhooks", s.createWebhook),
+		op("GET", "/v1/webhooks", s.listWebhooks),
+		op("DELETE", "/v1/webhooks/{id}", s.deleteWebhook),
+		op("GET", "/v1/webhooks/{id}/deliveries", s.listDeliveries),
+		op("POST", "/v1/webhook-deliveries/{id}/redeliver", s.redeliver),
 		op("POST", "/v1/accounts", s.createAccount),
 		op("GET", "/v1/accounts", s.listAccounts),
 		op("GET", "/v1/accounts/{id}", getByID(iotpay.PrefixAccount, s.accountByID)),

@@ -35,6 +35,11 @@ var unreachable = map[string]string{
 		"and nothing else debits those accounts, so they always cover it",
 }
 
+const (
+	noWebhook  = "whe_01jd0000000000000000000000"
+	noDelivery = "whd_01jd0000000000000000000000"
+)
+
 // noIdempotency are POST routes that write nothing, so take no
 // Idempotency-Key, and why.
 var noIdempotency = map[string]string{
@@ -300,6 +305,28 @@ func TestOpenAPILive(t *testing.T) {
 	c.ok(200, "GET", "/v1/events?limit=5&device="+device, nil)
 	c.ok(200, "GET", "/v1/orders?device="+device, nil)
 	c.ok(200, "GET", "/v1/supply/secret", nil)
+	// Webhooks: an endpoint, an event queued for it, its delivery log,
+	// a redelivery, the endpoint deleted.
+	hook := c.ok(201, "POST", "/v1/webhooks", map[string]any{"url": "https://operator.example/hooks", "events": []string{"payment.*"}})
+	if !strings.HasPrefix(hook.str("secret"), "whsec_") {
+		t.Errorf("webhook endpoint: %s", hook)
+	}
+	c.ok(400, "POST", "/v1/webhooks", map[string]any{"url": "ftp://x", "events": []string{"payment.*"}})
+	c.ok(400, "POST", "/v1/webhooks", map[string]any{"url": "https://x", "events": []string{"nope"}})
+	for range 15 { // up to the bound of 16
+		c.ok(201, "POST", "/v1/webhooks", map[string]any{"url": "https://operator.example/other", "events": []string{"device.*"}})
+	}
+	c.ok(409, "POST", "/v1/webhooks", map[string]any{"url": "https://operator.example/one-too-many"})
+	c.ok(200, "GET", "/v1/webhooks", nil)
+	c.ok(201, "POST", "/v1/payments", map[string]any{"device": device, "amount": 50, "currency": "EUR", "capture": true})
+	log := c.ok(200, "GET", "/v1/webhooks/"+hook.str("id")+"/deliveries?status=pending&limit=5", nil)
+	deliveries := log.body["data"].([]any)
+	if len(deliveries) == 0 || deliveries[0].(map[string]any)["type"] != "payment.succeeded" {
+		t.Fatalf("delivery log: %s", log)
+	}
+	delivery := deliveries[0].(map[string]any)["id"].(string)
+	c.ok(200, "POST", "/v1/webhook-deliveries/"+delivery+"/redeliver", nil)
+
 	// Payments risk control held: holds made here, each given a review.
 	tenant, err := a.d.Registry.Authenticate(context.Background(), a.key)
 	if err != nil {
@@ -328,6 +355,8 @@ func TestOpenAPILive(t *testing.T) {
 	c.ok(409, "POST", "/v1/reviews/"+approved+"/decline", nil)
 	c.ok(409, "POST", "/v1/reviews/"+rejected+"/approve", nil)
 	c.ok(200, "GET", "/v1/reviews?status=approved", nil)
+	lastHook := c.ok(200, "GET", "/v1/webhooks", nil).body["data"].([]any)[15].(map[string]any)["id"].(string)
+	c.ok(200, "DELETE", "/v1/webhooks/"+lastHook, nil)
 
 	// The documented refusals that need a state to refuse.
 	c.ok(404, "POST", "/v1/devices", map[string]any{"product": noProduct, "name": "x"})
@@ -355,9 +384,11 @@ func TestOpenAPILive(t *testing.T) {
 
 	// Refusals every operation documents, swept over the document.
 	real := map[string]string{"/v1/accounts/": payer, "/v1/products/": product, "/v1/devices/": device,
-		"/v1/mandates/": mandate, "/v1/payments/": open, "/v1/reviews/": approved}
+		"/v1/mandates/": mandate, "/v1/payments/": open, "/v1/reviews/": approved, "/v1/webhooks/": hook.str("id"),
+		"/v1/webhook-deliveries/": delivery}
 	unknown := map[string]string{"/v1/accounts/": noAccount, "/v1/products/": noProduct, "/v1/devices/": noDevice,
-		"/v1/mandates/": noMandate, "/v1/payments/": noPayment, "/v1/reviews/": noPayment}
+		"/v1/mandates/": noMandate, "/v1/payments/": noPayment, "/v1/reviews/": noPayment, "/v1/webhooks/": noWebhook,
+		"/v1/webhook-deliveries/": noDelivery}
 	for path, item := range doc.Paths.Map() {
 		for method, op := range item.Operations() {
 			with := func(id string) string { return strings.Replace(path, "{id}", id, 1) }
@@ -379,7 +410,7 @@ func TestOpenAPILive(t *testing.T) {
 					c.send(a.key, method, with(unknown[prefix]), body, true, 404)
 				}
 			}
-			if method != "GET" && documents(400) && path != "/v1/enroll" {
+			if method != "GET" && method != "DELETE" && documents(400) && path != "/v1/enroll" {
 				c.send(a.key, method, with(real[prefix]), map[string]any{"unknown_field": 1}, false, 400)
 			}
 			if method == "GET" && slices.ContainsFunc(op.Parameters, func(p *openapi3.ParameterRef) bool { return p.Value.Name == "limit" }) {

@@ -38,6 +38,9 @@ var migrations = []migration{
 	{6, func(d *Dialect) string { // device state, product profiles, tariffs, decisions
 		return d.types.Replace(schemaIntel)
 	}},
+	{7, func(d *Dialect) string { // operators' webhooks
+		return d.types.Replace(schemaWebhooks)
+	}},
 }
 
 // LatestVersion is the schema version this build migrates to.

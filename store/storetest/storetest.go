@@ -44,6 +44,7 @@ func Run(t *testing.T, open func(t *testing.T) *sqlstore.DB) {
 		{"PresenceRoundTrip", testPresence},
 		{"DeviceStateProfilesTariffs", testDeviceState},
 		{"Decisions", testDecisions},
+		{"Webhooks", testWebhooks},
 	} {
 		t.Run(s.name, func(t *testing.T) {
 			t.Parallel()

@@ -1,0 +1,78 @@
+package storetest
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/iotpay/iotpay"
+	"github.com/iotpay/iotpay/platform/webhook"
+	"github.com/iotpay/iotpay/store/sqlstore"
+)
+
+// testWebhooks: endpoints per tenant, deliveries queued, due, updated,
+// listed; deleting an endpoint fails its pending deliveries.
+func testWebhooks(t *testing.T, db *sqlstore.DB) {
+	ctx := context.Background()
+	ten, other := newTenant(t, db), newTenant(t, db)
+	now := ms(time.Now())
+	e, err := webhook.NewEndpoint(ten, "https://ops.example/h", []string{"payment.*"}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustUpdate(t, db, func(tx *sqlstore.Tx) error { return tx.CreateEndpoint(ctx, e) })
+	// Two events queued for it; none for the other tenant.
+	mustUpdate(t, db, func(tx *sqlstore.Tx) error {
+		if err := webhook.Enqueue(ctx, tx, ten, webhook.PaymentSucceeded, map[string]any{"id": "pay_1"}, now, nil); err != nil {
+			return err
+		}
+		if err := webhook.Enqueue(ctx, tx, ten, "device.tamper", map[string]any{"id": "evt_x"}, now, nil); err != nil { // not subscribed
+			return err
+		}
+		return webhook.Enqueue(ctx, tx, other, webhook.PaymentSucceeded, map[string]any{"id": "pay_2"}, now, nil)
+	})
+	var due []*webhook.Delivery
+	view(t, db, func(tx *sqlstore.Tx) (err error) {
+		es, err := tx.Endpoints(ctx, ten)
+		same(t, "endpoints", []*webhook.Endpoint{e}, es)
+		if es, _ := tx.Endpoints(ctx, other); len(es) != 0 {
+			t.Errorf("another tenant's endpoints: %v", es)
+		}
+		due, err = tx.DueDeliveries(ctx, now, 10)
+		return err
+	})
+	if len(due) != 1 || due[0].Type != webhook.PaymentSucceeded || due[0].Endpoint != e.ID {
+		t.Fatalf("due deliveries %+v", due)
+	}
+	var ev struct{ ID, Type string }
+	if err := json.Unmarshal(due[0].Payload, &ev); err != nil || ev.ID != due[0].EventID || ev.Type != webhook.PaymentSucceeded {
+		t.Fatalf("payload %s: %v", due[0].Payload, err)
+	}
+	d := due[0]
+	d.Attempts, d.LastStatus, d.LastError, d.Next = 1, 503, "endpoint answered 503", now.Add(time.Second)
+	mustUpdate(t, db, func(tx *sqlstore.Tx) error { return tx.UpdateDelivery(ctx, d) })
+	view(t, db, func(tx *sqlstore.Tx) error {
+		got, err := tx.Delivery(ctx, ten, d.ID)
+		same(t, "delivery after a failed attempt", d, got)
+		if due, _ := tx.DueDeliveries(ctx, now, 10); len(due) != 0 {
+			t.Errorf("due before its next attempt: %v", due)
+		}
+		_, e2 := tx.Delivery(ctx, other, d.ID)
+		wantCode(t, "another tenant's delivery", e2, iotpay.ENOTFOUND)
+		ds, _ := tx.Deliveries(ctx, ten, e.ID, webhook.Pending, 10)
+		if len(ds) != 1 {
+			t.Errorf("pending deliveries: %v", ds)
+		}
+		return err
+	})
+	mustUpdate(t, db, func(tx *sqlstore.Tx) error { return tx.DeleteEndpoint(ctx, ten, e.ID) })
+	wantCode(t, "delete twice", update(db, func(tx *sqlstore.Tx) error { return tx.DeleteEndpoint(ctx, ten, e.ID) }), iotpay.ENOTFOUND)
+	view(t, db, func(tx *sqlstore.Tx) error {
+		got, err := tx.Delivery(ctx, ten, d.ID)
+		if got.Status != webhook.Failed || got.LastError != "endpoint deleted" {
+			t.Errorf("a deleted endpoint's delivery: %+v", got)
+		}
+		return err
+	})
+}
