@@ -203,3 +203,53 @@ func listBy(name, path string) func(context.Context, []string, io.Writer, io.Wri
 		return fs.call(ctx, "GET", path+"?"+q.Encode(), nil, stdout)
 	}
 }
+
+func webhookCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := operatorFlags("webhook create", stderr)
+	u := fs.String("url", "", "the endpoint's http(s) URL (required)")
+	events := fs.String("events", "", "event types, comma-separated: payment.succeeded, payment.*, device.*, … (default: all)")
+	if err := fs.parse(args, "url"); err != nil {
+		return err
+	}
+	return fs.call(ctx, "POST", "/v1/webhooks", map[string]any{"url": *u, "events": list(*events)}, stdout)
+}
+
+func webhookList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := operatorFlags("webhooks", stderr)
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	return fs.call(ctx, "GET", "/v1/webhooks", nil, stdout)
+}
+
+func webhookDelete(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := operatorFlags("webhook delete", stderr)
+	id := fs.String("webhook", "", "endpoint id (required)")
+	if err := fs.parse(args, "webhook"); err != nil {
+		return err
+	}
+	return fs.call(ctx, "DELETE", "/v1/webhooks/"+url.PathEscape(*id), nil, stdout)
+}
+
+func webhookDeliveries(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := operatorFlags("webhook deliveries", stderr)
+	id := fs.String("webhook", "", "endpoint id (required)")
+	status := fs.String("status", "", "pending, delivered or failed (default: all)")
+	if err := fs.parse(args, "webhook"); err != nil {
+		return err
+	}
+	q := url.Values{}
+	if *status != "" {
+		q.Set("status", *status)
+	}
+	return fs.call(ctx, "GET", "/v1/webhooks/"+url.PathEscape(*id)+"/deliveries?"+q.Encode(), nil, stdout)
+}
+
+func webhookRedeliver(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := operatorFlags("webhook redeliver", stderr)
+	id := fs.String("delivery", "", "delivery id (required)")
+	if err := fs.parse(args, "delivery"); err != nil {
+		return err
+	}
+	return fs.call(ctx, "POST", "/v1/webhook-deliveries/"+url.PathEscape(*id)+"/redeliver", nil, stdout)
+}

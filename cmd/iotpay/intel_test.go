@@ -110,4 +110,22 @@ func TestIntelCommands(t *testing.T) {
 		t.Fatalf("clear tamper: %v", st)
 	}
 	c.run("orders")
+
+	// Webhooks from the CLI.
+	hook := c.run("webhook", "create", "--url", "https://ops.example/hooks", "--events", "payment.*,device.*")
+	if hook["secret"] == nil {
+		t.Fatalf("webhook create: %v", hook)
+	}
+	if hs := c.run("webhooks"); len(hs["data"].([]any)) != 1 {
+		t.Fatalf("webhooks: %v", hs)
+	}
+	runText(t, "device", "pay", "--dir", devDir, "--mqtt", d.MQTTAddr(), "--event", "exit", "--fields", "minutes=70")
+	log := c.run("webhook", "deliveries", "--webhook", hook["id"].(string))
+	ds := log["data"].([]any)
+	if len(ds) == 0 {
+		t.Fatalf("no deliveries: %v", log)
+	}
+	c.run("webhook", "redeliver", "--delivery", ds[0].(map[string]any)["id"].(string))
+	c.run("webhook", "delete", "--webhook", hook["id"].(string))
+	c.fails("not_found", "webhook", "delete", "--webhook", hook["id"].(string))
 }

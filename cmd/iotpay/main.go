@@ -44,6 +44,11 @@ Commands:
   review decline       decline a held payment (its hold is released)
   events               device events: inactive, tamper, firmware not attested, held for review, supply order
   orders               refill orders sent to suppliers, and their delivery
+  webhook create       register an endpoint for signed events (--url, --events payment.*,device.*); prints its secret
+  webhooks             list the webhook endpoints
+  webhook delete       delete an endpoint
+  webhook deliveries   an endpoint's delivery log (--status pending|delivered|failed)
+  webhook redeliver    send a delivery again now
   mandate create       let a device pay from a payer account within limits
   mandate suspend      decline the device's payments until resumed
   mandate resume       resume a suspended mandate
@@ -83,7 +88,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	cmd, rest := args[0], args[1:]
-	if len(rest) > 0 && (cmd == "product" || cmd == "account" || cmd == "device" || cmd == "mandate" || cmd == "payment" || cmd == "audit" || cmd == "tariff" || cmd == "review") {
+	if len(rest) > 0 && (cmd == "product" || cmd == "account" || cmd == "device" || cmd == "mandate" || cmd == "payment" || cmd == "audit" || cmd == "tariff" || cmd == "review" || cmd == "webhook") {
 		cmd, rest = cmd+" "+rest[0], rest[1:]
 	}
 	if c, ok := commands[cmd]; ok {
@@ -120,6 +125,11 @@ var commands = map[string]func(ctx context.Context, args []string, stdout, stder
 	"review decline":      reviewDecide("decline"),
 	"events":              listBy("events", "/v1/events"),
 	"orders":              listBy("orders", "/v1/orders"),
+	"webhook create":      webhookCreate,
+	"webhooks":            webhookList,
+	"webhook delete":      webhookDelete,
+	"webhook deliveries":  webhookDeliveries,
+	"webhook redeliver":   webhookRedeliver,
 	"mandate create":      mandateCreate,
 	"mandate suspend":     mandateSet("suspend"),
 	"mandate resume":      mandateSet("resume"),
