@@ -99,6 +99,11 @@ type Payment struct {
 	RequestHash []byte    `json:"request_hash,omitempty"`
 	LogIndex    uint64    `json:"log_index"`
 	Receipt     []byte    `json:"receipt,omitempty"`
+	// Connector is the payment system that authorized the payment ("":
+	// the internal wallet, in the ledger) and ConnectorRef its reference
+	// there (a PaymentIntent, an RRN).
+	Connector    string `json:"connector,omitempty"`
+	ConnectorRef string `json:"connector_ref,omitempty"`
 	Created     time.Time `json:"created"`
 	Updated     time.Time `json:"updated"`
 	// Legs are the ledger transfers the last operation on the payment
@@ -144,6 +149,15 @@ type Tx interface {
 	// PurgeIdempotency forgets the records made before an instant and
 	// says how many.
 	PurgeIdempotency(ctx context.Context, before time.Time) (int64, error)
+	// AccountSources are a payer account's instruments at external
+	// connectors, by connector name (none: the account is a wallet, its
+	// money in the ledger); PutAccountSource sets one.
+	AccountSources(ctx context.Context, account iotpay.AccountID) (map[string]string, error)
+	PutAccountSource(ctx context.Context, tenant iotpay.TenantID, account iotpay.AccountID, connector, source string) error
+	// RoutingTable is a tenant's routing table as JSON, ENOTFOUND when it
+	// has none; PutRoutingTable replaces it.
+	RoutingTable(ctx context.Context, tenant iotpay.TenantID) ([]byte, error)
+	PutRoutingTable(ctx context.Context, tenant iotpay.TenantID, body []byte, at time.Time) error
 }
 
 // Store runs read-only functions; writes go through the ledger's Writer.

@@ -41,6 +41,9 @@ var migrations = []migration{
 	{7, func(d *Dialect) string { // operators' webhooks
 		return d.types.Replace(schemaWebhooks)
 	}},
+	{8, func(d *Dialect) string { // connectors: where payments went, payers' instruments, routing tables
+		return d.types.Replace(schemaRouting)
+	}},
 }
 
 // LatestVersion is the schema version this build migrates to.

@@ -168,12 +168,12 @@ func (tx *Tx) Mandates(ctx context.Context, tenant iotpay.TenantID, f payment.Ma
 
 const paymentCols = `id, tenant, device, mandate, product, category, status, decline_code, reason, currency,
 	amount, captured, refunded, held, fee_operator, fee_platform, payer, merchant, hold, hold_expires_ms,
-	request_id, request_hash, log_index, receipt, created_ms, updated_ms`
+	request_id, request_hash, log_index, receipt, created_ms, updated_ms, connector, connector_ref`
 
 func paymentArgs(p *payment.Payment) []any {
 	return []any{p.ID, p.Tenant, p.Device, p.Mandate, p.Product, p.Category, p.Status, p.Decline, p.Reason, p.Currency,
 		p.Amount, p.Captured, p.Refunded, p.Held, p.FeeOperator, p.FeePlatform, p.Payer, p.Merchant, p.Hold,
-		ms(p.HoldExpires), p.RequestID, p.RequestHash, int64(p.LogIndex), p.Receipt, ms(p.Created), ms(p.Updated)}
+		ms(p.HoldExpires), p.RequestID, p.RequestHash, int64(p.LogIndex), p.Receipt, ms(p.Created), ms(p.Updated), p.Connector, p.ConnectorRef}
 }
 
 func scanPayment(row interface{ Scan(...any) error }) (*payment.Payment, error) {
@@ -181,7 +181,7 @@ func scanPayment(row interface{ Scan(...any) error }) (*payment.Payment, error) 
 	var expires, logIndex, created, updated int64
 	err := row.Scan(&p.ID, &p.Tenant, &p.Device, &p.Mandate, &p.Product, &p.Category, &p.Status, &p.Decline, &p.Reason,
 		&p.Currency, &p.Amount, &p.Captured, &p.Refunded, &p.Held, &p.FeeOperator, &p.FeePlatform, &p.Payer, &p.Merchant,
-		&p.Hold, &expires, &p.RequestID, &p.RequestHash, &logIndex, &p.Receipt, &created, &updated)
+		&p.Hold, &expires, &p.RequestID, &p.RequestHash, &logIndex, &p.Receipt, &created, &updated, &p.Connector, &p.ConnectorRef)
 	p.HoldExpires, p.LogIndex, p.Created, p.Updated = fromMs(expires), uint64(logIndex), fromMs(created), fromMs(updated)
 	return p, err
 }
@@ -195,7 +195,7 @@ var (
 		WHERE id = ?`)
 	qMandate       = hot(`SELECT ` + mandateCols + ` FROM mandates WHERE id = ? AND tenant = ?`)
 	qDeviceMandate = hot(`SELECT ` + mandateCols + ` FROM mandates WHERE device = ? ORDER BY id DESC LIMIT 1`)
-	qInsertPayment = hot(`INSERT INTO payments (` + paymentCols + `) VALUES (` + placeholders(26) + `)`)
+	qInsertPayment = hot(`INSERT INTO payments (` + paymentCols + `) VALUES (` + placeholders(28) + `)`)
 	qUpdatePayment = hot(`UPDATE payments SET status = ?, amount = ?, captured = ?, refunded = ?, held = ?,
 		fee_operator = ?, fee_platform = ?, hold = ?, hold_expires_ms = ?, updated_ms = ? WHERE id = ?`)
 	qPayment          = hot(`SELECT ` + paymentCols + ` FROM payments WHERE id = ? AND tenant = ?`)

@@ -45,6 +45,7 @@ func Run(t *testing.T, open func(t *testing.T) *sqlstore.DB) {
 		{"DeviceStateProfilesTariffs", testDeviceState},
 		{"Decisions", testDecisions},
 		{"Webhooks", testWebhooks},
+		{"Routing", testRouting},
 	} {
 		t.Run(s.name, func(t *testing.T) {
 			t.Parallel()

@@ -76,3 +76,42 @@ func testWebhooks(t *testing.T, db *sqlstore.DB) {
 		return err
 	})
 }
+
+// testRouting: payments keep their connector and its reference; payer
+// accounts' instruments by connector; a tenant's routing table.
+func testRouting(t *testing.T, db *sqlstore.DB) {
+	ctx := context.Background()
+	ten := newTenant(t, db)
+	_, devs := fleet(t, db, ten, 1)
+	now := ms(time.Now())
+	p := newPayment(ten, devs[0], iotpay.MandateID(newID(iotpay.PrefixMandate)), iotpay.PaymentID(newID(iotpay.PrefixPayment)), now)
+	p.Connector, p.ConnectorRef = "acquirer", "123456789012"
+	mustUpdate(t, db, func(tx *sqlstore.Tx) error { return tx.CreatePayment(ctx, p) })
+	acc := iotpay.AccountID(newID(iotpay.PrefixAccount))
+	mustUpdate(t, db, func(tx *sqlstore.Tx) error {
+		if err := tx.PutAccountSource(ctx, ten, acc, "acquirer", "4111111111111111"); err != nil {
+			return err
+		}
+		if err := tx.PutAccountSource(ctx, ten, acc, "stripe", "pm_card_visa"); err != nil {
+			return err
+		}
+		return tx.PutRoutingTable(ctx, ten, []byte(`{"default":["acquirer","stripe"]}`), now)
+	})
+	mustUpdate(t, db, func(tx *sqlstore.Tx) error { return tx.PutAccountSource(ctx, ten, acc, "stripe", "pm_card_mastercard") })
+	view(t, db, func(tx *sqlstore.Tx) error {
+		got, err := tx.Payment(ctx, ten, p.ID)
+		same(t, "payment with its connector", p, got)
+		srcs, _ := tx.AccountSources(ctx, acc)
+		same(t, "account sources", map[string]string{"acquirer": "4111111111111111", "stripe": "pm_card_mastercard"}, srcs)
+		if none, _ := tx.AccountSources(ctx, "acc_none"); none != nil {
+			t.Errorf("a wallet's sources: %v", none)
+		}
+		body, _ := tx.RoutingTable(ctx, ten)
+		if string(body) != `{"default":["acquirer","stripe"]}` {
+			t.Errorf("routing table %s", body)
+		}
+		_, e := tx.RoutingTable(ctx, newTenantID())
+		wantCode(t, "no routing table", e, iotpay.ENOTFOUND)
+		return err
+	})
+}
