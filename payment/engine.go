@@ -7,7 +7,9 @@ import (
 	"time"
 
 	"github.com/iotpay/iotpay"
+	"github.com/iotpay/iotpay/payment/connector"
 	"github.com/iotpay/iotpay/payment/ledger"
+	"github.com/iotpay/iotpay/payment/route"
 )
 
 // FeePlan is what each capture pays the operator and the platform, in
@@ -40,6 +42,8 @@ type Engine[T Tx] struct {
 	W     *ledger.Writer[T]
 	Store Store[T]
 	Fees  FeePlan
+	// Router reaches the external payment systems (nil: the wallet only).
+	Router *route.Router
 	// OnEvent, when set, is told of every change to a payment in the
 	// operation (and transaction) that makes it, its transfers in p.Legs:
 	// the platform writes it to the audit log. An authorization whose
@@ -76,6 +80,10 @@ func SystemAccount[T Tx](b *ledger.Batch[T], tenant iotpay.TenantID, kind string
 // CreateAccount opens a payer or merchant account (credit-normal: the
 // platform owes its holder the balance).
 func CreateAccount[T Tx](b *ledger.Batch[T], tenant iotpay.TenantID, name, kind string, cur iotpay.Currency) (*ledger.Account, error) {
+	return createAccount(b, tenant, name, kind, cur, 0)
+}
+
+func createAccount[T Tx](b *ledger.Batch[T], tenant iotpay.TenantID, name, kind string, cur iotpay.Currency, flags ledger.AccountFlags) (*ledger.Account, error) {
 	if name == "" || len(name) > NameLenMax {
 		return nil, iotpay.Errorf(iotpay.EINVALID, "name must be 1 to %d bytes", NameLenMax)
 	}
@@ -86,7 +94,7 @@ func CreateAccount[T Tx](b *ledger.Batch[T], tenant iotpay.TenantID, name, kind 
 		return nil, iotpay.Errorf(iotpay.EINVALID, "unknown currency %q", cur)
 	}
 	a := &ledger.Account{ID: iotpay.AccountID(iotpay.NewID(iotpay.PrefixAccount, b.Now, nil)), Tenant: tenant,
-		Currency: cur, Normal: ledger.Credit, Kind: kind, Name: name}
+		Currency: cur, Normal: ledger.Credit, Kind: kind, Name: name, Flags: flags}
 	if err := b.CreateAccount(a); err != nil {
 		if errors.Is(err, ledger.ErrAccountInvalid) {
 			return nil, iotpay.Errorf(iotpay.EINVALID, "account name must be printable text")
@@ -165,6 +173,9 @@ type AuthRequest struct {
 	HoldTimeout time.Duration
 	RequestID   string
 	RequestHash []byte
+	// External is the answer of the payment system the payment was
+	// routed to (Engine.Route), when the payer is an instrument there.
+	External *External
 	// Decline, when set, records the payment declined for that reason
 	// without holding anything (the platform's risk control decided);
 	// Detail, when set, replaces the reason's message.
@@ -211,9 +222,20 @@ func (e *Engine[T]) Authorize(b *ledger.Batch[T], req *AuthRequest) (*Payment, e
 	case req.Decline != "":
 		p.Mandate, p.Payer = m.ID, m.Payer
 		refusal = decline(req.Decline)
+	case req.External != nil && req.External.Result.Status == connector.Declined:
+		p.Mandate, p.Payer = m.ID, m.Payer
+		p.Connector, p.ConnectorRef = req.External.Connector, req.External.Result.Ref
+		refusal = decline(DeclineConnector)
+		req.Detail = connectorDetail(req.External)
+	case req.External == nil && external(b, m.Payer):
+		p.Mandate, p.Payer = m.ID, m.Payer
+		refusal = decline(DeclineConnectorRequired)
 	default:
 		p.Mandate, p.Payer = m.ID, m.Payer
 		refusal = m.admit(amt, amt, p.Currency, p.Product, p.Category, now)
+		if req.External != nil {
+			p.Connector, p.ConnectorRef = req.External.Connector, req.External.Result.Ref
+		}
 	}
 	if refusal == nil {
 		refusal = e.hold(b, p, timeout)
@@ -225,7 +247,7 @@ func (e *Engine[T]) Authorize(b *ledger.Batch[T], req *AuthRequest) (*Payment, e
 	switch {
 	case errors.As(refusal, &d):
 		p.Status, p.Decline, p.Reason = StatusDeclined, d.Reason, d.Reason.Message()
-		if req.Detail != "" && d.Reason == req.Decline {
+		if req.Detail != "" && (d.Reason == req.Decline || d.Reason == DeclineConnector) {
 			p.Reason = req.Detail
 		}
 		p.Hold, p.Held, p.HoldExpires, p.Captured, p.Legs = "", 0, time.Time{}, 0, nil

@@ -86,6 +86,8 @@ const (
 var reasonMessages = map[Reason]string{
 	DeclineNoMandate:          "device has no mandate to pay",
 	DeclineRisk:               "declined by risk control",
+	DeclineConnector:          "declined by the payment system",
+	DeclineConnectorRequired:  "the payer's account is at a payment system this payment did not go through",
 	DeclineMandateSuspended:   "mandate suspended",
 	DeclineMandateRevoked:     "mandate revoked",
 	DeclineMandateNotYetValid: "mandate not yet valid",

@@ -12,6 +12,7 @@ import (
 
 	"github.com/iotpay/iotpay"
 	"github.com/iotpay/iotpay/payment"
+	"github.com/iotpay/iotpay/payment/connector"
 	"github.com/iotpay/iotpay/payment/ledger"
 	"github.com/iotpay/iotpay/platform"
 	"github.com/iotpay/iotpay/platform/registry"
@@ -391,29 +392,54 @@ func (s *Server) createPayment(w http.ResponseWriter, r *http.Request, tenant io
 		Capture     bool            `json:"capture"`
 		HoldSeconds int64           `json:"hold_seconds"`
 	}
-	return s.write(w, r, tenant, &in, func(ctx context.Context, b *ledger.Batch[platform.Tx]) (int, any, error) {
-		if err := bodyID(in.Device, iotpay.PrefixDevice, "device"); err != nil {
-			return 0, nil, err
-		}
-		if in.HoldSeconds < 0 || in.HoldSeconds > holdSecondsMax {
-			return 0, nil, iotpay.Errorf(iotpay.EINVALID, "hold_seconds must be between 1 and %d (0: the default)", holdSecondsMax)
-		}
-		d, err := s.Registry.Device(ctx, tenant, in.Device)
-		if err != nil {
-			return 0, nil, err
-		}
-		if d.Status == registry.DeviceRevoked {
-			return 0, nil, iotpay.Errorf(iotpay.ECONFLICT, "device %s is revoked", d.ID)
-		}
-		prod, err := s.Registry.Product(ctx, tenant, d.Product)
-		if err != nil {
-			return 0, nil, err
-		}
-		p, err := s.Payments.Authorize(b, &payment.AuthRequest{Tenant: tenant, Device: d.ID, Product: prod.ID,
-			Category: prod.Category, Merchant: prod.Merchant, Amount: iotpay.Money{Amount: in.Amount, Currency: in.Currency},
-			Capture: in.Capture, HoldTimeout: time.Duration(in.HoldSeconds) * time.Second})
+	raw, err := readBody(r, &in)
+	if err != nil {
+		return err
+	}
+	if err := bodyID(in.Device, iotpay.PrefixDevice, "device"); err != nil {
+		return err
+	}
+	if in.HoldSeconds < 0 || in.HoldSeconds > holdSecondsMax {
+		return iotpay.Errorf(iotpay.EINVALID, "hold_seconds must be between 1 and %d (0: the default)", holdSecondsMax)
+	}
+	d, err := s.Registry.Device(r.Context(), tenant, in.Device)
+	if err != nil {
+		return err
+	}
+	if d.Status == registry.DeviceRevoked {
+		return iotpay.Errorf(iotpay.ECONFLICT, "device %s is revoked", d.ID)
+	}
+	prod, err := s.Registry.Product(r.Context(), tenant, d.Product)
+	if err != nil {
+		return err
+	}
+	req := &payment.AuthRequest{ID: iotpay.PaymentID(iotpay.NewID(iotpay.PrefixPayment, time.Now(), nil)), Tenant: tenant, Device: d.ID,
+		Product: prod.ID, Category: prod.Category, Merchant: prod.Merchant, Amount: iotpay.Money{Amount: in.Amount, Currency: in.Currency},
+		Capture: in.Capture, HoldTimeout: time.Duration(in.HoldSeconds) * time.Second}
+	if key := r.Header.Get("Idempotency-Key"); key != "" {
+		// The same request again is the same payment, here and at the
+		// payment system it goes to.
+		req.ID = iotpay.PaymentID(iotpay.DeriveID(iotpay.PrefixPayment, string(tenant), "payment", key))
+	}
+	// At an external payment system first, outside the writer; then booked.
+	if req.External, err = s.Payments.Route(r.Context(), req); err != nil {
+		return err
+	}
+	var made *payment.Payment
+	err = s.commit(w, r, tenant, raw, func(ctx context.Context, b *ledger.Batch[platform.Tx]) (int, any, error) {
+		p, err := s.Payments.Authorize(b, req)
+		made = p
 		return http.StatusCreated, p, err
 	})
+	if x := req.External; x != nil && x.Result.Status != connector.Declined && (err != nil || made != nil && made.Status == payment.StatusDeclined) {
+		// Authorized outside but not booked (the mandate changed in
+		// between, or the store failed): released there too.
+		if verr := s.Payments.VoidAt(r.Context(), x.Connector, x.Result.Ref, string(req.ID)+":void"); verr != nil {
+			s.log().Error("an authorization not booked was not voided at its payment system", "payment", req.ID,
+				"connector", x.Connector, "ref", x.Result.Ref, "err", verr)
+		}
+	}
+	return err
 }
 
 var paymentStatuses = []payment.Status{payment.StatusDeclined, payment.StatusAuthorized, payment.StatusPartiallyCaptured,
@@ -468,13 +494,23 @@ func (s *Server) payment(r *http.Request, tenant iotpay.TenantID) (*payment.Paym
 
 // paymentOp runs an operation on the payment the path names, with the
 // body decoded into in (nil: no body).
-func (s *Server) paymentOp(w http.ResponseWriter, r *http.Request, tenant iotpay.TenantID, in any,
+func (s *Server) paymentOp(w http.ResponseWriter, r *http.Request, tenant iotpay.TenantID, in any, op string,
+	forward func(id iotpay.PaymentID) (amount int64, final bool),
 	fn func(b *ledger.Batch[platform.Tx], id iotpay.PaymentID) (*payment.Payment, error)) error {
 	id, err := pathID[iotpay.PaymentID](r, iotpay.PrefixPayment)
 	if err != nil {
 		return err
 	}
-	return s.write(w, r, tenant, in, func(ctx context.Context, b *ledger.Batch[platform.Tx]) (int, any, error) {
+	raw, err := readBody(r, in)
+	if err != nil {
+		return err
+	}
+	// A payment an external payment system holds changes there first.
+	amount, final := forward(id)
+	if err := s.Payments.Forward(r.Context(), tenant, id, op, amount, final, r.Header.Get("Idempotency-Key")); err != nil {
+		return err
+	}
+	return s.commit(w, r, tenant, raw, func(ctx context.Context, b *ledger.Batch[platform.Tx]) (int, any, error) {
 		p, err := fn(b, id)
 		return http.StatusOK, p, err
 	})
@@ -485,33 +521,38 @@ func (s *Server) capturePayment(w http.ResponseWriter, r *http.Request, tenant i
 		Amount int64 `json:"amount"`
 		Final  *bool `json:"final"`
 	}
-	return s.paymentOp(w, r, tenant, &in, func(b *ledger.Batch[platform.Tx], id iotpay.PaymentID) (*payment.Payment, error) {
-		return s.Payments.Capture(b, tenant, id, in.Amount, in.Final == nil || *in.Final)
-	})
+	final := func() bool { return in.Final == nil || *in.Final }
+	return s.paymentOp(w, r, tenant, &in, payment.OpCapture, func(iotpay.PaymentID) (int64, bool) { return in.Amount, final() },
+		func(b *ledger.Batch[platform.Tx], id iotpay.PaymentID) (*payment.Payment, error) {
+			return s.Payments.Capture(b, tenant, id, in.Amount, final())
+		})
 }
 
 func (s *Server) incrementPayment(w http.ResponseWriter, r *http.Request, tenant iotpay.TenantID) error {
 	var in struct {
 		Amount int64 `json:"amount"`
 	}
-	return s.paymentOp(w, r, tenant, &in, func(b *ledger.Batch[platform.Tx], id iotpay.PaymentID) (*payment.Payment, error) {
-		return s.Payments.Increment(b, tenant, id, in.Amount)
-	})
+	return s.paymentOp(w, r, tenant, &in, payment.OpIncrement, func(iotpay.PaymentID) (int64, bool) { return in.Amount, false },
+		func(b *ledger.Batch[platform.Tx], id iotpay.PaymentID) (*payment.Payment, error) {
+			return s.Payments.Increment(b, tenant, id, in.Amount)
+		})
 }
 
 func (s *Server) voidPayment(w http.ResponseWriter, r *http.Request, tenant iotpay.TenantID) error {
-	return s.paymentOp(w, r, tenant, nil, func(b *ledger.Batch[platform.Tx], id iotpay.PaymentID) (*payment.Payment, error) {
-		return s.Payments.Void(b, tenant, id)
-	})
+	return s.paymentOp(w, r, tenant, nil, payment.OpVoid, func(iotpay.PaymentID) (int64, bool) { return 0, true },
+		func(b *ledger.Batch[platform.Tx], id iotpay.PaymentID) (*payment.Payment, error) {
+			return s.Payments.Void(b, tenant, id)
+		})
 }
 
 func (s *Server) refundPayment(w http.ResponseWriter, r *http.Request, tenant iotpay.TenantID) error {
 	var in struct {
 		Amount int64 `json:"amount"`
 	}
-	return s.paymentOp(w, r, tenant, &in, func(b *ledger.Batch[platform.Tx], id iotpay.PaymentID) (*payment.Payment, error) {
-		return s.Payments.Refund(b, tenant, id, in.Amount)
-	})
+	return s.paymentOp(w, r, tenant, &in, payment.OpRefund, func(iotpay.PaymentID) (int64, bool) { return in.Amount, false },
+		func(b *ledger.Batch[platform.Tx], id iotpay.PaymentID) (*payment.Payment, error) {
+			return s.Payments.Refund(b, tenant, id, in.Amount)
+		})
 }
 
 func (s *Server) ledgerCheck(w http.ResponseWriter, r *http.Request, _ iotpay.TenantID) error {
