@@ -327,6 +327,17 @@ func TestOpenAPILive(t *testing.T) {
 	delivery := deliveries[0].(map[string]any)["id"].(string)
 	c.ok(200, "POST", "/v1/webhook-deliveries/"+delivery+"/redeliver", nil)
 
+	// Routing: a table (the wallet only here: no external connector is
+	// configured), connector health; an account with an instrument at an
+	// unknown connector is refused.
+	c.ok(404, "GET", "/v1/routing", nil)
+	c.ok(200, "PUT", "/v1/routing", map[string]any{"rules": []any{map[string]any{"name": "small", "amount_max": 1000, "connectors": []string{"wallet"}}},
+		"default": []string{"wallet"}})
+	c.ok(200, "GET", "/v1/routing", nil)
+	c.ok(400, "PUT", "/v1/routing", map[string]any{"default": []string{"paypal"}})
+	c.ok(200, "GET", "/v1/connectors", nil)
+	c.ok(400, "POST", "/v1/accounts", map[string]any{"name": "card", "kind": "payer", "currency": "EUR", "sources": map[string]string{"paypal": "x"}})
+
 	// Payments risk control held: holds made here, each given a review.
 	tenant, err := a.d.Registry.Authenticate(context.Background(), a.key)
 	if err != nil {

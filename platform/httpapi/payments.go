@@ -143,6 +143,9 @@ type accountView struct {
 	Available int64          `json:"available"`
 	Totals    ledger.Balance `json:"totals"`
 	Created   time.Time      `json:"created"`
+	// Sources are the payment systems the account is an instrument at
+	// (its creation's answer only).
+	Sources []string `json:"sources,omitempty"`
 }
 
 func viewAccount(a *ledger.Account) accountView {
@@ -156,14 +159,37 @@ func (s *Server) createAccount(w http.ResponseWriter, r *http.Request, tenant io
 		Name     string          `json:"name"`
 		Kind     string          `json:"kind"`
 		Currency iotpay.Currency `json:"currency"`
+		// Sources makes a payer account an instrument at external payment
+		// systems: its reference at each, by connector name.
+		Sources map[string]string `json:"sources"`
 	}
 	return s.write(w, r, tenant, &in, func(ctx context.Context, b *ledger.Batch[platform.Tx]) (int, any, error) {
-		a, err := payment.CreateAccount(b, tenant, in.Name, in.Kind, in.Currency)
+		var a *ledger.Account
+		var err error
+		if in.Sources != nil {
+			if in.Kind != payment.KindPayer {
+				return 0, nil, iotpay.Errorf(iotpay.EINVALID, "only a payer account has sources")
+			}
+			a, err = payment.CreateExternalAccount(b, tenant, in.Name, in.Currency, in.Sources, s.knownConnector)
+		} else {
+			a, err = payment.CreateAccount(b, tenant, in.Name, in.Kind, in.Currency)
+		}
 		if err != nil {
 			return 0, nil, err
 		}
-		return http.StatusCreated, viewAccount(a), nil
+		v := viewAccount(a)
+		for c := range in.Sources {
+			v.Sources = append(v.Sources, c)
+		}
+		slices.Sort(v.Sources)
+		return http.StatusCreated, v, nil
 	})
+}
+
+// knownConnector reports whether an external connector of that name is
+// configured.
+func (s *Server) knownConnector(name string) bool {
+	return name == payment.WalletConnector || s.Payments.Router != nil && s.Payments.Router.Known(name)
 }
 
 // accountKinds are the kinds ?kind may name.

@@ -2,10 +2,12 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 
 	"github.com/iotpay/iotpay"
 	"github.com/iotpay/iotpay/payment/ledger"
+	"github.com/iotpay/iotpay/payment/route"
 	"github.com/iotpay/iotpay/platform"
 	"github.com/iotpay/iotpay/platform/webhook"
 )
@@ -124,4 +126,42 @@ func (s *Server) redeliver(w http.ResponseWriter, r *http.Request, tenant iotpay
 		s.OnWebhook()
 	}
 	return err
+}
+
+// putRouting replaces the tenant's routing table, once every connector it
+// names is configured.
+func (s *Server) putRouting(w http.ResponseWriter, r *http.Request, tenant iotpay.TenantID) error {
+	var in route.Table
+	return s.write(w, r, tenant, &in, func(ctx context.Context, b *ledger.Batch[platform.Tx]) (int, any, error) {
+		if err := in.Validate(s.knownConnector); err != nil {
+			return 0, nil, err
+		}
+		body, err := json.Marshal(in)
+		if err != nil {
+			return 0, nil, err
+		}
+		return http.StatusOK, in, b.Tx.PutRoutingTable(ctx, tenant, body, b.Now)
+	})
+}
+
+func (s *Server) getRouting(w http.ResponseWriter, r *http.Request, tenant iotpay.TenantID) error {
+	var body []byte
+	err := s.Processor.Store.View(r.Context(), func(tx platform.Tx) (err error) { body, err = tx.RoutingTable(r.Context(), tenant); return })
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, err = w.Write(append(body, '\n'))
+	return err
+}
+
+// connectorHealth answers every configured connector's health: its
+// circuit breaker, its counts, its last error.
+func (s *Server) connectorHealth(w http.ResponseWriter, _ *http.Request, _ iotpay.TenantID) error {
+	hs := []route.Health{}
+	if s.Payments.Router != nil {
+		hs = s.Payments.Router.Health()
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"data": hs})
+	return nil
 }
