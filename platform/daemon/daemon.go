@@ -23,7 +23,9 @@ import (
 	"github.com/iotpay/iotpay/audit"
 
 	"github.com/iotpay/iotpay/payment"
+	"github.com/iotpay/iotpay/payment/connector"
 	"github.com/iotpay/iotpay/payment/ledger"
+	"github.com/iotpay/iotpay/payment/route"
 	"github.com/iotpay/iotpay/platform"
 	"github.com/iotpay/iotpay/platform/coap"
 	"github.com/iotpay/iotpay/platform/devicehttp"
@@ -94,6 +96,9 @@ type Config struct {
 	// WatchInterval is how often due supply orders are sent and inactive
 	// devices looked for (WatchInterval when zero).
 	WatchInterval time.Duration
+	// Connectors are the external payment systems payments may be routed
+	// to (the wallet is always there), by their names.
+	Connectors []connector.Connector
 	Logger        *slog.Logger
 }
 
@@ -186,6 +191,16 @@ func Open(ctx context.Context, cfg Config) (*Daemon, error) {
 	if !cfg.Fees.Valid() {
 		return nil, iotpay.Errorf(iotpay.EINVALID, "fees must be between 0 and 10000 basis points together")
 	}
+	var router *route.Router
+	if len(cfg.Connectors) > 0 {
+		router = &route.Router{Connectors: map[string]connector.Connector{}}
+		for _, c := range cfg.Connectors {
+			if c.Name() == payment.WalletConnector || router.Known(c.Name()) {
+				return nil, iotpay.Errorf(iotpay.EINVALID, "connector name %q used twice (wallet is the internal one)", c.Name())
+			}
+			router.Connectors[c.Name()] = c
+		}
+	}
 	d := &Daemon{cfg: cfg, log: cfg.Logger}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, err
@@ -221,7 +236,7 @@ func Open(ctx context.Context, cfg Config) (*Daemon, error) {
 	// Every write, whatever it is for, is an operation of the ledger's
 	// single writer, batched with the others into one transaction.
 	read := sqlstore.For[platform.Tx](d.DB)
-	d.Payments = &payment.Engine[platform.Tx]{Store: read, Fees: cfg.Fees, OnEvent: onPaymentEvent}
+	d.Payments = &payment.Engine[platform.Tx]{Store: read, Fees: cfg.Fees, OnEvent: onPaymentEvent, Router: router}
 	d.Writer, err = ledger.Open(ctx, read, ledger.Config[platform.Tx]{
 		OnExpire: d.Payments.OnExpire, Logger: d.log.With("component", "ledger"), BatchOpsMax: cfg.BatchOpsMax})
 	if err != nil {

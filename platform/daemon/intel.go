@@ -38,7 +38,10 @@ const (
 	ordersPerRound   = 64
 	// WatchInterval is how often due orders and inactive devices are
 	// looked for (Config.WatchInterval overrides it).
-	WatchInterval  = time.Second
+	WatchInterval = time.Second
+	// PingInterval is how often the external payment systems are asked
+	// whether they are up (an ISO 8583 echo, a cheap API call).
+	PingInterval   = 30 * time.Second
 	inactivePerRun = 256
 )
 
@@ -88,12 +91,20 @@ func (d *Daemon) watch(interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	client := &http.Client{Timeout: orderTimeout}
+	var pinged time.Time
 	for {
 		select {
 		case <-d.watchStop:
 			return
 		case <-t.C:
 			d.markInactive()
+			if r := d.Payments.Router; r != nil && time.Since(pinged) >= PingInterval {
+				// A health check feeds the breakers between payments.
+				ctx, cancel := context.WithTimeout(context.Background(), orderTimeout)
+				r.Ping(ctx)
+				cancel()
+				pinged = time.Now()
+			}
 		case <-d.wake:
 		}
 		d.deliverOrders(client)
