@@ -173,6 +173,9 @@ type AuthRequest struct {
 	HoldTimeout time.Duration
 	RequestID   string
 	RequestHash []byte
+	// Key is the authorization's idempotency key at a payment system
+	// (Engine.Route): the payment id's when empty.
+	Key string
 	// External is the answer of the payment system the payment was
 	// routed to (Engine.Route), when the payer is an instrument there.
 	External *External

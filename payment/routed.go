@@ -75,7 +75,7 @@ const SourceLenMax = 256
 // checked first, so nothing is authorized outside that it would refuse;
 // the tenant's routing table orders the connectors the account has an
 // instrument at, and the router fails over between them with one
-// idempotency key, derived from the payment id.
+// idempotency key (req.Key, or the payment id's).
 func (e *Engine[T]) Route(ctx context.Context, req *AuthRequest) (*External, error) {
 	if e.Router == nil {
 		return nil, nil
@@ -121,9 +121,13 @@ func (e *Engine[T]) Route(ctx context.Context, req *AuthRequest) (*External, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, ConnectorTimeout)
 	defer cancel()
+	key := req.Key
+	if key == "" {
+		key = string(req.ID) + ":authorize"
+	}
 	var res *connector.Result
 	name, attempts, err := e.Router.Call(ctx, names, func(ctx context.Context, c connector.Connector) (err error) {
-		res, err = c.Authorize(ctx, &connector.Authorization{Payment: req.ID, Key: string(req.ID) + ":authorize", Amount: req.Amount,
+		res, err = c.Authorize(ctx, &connector.Authorization{Payment: req.ID, Key: key, Amount: req.Amount,
 			Source: sources[c.Name()], Capture: req.Capture, Device: req.Device})
 		return err
 	})

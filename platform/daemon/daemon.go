@@ -99,7 +99,7 @@ type Config struct {
 	// Connectors are the external payment systems payments may be routed
 	// to (the wallet is always there), by their names.
 	Connectors []connector.Connector
-	Logger        *slog.Logger
+	Logger     *slog.Logger
 }
 
 // Daemon is a running platform.

@@ -68,6 +68,12 @@ func start(t testing.TB, store string) *platform {
 // api calls the operator API and decodes into out; it returns the status.
 func (p *platform) api(method, path string, in, out any) int {
 	p.t.Helper()
+	return p.apiKey(method, path, in, out, "")
+}
+
+// apiKey is api with an Idempotency-Key (none when empty).
+func (p *platform) apiKey(method, path string, in, out any, key string) int {
+	p.t.Helper()
 	var body io.Reader
 	if in != nil {
 		b, _ := json.Marshal(in)
@@ -75,6 +81,9 @@ func (p *platform) api(method, path string, in, out any) int {
 	}
 	req, _ := http.NewRequest(method, p.url+path, body)
 	req.Header.Set("Authorization", "Bearer "+p.d.APIKey)
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		p.t.Fatal(err)

@@ -443,9 +443,9 @@ func (s *Server) createPayment(w http.ResponseWriter, r *http.Request, tenant io
 		Product: prod.ID, Category: prod.Category, Merchant: prod.Merchant, Amount: iotpay.Money{Amount: in.Amount, Currency: in.Currency},
 		Capture: in.Capture, HoldTimeout: time.Duration(in.HoldSeconds) * time.Second}
 	if key := r.Header.Get("Idempotency-Key"); key != "" {
-		// The same request again is the same payment, here and at the
-		// payment system it goes to.
-		req.ID = iotpay.PaymentID(iotpay.DeriveID(iotpay.PrefixPayment, string(tenant), "payment", key))
+		// The same request again is the same operation at the payment
+		// system it goes to (here, the kept answer is replayed).
+		req.Key = iotpay.DeriveID("op", string(tenant), "payment", key) + ":authorize"
 	}
 	// At an external payment system first, outside the writer; then booked.
 	if req.External, err = s.Payments.Route(r.Context(), req); err != nil {
