@@ -95,17 +95,17 @@ type Payment struct {
 	HoldExpires time.Time         `json:"hold_expires,omitzero"`
 	// RequestID and RequestHash identify the device request that made the
 	// payment; a redelivery gets Receipt back.
-	RequestID   string    `json:"request_id,omitempty"`
-	RequestHash []byte    `json:"request_hash,omitempty"`
-	LogIndex    uint64    `json:"log_index"`
-	Receipt     []byte    `json:"receipt,omitempty"`
+	RequestID   string `json:"request_id,omitempty"`
+	RequestHash []byte `json:"request_hash,omitempty"`
+	LogIndex    uint64 `json:"log_index"`
+	Receipt     []byte `json:"receipt,omitempty"`
 	// Connector is the payment system that authorized the payment ("":
 	// the internal wallet, in the ledger) and ConnectorRef its reference
 	// there (a PaymentIntent, an RRN).
-	Connector    string `json:"connector,omitempty"`
-	ConnectorRef string `json:"connector_ref,omitempty"`
-	Created     time.Time `json:"created"`
-	Updated     time.Time `json:"updated"`
+	Connector    string    `json:"connector,omitempty"`
+	ConnectorRef string    `json:"connector_ref,omitempty"`
+	Created      time.Time `json:"created"`
+	Updated      time.Time `json:"updated"`
 	// Legs are the ledger transfers the last operation on the payment
 	// applied (not stored with it: the ledger keeps them, by Ref).
 	Legs []ledger.Transfer `json:"-"`
@@ -157,6 +157,9 @@ type Tx interface {
 	// RoutingTable is a tenant's routing table as JSON, ENOTFOUND when it
 	// has none; PutRoutingTable replaces it.
 	RoutingTable(ctx context.Context, tenant iotpay.TenantID) ([]byte, error)
+	// ConnectorPayments are a tenant's payments at a connector created in
+	// [from, until), by id, at most limit.
+	ConnectorPayments(ctx context.Context, tenant iotpay.TenantID, connector string, from, until time.Time, limit int) ([]*Payment, error)
 	PutRoutingTable(ctx context.Context, tenant iotpay.TenantID, body []byte, at time.Time) error
 }
 

@@ -121,6 +121,7 @@ func (s *Server) Routes() []Route {
 		op("PUT", "/v1/routing", s.putRouting),
 		op("GET", "/v1/routing", s.getRouting),
 		op("GET", "/v1/connectors", s.connectorHealth),
+		op("POST", "/v1/reconciliations/{connector}", s.reconcileReport),
 		op("POST", "/v1/accounts", s.createAccount),
 		op("GET", "/v1/accounts", s.listAccounts),
 		op("GET", "/v1/accounts/{id}", getByID(iotpay.PrefixAccount, s.accountByID)),

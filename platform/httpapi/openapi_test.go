@@ -20,6 +20,9 @@ import (
 
 	"github.com/iotpay/iotpay"
 	apidoc "github.com/iotpay/iotpay/api"
+	"github.com/iotpay/iotpay/payment/connector"
+	"github.com/iotpay/iotpay/payment/connector/iso8583"
+	"github.com/iotpay/iotpay/payment/connector/iso8583/acquirersim"
 	"github.com/iotpay/iotpay/payment/ledger"
 	"github.com/iotpay/iotpay/platform"
 	"github.com/iotpay/iotpay/platform/daemon"
@@ -45,7 +48,8 @@ const (
 var noIdempotency = map[string]string{
 	"POST /v1/devices/{id}/psk": "the key is derived, not stored: every call answers the same, " +
 		"and the answer, a secret, must not be kept in the idempotency table",
-	"POST /v1/products/{id}/dry-run": "a dry run evaluates and writes nothing: repeating it is harmless",
+	"POST /v1/products/{id}/dry-run":       "a dry run evaluates and writes nothing: repeating it is harmless",
+	"POST /v1/reconciliations/{connector}": "a reconciliation reads the ledger and writes nothing",
 }
 
 // liveDoc fetches the document the server serves, checks it is the
@@ -196,7 +200,17 @@ func csrPEM(t *testing.T, suite, device string) string {
 // daemon — successes and every documented error — and validates every
 // request and answer against the document.
 func TestOpenAPILive(t *testing.T) {
-	a := newAPI(t, daemon.Config{Fees: feePlan})
+	sim, err := acquirersim.Start(acquirersim.Config{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	acq, err := iso8583.New(iso8583.Config{Name: "acquirer", Addr: sim.Addr(), MerchantID: "M1", TerminalID: "T1", AcquirerID: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer acq.Close()
+	a := newAPI(t, daemon.Config{Fees: feePlan, Connectors: []connector.Connector{acq}})
 	doc := liveDoc(t, a)
 	router, err := gorillamux.NewRouter(doc)
 	if err != nil {
@@ -336,6 +350,11 @@ func TestOpenAPILive(t *testing.T) {
 	c.ok(200, "GET", "/v1/routing", nil)
 	c.ok(400, "PUT", "/v1/routing", map[string]any{"default": []string{"paypal"}})
 	c.ok(200, "GET", "/v1/connectors", nil)
+	report := "reference,amount,currency,date,type\n123456789012,12.34,EUR,2026-12-01,capture\n"
+	if r := c.send(a.key, "POST", "/v1/reconciliations/acquirer?format=csv", report, true, 200, "Content-Type", "text/csv"); r.body["ok"] != false {
+		t.Errorf("reconciliation of an unknown item: %s", r)
+	}
+	c.send(a.key, "POST", "/v1/reconciliations/acquirer", "reference,amount\nx,1\n", true, 400, "Content-Type", "text/csv")
 	c.ok(400, "POST", "/v1/accounts", map[string]any{"name": "card", "kind": "payer", "currency": "EUR", "sources": map[string]string{"paypal": "x"}})
 
 	// Payments risk control held: holds made here, each given a review.

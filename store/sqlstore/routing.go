@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/iotpay/iotpay"
+	"github.com/iotpay/iotpay/payment"
 )
 
 // schemaRouting (version 8): which payment system each payment went to,
@@ -64,4 +65,13 @@ func (tx *Tx) PutRoutingTable(ctx context.Context, tenant iotpay.TenantID, body 
 	_, err := tx.exec(ctx, `INSERT INTO routing_tables (tenant, body, updated_ms) VALUES (?, ?, ?)
 		ON CONFLICT (tenant) DO UPDATE SET body = excluded.body, updated_ms = excluded.updated_ms`, tenant, string(body), ms(at))
 	return tx.mapErr(err)
+}
+
+// ConnectorPayments implements payment.Tx: payment ids are time-ordered,
+// so the window is a range of the (tenant, id) index.
+func (tx *Tx) ConnectorPayments(ctx context.Context, tenant iotpay.TenantID, connector string, from, until time.Time, limit int) ([]*payment.Payment, error) {
+	rows, err := tx.query(ctx, `SELECT `+paymentCols+` FROM payments WHERE tenant = ? AND connector = ? AND id >= ? AND id < ?
+		ORDER BY id LIMIT ?`, tenant, connector, iotpay.NewID(iotpay.PrefixPayment, from, zeroReader{}),
+		iotpay.NewID(iotpay.PrefixPayment, until, zeroReader{}), limit)
+	return collect(rows, err, scanPayment)
 }
