@@ -9,6 +9,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/iotpay/iotpay/payment/reconcile"
 )
 
 // The commands of the platform's intelligence: device state, product
@@ -252,4 +254,87 @@ func webhookRedeliver(ctx context.Context, args []string, stdout, stderr io.Writ
 		return err
 	}
 	return fs.call(ctx, "POST", "/v1/webhook-deliveries/"+url.PathEscape(*id)+"/redeliver", nil, stdout)
+}
+
+// reconcileCmd uploads a connector's settlement report and prints what
+// matched the ledger and what did not; it fails when anything did not.
+func reconcileCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := operatorFlags("reconcile", stderr)
+	name := fs.String("connector", "", "the connector whose settlement report it is (required)")
+	file := fs.String("file", "", "the report: CSV, or ISO 20022 camt.053 XML (required; - for stdin)")
+	format := fs.String("format", "", "csv or camt053 (default: from the file's extension)")
+	from := fs.String("from", "", "the ledger's payments from this time, RFC 3339 (default: the report's dates less 7 days)")
+	until := fs.String("until", "", "… until this time (default: the report's dates plus 7 days)")
+	tolerance := fs.Duration("tolerance", 0, "how far apart the report's and the ledger's dates may be (default 72h)")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	if err := fs.parse(args, "connector", "file"); err != nil {
+		return err
+	}
+	var body io.Reader = os.Stdin
+	if *file != "-" {
+		f, err := os.Open(*file)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		body = f
+	}
+	if *format == "" {
+		*format = "csv"
+		if strings.HasSuffix(strings.ToLower(*file), ".xml") {
+			*format = "camt053"
+		}
+	}
+	contentType := map[string]string{"csv": "text/csv", "camt053": "application/xml"}[*format]
+	q := url.Values{"format": {*format}}
+	for k, v := range map[string]string{"from": *from, "until": *until} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if *tolerance > 0 {
+		q.Set("tolerance", tolerance.String())
+	}
+	c, err := fs.client()
+	if err != nil {
+		return err
+	}
+	var out struct {
+		OK bool `json:"ok"`
+		reconcile.Report
+	}
+	var raw json.RawMessage
+	if err := c.send(ctx, "POST", "/v1/reconciliations/"+url.PathEscape(*name)+"?"+q.Encode(), body, contentType, &raw); err != nil {
+		return err
+	}
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return err
+	}
+	if *asJSON {
+		if err := printJSON(stdout, raw); err != nil {
+			return err
+		}
+	} else if err := out.Report.WriteText(stdout); err != nil {
+		return err
+	}
+	if !out.OK {
+		return fmt.Errorf("the report and the ledger differ")
+	}
+	return nil
+}
+
+func routingCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := operatorFlags("routing", stderr)
+	file := fs.String("file", "", "set the table from this JSON file ({\"rules\": [...], \"default\": [...]}; - for stdin)")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	if *file == "" {
+		return fs.call(ctx, "GET", "/v1/routing", nil, stdout)
+	}
+	body, err := readJSONFile(*file)
+	if err != nil {
+		return err
+	}
+	return fs.call(ctx, "PUT", "/v1/routing", body, stdout)
 }

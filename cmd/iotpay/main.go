@@ -14,6 +14,8 @@ import (
 	"os/signal"
 	"syscall"
 	_ "time/tzdata" // tariffs and risk hours name time zones; a host without zone data still prices right
+
+	"github.com/iotpay/iotpay/payment/connector/iso8583/acquirersim"
 )
 
 const usage = `Usage: iotpay <command> [flags]
@@ -63,6 +65,10 @@ Commands:
   audit verify         verify the audit log from its URL and key: checkpoint, consistency, co-signatures, anchor, --leaf, --full
   audit anchor-deploy  deploy the CheckpointAnchor contract on an Ethereum chain (for iotpayd --eth-contract)
   witness              run a transparency-log witness (C2SP tlog-witness) for the logs given
+  connectors           the external payment systems and their health (circuit breaker, errors)
+  routing              show the routing table, or --file: set it (rules over currency, amount, product, account → connectors)
+  reconcile            match a connector's settlement report (CSV or camt.053) against the ledger: matched, missing, mismatched
+  acquirer-sim         run a card acquirer host simulator speaking ISO 8583 (approve, decline, time out, drop, by rule)
 
 Operator commands read the API URL from --api or IOTPAY_URL (default http://127.0.0.1:8080)
 and the API key from IOTPAY_API_KEY. Every POST carries an Idempotency-Key: random, or
@@ -144,4 +150,8 @@ var commands = map[string]func(ctx context.Context, args []string, stdout, stder
 	"audit verify":        auditVerify,
 	"audit anchor-deploy": auditAnchorDeploy,
 	"witness":             runWitness,
+	"acquirer-sim":        acquirersim.Main,
+	"reconcile":           reconcileCmd,
+	"connectors":          listBy("connectors", "/v1/connectors"),
+	"routing":             routingCmd,
 }

@@ -104,10 +104,23 @@ func accountCreate(ctx context.Context, args []string, stdout, stderr io.Writer)
 	name := fs.String("name", "", "account name (required)")
 	kind := fs.String("kind", "payer", "payer (a wallet devices pay from) or merchant")
 	currency := fs.String("currency", "EUR", "ISO 4217 currency")
+	sources := fs.String("sources", "", "a payer that is an instrument at external payment systems: connector=reference,… (e.g. acquirer=4111111111111111,stripe=pm_card_visa)")
 	if err := fs.parse(args, "name"); err != nil {
 		return err
 	}
-	return fs.call(ctx, "POST", "/v1/accounts", map[string]any{"name": *name, "kind": *kind, "currency": *currency}, stdout)
+	body := map[string]any{"name": *name, "kind": *kind, "currency": *currency}
+	if *sources != "" {
+		src := map[string]string{}
+		for _, kv := range list(*sources) {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok {
+				return fmt.Errorf("--sources: %q is not connector=reference", kv)
+			}
+			src[k] = v
+		}
+		body["sources"] = src
+	}
+	return fs.call(ctx, "POST", "/v1/accounts", body, stdout)
 }
 
 func accountFund(ctx context.Context, args []string, stdout, stderr io.Writer) error {

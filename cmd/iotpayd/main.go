@@ -27,6 +27,9 @@ import (
 
 	"github.com/iotpay/iotpay/audit/anchor/eth"
 	"github.com/iotpay/iotpay/payment"
+	"github.com/iotpay/iotpay/payment/connector"
+	"github.com/iotpay/iotpay/payment/connector/iso8583"
+	"github.com/iotpay/iotpay/payment/connector/stripe"
 	"github.com/iotpay/iotpay/platform/daemon"
 )
 
@@ -73,6 +76,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	ethContract := fs.String("eth-contract", env("IOTPAY_ETH_CONTRACT", ""), "the CheckpointAnchor contract's address ('iotpay audit anchor-deploy' deploys one; env IOTPAY_ETH_CONTRACT)")
 	ethKey := fs.String("eth-key-file", env("IOTPAY_ETH_KEY_FILE", ""), "file holding the hex secp256k1 key that owns the contract and pays for its transactions (env IOTPAY_ETH_KEY_FILE)")
 	logLevel := fs.String("log-level", env("IOTPAY_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env IOTPAY_LOG_LEVEL)")
+	stripeKey := fs.String("stripe-key-file", env("IOTPAY_STRIPE_KEY_FILE", ""), "file holding a Stripe secret key: payments can be routed to the connector \"stripe\" (env IOTPAY_STRIPE_KEY_FILE)")
+	stripeURL := fs.String("stripe-url", env("IOTPAY_STRIPE_URL", ""), "the Stripe API's base URL (default Stripe's; a stripe-mock's for tests; env IOTPAY_STRIPE_URL)")
+	stripeHook := fs.String("stripe-webhook-secret-file", env("IOTPAY_STRIPE_WEBHOOK_SECRET_FILE", ""), "file holding the Stripe webhook signing secret (env IOTPAY_STRIPE_WEBHOOK_SECRET_FILE)")
+	acquirer := fs.String("acquirer", env("IOTPAY_ACQUIRER", ""), "host:port of a card acquirer host speaking ISO 8583 (2-byte length framing): payments can be routed to the connector \"acquirer\" (env IOTPAY_ACQUIRER)")
+	acquirerMID := fs.String("acquirer-merchant", env("IOTPAY_ACQUIRER_MERCHANT", "IOTPAY/TERM0001"), "the card acceptor's merchant id and terminal id at the acquirer, MID/TID (env IOTPAY_ACQUIRER_MERCHANT)")
+	acquirerID := fs.String("acquirer-institution", env("IOTPAY_ACQUIRER_INSTITUTION", "1"), "the acquiring institution id sent in field 32, 1 to 11 digits (env IOTPAY_ACQUIRER_INSTITUTION)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: iotpayd [flags]\n\nRuns the iotpay platform: HTTP API, embedded MQTT broker (TLS, client certificates),\npayment processor and store (SQLite in the data directory, or PostgreSQL with -store).\nEach flag can also be set by its environment variable.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -115,6 +124,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer closeEth()
 		cfg.Anchors = append(cfg.Anchors, a)
 	}
+	connectors, closeConnectors, err := openConnectors(*stripeKey, *stripeURL, *stripeHook, *acquirer, *acquirerMID, *acquirerID)
+	if err != nil {
+		return err
+	}
+	defer closeConnectors()
+	cfg.Connectors = connectors
 	d, err := daemon.Open(ctx, cfg)
 	if err != nil {
 		return err
@@ -154,4 +169,48 @@ func ethAnchor(ctx context.Context, rpcURL, contract, keyFile string) (*eth.Anch
 		return nil, nil, fmt.Errorf("ethereum RPC: %w", err)
 	}
 	return eth.New(client, common.HexToAddress(contract), key, chainID), client.Close, nil
+}
+
+// openConnectors makes the external payment systems the flags name.
+func openConnectors(stripeKeyFile, stripeURL, stripeHookFile, acquirerAddr, acquirerMerchant, acquirerID string) ([]connector.Connector, func(), error) {
+	var cs []connector.Connector
+	var closers []func() error
+	closeAll := func() {
+		for _, c := range closers {
+			_ = c()
+		}
+	}
+	readSecret := func(path string) (string, error) {
+		if path == "" {
+			return "", nil
+		}
+		b, err := os.ReadFile(path)
+		return strings.TrimSpace(string(b)), err
+	}
+	if stripeKeyFile != "" {
+		key, err := readSecret(stripeKeyFile)
+		if err != nil {
+			return nil, nil, err
+		}
+		hook, err := readSecret(stripeHookFile)
+		if err != nil {
+			return nil, nil, err
+		}
+		c, err := stripe.New(stripe.Config{Key: key, BaseURL: stripeURL, WebhookSecret: hook})
+		if err != nil {
+			return nil, nil, err
+		}
+		cs = append(cs, c)
+	}
+	if acquirerAddr != "" {
+		mid, tid, _ := strings.Cut(acquirerMerchant, "/")
+		c, err := iso8583.New(iso8583.Config{Name: "acquirer", Addr: acquirerAddr, MerchantID: mid, TerminalID: tid, AcquirerID: acquirerID})
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		cs = append(cs, c)
+		closers = append(closers, c.Close)
+	}
+	return cs, closeAll, nil
 }
