@@ -395,6 +395,9 @@ func (p *Processor) authorize(b *ledger.Batch[Tx], dev *registry.Device, prod *r
 		Product: prod.ID, Category: prod.Category, Merchant: prod.Merchant, Amount: amount, Capture: a.Kind != rules.Hold,
 		RequestID: req.RequestID, RequestHash: rh,
 	}
+	if r := routedFor(ctx, amount); r != nil && a.Kind != rules.Hold {
+		ar.ID, ar.External = r.id, r.ext // authorized outside; captured there once booked
+	}
 	if prof.Risk != nil {
 		in, err := riskInput(ctx, tx, prof.Risk, dev, st, req, amount, lastSeen, now)
 		if err != nil {

@@ -211,6 +211,18 @@ func (p *Processor) Process(ctx context.Context, device iotpay.DeviceID, raw []b
 		return p.reject(suite, device, rh, req, nil, iotpay.Errorf(iotpay.EUNAUTHORIZED, "verification failed"))
 	}
 
+	// A sale from an instrument at an external payment system is
+	// authorized there first, outside the writer.
+	pre, err := p.preflight(ctx, dev, req)
+	if err != nil {
+		p.log().Warn("request not routed", "device", device, "request", req.RequestID, "err", err)
+		return p.reject(suite, device, rh, req, nil, iotpay.Wrap(iotpay.EUNAVAILABLE, "payment system unavailable, try again later", err))
+	}
+	defer p.settle(ctx, pre)
+	if pre != nil {
+		ctx = context.WithValue(ctx, routedKey{}, pre)
+	}
+
 	// Authenticated: from here on every outcome is in the audit log.
 	var res Result
 	err = p.Engine.Do(ctx, func(b *ledger.Batch[Tx]) error {

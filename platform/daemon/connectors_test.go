@@ -2,6 +2,9 @@ package daemon_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/json"
 	"net"
 	"net/http"
@@ -11,11 +14,14 @@ import (
 	"time"
 
 	"github.com/iotpay/iotpay"
+	"github.com/iotpay/iotpay/device"
 	"github.com/iotpay/iotpay/payment/connector"
 	"github.com/iotpay/iotpay/payment/connector/iso8583"
 	"github.com/iotpay/iotpay/payment/connector/iso8583/acquirersim"
 	"github.com/iotpay/iotpay/payment/connector/stripe"
 	"github.com/iotpay/iotpay/platform/daemon"
+	"github.com/iotpay/iotpay/platform/rules"
+	"github.com/iotpay/iotpay/wire"
 )
 
 const testCard = "4111111111111111"
@@ -43,6 +49,7 @@ func acquirer(t *testing.T, name string, rules ...acquirersim.Rule) (*acquirersi
 type routedShop struct {
 	*platform
 	merchant, card iotpay.AccountID
+	product        iotpay.ProductID
 	device         iotpay.DeviceID
 }
 
@@ -76,6 +83,7 @@ func newRoutedShop(t *testing.T, table map[string]any, cs ...connector.Connector
 	var prod struct{ ID iotpay.ProductID }
 	p.must("POST", "/v1/products", map[string]any{"name": "charger", "merchant_account": s.merchant,
 		"pricing": map[string]any{"mode": "amount", "currency": "EUR"}}, &prod)
+	s.product = prod.ID
 	var created struct{ Device struct{ ID iotpay.DeviceID } }
 	p.must("POST", "/v1/devices", map[string]any{"product": prod.ID, "name": "c1"}, &created)
 	s.device = created.Device.ID
@@ -249,4 +257,61 @@ func TestReconcile(t *testing.T) {
 		t.Fatalf("camt.053 report: %+v", r)
 	}
 	_ = sim
+}
+
+// TestDevicePaysThroughTheAcquirer: a vending machine whose payer is a
+// card pays over MQTT; the sale is authorized at the acquirer before the
+// writer decides, booked, then captured there. A tampered machine's sale
+// is declined by risk control and its authorization released; the
+// device's retry of a request is one authorization.
+func TestDevicePaysThroughTheAcquirer(t *testing.T) {
+	sim, acq := acquirer(t, "acquirer")
+	s := newRoutedShop(t, map[string]any{"default": []string{"acquirer"}}, acq)
+	s.must("PUT", "/v1/products/"+string(s.product)+"/profile", map[string]any{"rules": rules.VendingRules("http://127.0.0.1:1/x").Rules,
+		"risk": map[string]any{"decline_tamper": true}}, nil)
+	f := &fixture{platform: s.platform}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	dev, tr := f.enroll(s.product, key)
+	s.must("POST", "/v1/mandates", map[string]any{"device": dev.ID(), "payer": s.card, "per_payment_limit": 1000,
+		"daily_limit": 5000, "monthly_limit": 50000}, nil)
+	signed, err := dev.Sign(device.Payment{Event: &wire.Event{Type: "dispense", Str: map[string]string{"sku": "B1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := dev.Send(context.Background(), tr, signed)
+	if err != nil || rc.Outcome != wire.Approved || rc.AmountMinor != 300 {
+		t.Fatalf("sale: %+v %v", rc, err)
+	}
+	var p routedPayment
+	s.must("GET", "/v1/payments/"+rc.PaymentID, nil, &p)
+	if p.Connector != "acquirer" || p.Status != "captured" {
+		t.Fatalf("payment %+v", p)
+	}
+	waitFor(t, func() bool { a, ok := sim.Auth(p.ConnectorRef); return ok && a.Captured == 300 })
+	// The device resends the same bytes (a receipt lost): the same answer,
+	// no second authorization.
+	if again, err := dev.Send(context.Background(), tr, signed); err != nil || again.PaymentID != rc.PaymentID || len(sim.Authorizations()) != 1 {
+		t.Fatalf("redelivery: %+v %v, %d authorizations", again, err, len(sim.Authorizations()))
+	}
+	// Tampered: declined by risk, released at the acquirer.
+	rc, err = dev.Pay(context.Background(), tr, device.Payment{Event: &wire.Event{Type: "dispense", Str: map[string]string{"sku": "A1"}},
+		Report: &wire.Report{Tamper: true}})
+	if err != nil || rc.Outcome != wire.Declined {
+		t.Fatalf("tampered sale: %+v %v", rc, err)
+	}
+	waitFor(t, func() bool { return len(sim.Standing()) == 1 && len(sim.Authorizations()) == 2 })
+	if b := s.balance(s.card); b != -300 {
+		t.Fatalf("card account %d", b)
+	}
+}
+
+// waitFor polls cond for up to 10 s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

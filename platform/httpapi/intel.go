@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/iotpay/iotpay"
+	"github.com/iotpay/iotpay/payment"
 	"github.com/iotpay/iotpay/payment/ledger"
 	"github.com/iotpay/iotpay/platform"
 	"github.com/iotpay/iotpay/platform/decision"
@@ -352,6 +353,17 @@ func (s *Server) decideReview(approve bool) handlerFunc {
 		}
 		if r.ContentLength == 0 {
 			r.Body = io.NopCloser(strings.NewReader("{}")) // the note is optional, and so the body
+		}
+		// A payment an external payment system holds is captured or
+		// released there first.
+		if rv, err := s.Processor.Review(r.Context(), tenant, id); err == nil && rv.Status == decision.ReviewPending {
+			op := payment.OpVoid
+			if approve {
+				op = payment.OpCapture
+			}
+			if err := s.Payments.Forward(r.Context(), tenant, id, op, 0, true, "review"); err != nil {
+				return err
+			}
 		}
 		return s.write(w, r, tenant, &in, func(_ context.Context, b *ledger.Batch[platform.Tx]) (int, any, error) {
 			rv, pay, err := s.Processor.DecideReview(b, tenant, id, approve, in.Note)
