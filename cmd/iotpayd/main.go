@@ -79,6 +79,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	stripeKey := fs.String("stripe-key-file", env("IOTPAY_STRIPE_KEY_FILE", ""), "file holding a Stripe secret key: payments can be routed to the connector \"stripe\" (env IOTPAY_STRIPE_KEY_FILE)")
 	stripeURL := fs.String("stripe-url", env("IOTPAY_STRIPE_URL", ""), "the Stripe API's base URL (default Stripe's; a stripe-mock's for tests; env IOTPAY_STRIPE_URL)")
 	stripeHook := fs.String("stripe-webhook-secret-file", env("IOTPAY_STRIPE_WEBHOOK_SECRET_FILE", ""), "file holding the Stripe webhook signing secret (env IOTPAY_STRIPE_WEBHOOK_SECRET_FILE)")
+	allowPrivate := fs.Bool("webhooks-allow-private", env("IOTPAY_WEBHOOKS_ALLOW_PRIVATE", "") == "1", "let webhook endpoints and suppliers be on loopback or private addresses (off: only public ones are called; env IOTPAY_WEBHOOKS_ALLOW_PRIVATE=1)")
 	acquirer := fs.String("acquirer", env("IOTPAY_ACQUIRER", ""), "host:port of a card acquirer host speaking ISO 8583 (2-byte length framing): payments can be routed to the connector \"acquirer\" (env IOTPAY_ACQUIRER)")
 	acquirerMID := fs.String("acquirer-merchant", env("IOTPAY_ACQUIRER_MERCHANT", "IOTPAY/TERM0001"), "the card acceptor's merchant id and terminal id at the acquirer, MID/TID (env IOTPAY_ACQUIRER_MERCHANT)")
 	acquirerID := fs.String("acquirer-institution", env("IOTPAY_ACQUIRER_INSTITUTION", "1"), "the acquiring institution id sent in field 32, 1 to 11 digits (env IOTPAY_ACQUIRER_INSTITUTION)")
@@ -130,6 +131,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer closeConnectors()
 	cfg.Connectors = connectors
+	cfg.AllowPrivateWebhooks = *allowPrivate
 	d, err := daemon.Open(ctx, cfg)
 	if err != nil {
 		return err

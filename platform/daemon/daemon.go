@@ -96,6 +96,11 @@ type Config struct {
 	// WatchInterval is how often due supply orders are sent and inactive
 	// devices looked for (WatchInterval when zero).
 	WatchInterval time.Duration
+	// AllowPrivateWebhooks lets operators' webhook endpoints and
+	// suppliers be on loopback or private addresses (tests, a demo, a
+	// platform inside the operator's own network); off, the platform
+	// calls only public addresses.
+	AllowPrivateWebhooks bool
 	// Connectors are the external payment systems payments may be routed
 	// to (the wallet is always there), by their names.
 	Connectors []connector.Connector

@@ -90,7 +90,7 @@ func (d *Daemon) watch(interval time.Duration) {
 	defer close(d.watchDone)
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	client := &http.Client{Timeout: orderTimeout}
+	client := webhook.Client(d.cfg.AllowPrivateWebhooks)
 	var pinged time.Time
 	for {
 		select {

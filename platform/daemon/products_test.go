@@ -49,7 +49,7 @@ func newShop(t *testing.T, store string) *shop {
 	t.Helper()
 	d, err := daemon.Open(context.Background(), daemon.Config{DataDir: filepath.Join(t.TempDir(), "data"), Store: store,
 		HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", DeviceHTTPAddr: "127.0.0.1:0", CoAPAddr: "127.0.0.1:0",
-		WatchInterval: 50 * time.Millisecond})
+		WatchInterval: 50 * time.Millisecond, AllowPrivateWebhooks: true})
 	if err != nil {
 		t.Fatal(err)
 	}

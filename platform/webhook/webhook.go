@@ -21,10 +21,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/iotpay/iotpay"
@@ -302,4 +305,36 @@ func post(ctx context.Context, client *http.Client, url, secret, idempotencyKey 
 func Post(ctx context.Context, client *http.Client, url, secret, idempotencyKey string, body []byte, now time.Time) error {
 	_, err := post(ctx, client, url, secret, idempotencyKey, body, now)
 	return err
+}
+
+// Client returns the HTTP client events and orders are sent with. Unless
+// allowPrivate, it refuses to connect to loopback, private, link-local
+// and unspecified addresses, whatever a URL's name resolves to at the
+// moment of the call, so an operator's endpoint cannot make the platform
+// reach into its own network (server-side request forgery).
+func Client(allowPrivate bool) *http.Client {
+	d := &net.Dialer{Timeout: SendTimeout}
+	if !allowPrivate {
+		d.Control = func(_, address string, _ syscall.RawConn) error {
+			host, _, err := net.SplitHostPort(address)
+			if err != nil {
+				return err
+			}
+			ip, err := netip.ParseAddr(host)
+			if err != nil {
+				return err
+			}
+			ip = ip.Unmap()
+			if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsUnspecified() ||
+				ip.IsMulticast() || ip.IsInterfaceLocalMulticast() {
+				return iotpay.Errorf(iotpay.EUNAUTHORIZED, "webhook: %s is a private address (the platform does not call its own network)", ip)
+			}
+			return nil
+		}
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DialContext = d.DialContext
+	t.Proxy = nil // a proxy would hide the destination from the check
+	return &http.Client{Timeout: SendTimeout, Transport: t,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }

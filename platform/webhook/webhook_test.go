@@ -1,6 +1,9 @@
 package webhook
 
 import (
+	"context"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -95,4 +98,26 @@ func FuzzVerify(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestClientRefusesPrivateAddresses: without allowPrivate the client
+// does not connect to loopback (nor any private address); with it, it
+// does.
+func TestClientRefusesPrivateAddresses(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
+	defer srv.Close()
+	if _, err := Client(false).Get(srv.URL); err == nil || !strings.Contains(err.Error(), "private address") {
+		t.Fatalf("loopback reached: %v", err)
+	}
+	e := &Endpoint{URL: srv.URL, Secret: "s"}
+	d := &Delivery{EventID: "evt_1", Payload: []byte("{}")}
+	Attempt(context.Background(), Client(false), e, d, time.Now())
+	if d.Status == Delivered || !strings.Contains(d.LastError, "private address") {
+		t.Fatalf("delivery to loopback: %+v", d)
+	}
+	resp, err := Client(true).Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
 }
