@@ -157,6 +157,9 @@ type Tx interface {
 	// RoutingTable is a tenant's routing table as JSON, ENOTFOUND when it
 	// has none; PutRoutingTable replaces it.
 	RoutingTable(ctx context.Context, tenant iotpay.TenantID) ([]byte, error)
+	// PaymentByConnectorRef returns the payment a connector knows by ref,
+	// ENOTFOUND when none.
+	PaymentByConnectorRef(ctx context.Context, connector, ref string) (*Payment, error)
 	// ConnectorPayments are a tenant's payments at a connector created in
 	// [from, until), by id, at most limit.
 	ConnectorPayments(ctx context.Context, tenant iotpay.TenantID, connector string, from, until time.Time, limit int) ([]*Payment, error)

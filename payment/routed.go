@@ -228,3 +228,35 @@ func (e *Engine[T]) VoidAt(ctx context.Context, name, ref, key string) error {
 	_, err := c.Void(ctx, ref, key)
 	return err
 }
+
+// Told is what a payment system said on its own of a payment it holds
+// (a webhook): its status now and the amount the status is about.
+type Told struct {
+	Connector, Ref string
+	Status         connector.Status
+	Amount         int64
+}
+
+// Apply books in the ledger what a payment system did on its own — an
+// authorization it let lapse or cancelled, a capture or a refund made
+// there — in the writer's batch b: the ledger follows the system that
+// holds the money. It answers the payment, or nil when the ledger already
+// agrees (or knows no such payment).
+func (e *Engine[T]) Apply(b *ledger.Batch[T], t *Told) (*Payment, error) {
+	p, err := b.Tx.PaymentByConnectorRef(b.Context(), t.Connector, t.Ref)
+	if iotpay.ErrorCode(err) == iotpay.ENOTFOUND {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case t.Status == connector.Voided && p.Status.Open():
+		return e.Void(b, p.Tenant, p.ID)
+	case t.Status == connector.Captured && p.Status.Open() && t.Amount > p.Captured:
+		return e.Capture(b, p.Tenant, p.ID, min(t.Amount-p.Captured, p.Held), true)
+	case t.Status == connector.Refunded && t.Amount > p.Refunded && p.Captured > p.Refunded:
+		return e.Refund(b, p.Tenant, p.ID, min(t.Amount, p.Captured)-p.Refunded)
+	}
+	return nil, nil
+}

@@ -88,6 +88,9 @@ func (d *Daemon) startAuditLog() {
 func (d *Daemon) logHandler(api http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(LogPathPrefix, http.StripPrefix(strings.TrimSuffix(LogPathPrefix, "/"), &tlog.Handler{Src: d.Log.Source()}))
+	if h := d.stripeHook(); h != nil {
+		mux.Handle("POST "+StripeWebhookPath, h)
+	}
 	mux.Handle("/", api)
 	return mux
 }

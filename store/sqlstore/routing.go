@@ -75,3 +75,13 @@ func (tx *Tx) ConnectorPayments(ctx context.Context, tenant iotpay.TenantID, con
 		iotpay.NewID(iotpay.PrefixPayment, until, zeroReader{}), limit)
 	return collect(rows, err, scanPayment)
 }
+
+// PaymentByConnectorRef implements payment.Tx.
+func (tx *Tx) PaymentByConnectorRef(ctx context.Context, connector, ref string) (*payment.Payment, error) {
+	p, err := scanPayment(tx.row(ctx, `SELECT `+paymentCols+` FROM payments WHERE connector = ? AND connector_ref = ? AND connector <> ''
+		ORDER BY id LIMIT 1`, connector, ref))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("payment at "+connector, ref)
+	}
+	return p, err
+}

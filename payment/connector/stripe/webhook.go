@@ -174,3 +174,6 @@ func reply(w http.ResponseWriter, status int) {
 	w.WriteHeader(status)
 	io.WriteString(w, http.StatusText(status)+"\n")
 }
+
+// HasWebhookSecret reports whether the connector can verify webhooks.
+func (c *Connector) HasWebhookSecret() bool { return c.webhookSecret != "" }
