@@ -17,15 +17,6 @@ import (
 // profiles (rules, risk, firmware), tariffs, dry runs, reviews, events and
 // supply orders.
 
-func deviceState(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := operatorFlags("device state", stderr)
-	id := fs.String("device", "", "device id (required)")
-	if err := fs.parse(args, "device"); err != nil {
-		return err
-	}
-	return fs.call(ctx, "GET", "/v1/devices/"+url.PathEscape(*id)+"/state", nil, stdout)
-}
-
 func deviceDesire(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := operatorFlags("device desire", stderr)
 	id := fs.String("device", "", "device id (required)")
@@ -224,15 +215,6 @@ func webhookList(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	return fs.call(ctx, "GET", "/v1/webhooks", nil, stdout)
 }
 
-func webhookDelete(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := operatorFlags("webhook delete", stderr)
-	id := fs.String("webhook", "", "endpoint id (required)")
-	if err := fs.parse(args, "webhook"); err != nil {
-		return err
-	}
-	return fs.call(ctx, "DELETE", "/v1/webhooks/"+url.PathEscape(*id), nil, stdout)
-}
-
 func webhookDeliveries(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := operatorFlags("webhook deliveries", stderr)
 	id := fs.String("webhook", "", "endpoint id (required)")
@@ -245,15 +227,6 @@ func webhookDeliveries(ctx context.Context, args []string, stdout, stderr io.Wri
 		q.Set("status", *status)
 	}
 	return fs.call(ctx, "GET", "/v1/webhooks/"+url.PathEscape(*id)+"/deliveries?"+q.Encode(), nil, stdout)
-}
-
-func webhookRedeliver(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := operatorFlags("webhook redeliver", stderr)
-	id := fs.String("delivery", "", "delivery id (required)")
-	if err := fs.parse(args, "delivery"); err != nil {
-		return err
-	}
-	return fs.call(ctx, "POST", "/v1/webhook-deliveries/"+url.PathEscape(*id)+"/redeliver", nil, stdout)
 }
 
 // reconcileCmd uploads a connector's settlement report and prints what

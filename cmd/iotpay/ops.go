@@ -133,15 +133,6 @@ func accountFund(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	return fs.call(ctx, "POST", "/v1/accounts/"+url.PathEscape(*id)+"/fund", map[string]any{"amount": *amount}, stdout)
 }
 
-func accountGet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := operatorFlags("account get", stderr)
-	id := fs.String("account", "", "account id (required)")
-	if err := fs.parse(args, "account"); err != nil {
-		return err
-	}
-	return fs.call(ctx, "GET", "/v1/accounts/"+url.PathEscape(*id), nil, stdout)
-}
-
 func accountBalance(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := operatorFlags("account balance", stderr)
 	id := fs.String("account", "", "account id (required)")
@@ -176,27 +167,6 @@ func deviceCreate(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	return fs.call(ctx, "POST", "/v1/devices", map[string]any{"product": *product, "name": *name, "suite": *suite}, stdout)
-}
-
-// deviceShow prints a device with its presence (connection state).
-func deviceShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := operatorFlags("device show", stderr)
-	id := fs.String("device", "", "device id (required)")
-	if err := fs.parse(args, "device"); err != nil {
-		return err
-	}
-	return fs.call(ctx, "GET", "/v1/devices/"+url.PathEscape(*id), nil, stdout)
-}
-
-// deviceRevoke revokes a device for good: its next message is refused and
-// its live MQTT and CoAP sessions end.
-func deviceRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := operatorFlags("device revoke", stderr)
-	id := fs.String("device", "", "device id (required)")
-	if err := fs.parse(args, "device"); err != nil {
-		return err
-	}
-	return fs.call(ctx, "POST", "/v1/devices/"+url.PathEscape(*id)+"/revoke", nil, stdout)
 }
 
 // list splits a comma-separated flag value.
@@ -369,4 +339,17 @@ func paymentsList(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		data = []json.RawMessage{}
 	}
 	return printJSON(stdout, map[string]any{"data": data, "has_more": false})
+}
+
+// byID is a command that takes one id, --flag, and calls method on
+// path with the escaped id in place of its %s.
+func byID(name, flag, method, path string) func(context.Context, []string, io.Writer, io.Writer) error {
+	return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+		fs := operatorFlags(name, stderr)
+		id := fs.String(flag, "", flag+" id (required)")
+		if err := fs.parse(args, flag); err != nil {
+			return err
+		}
+		return fs.call(ctx, method, fmt.Sprintf(path, url.PathEscape(*id)), nil, stdout)
+	}
 }
