@@ -123,3 +123,27 @@ var ErrUnsupported = iotpay.Errorf(iotpay.EINVALID, "connector: operation not su
 
 // IsUnsupported reports whether err is ErrUnsupported.
 func IsUnsupported(err error) bool { return errors.Is(err, ErrUnsupported) }
+
+// StateStore keeps, durably, what a connector must remember of a payment
+// to act on it later — after a restart too: an acquirer's original data
+// elements, which a completion, reversal or refund names. State is the
+// connector's own encoding; LoadState answers an ENOTFOUND error when it
+// has none for ref.
+type StateStore interface {
+	SaveState(ctx context.Context, connector, ref string, state []byte) error
+	LoadState(ctx context.Context, connector, ref string) ([]byte, error)
+}
+
+// Stateful is a connector that keeps what it remembers of its payments in
+// a StateStore once given one (before its first call).
+type Stateful interface {
+	KeepState(StateStore)
+}
+
+// Releaser is a connector that can find and release the authorizations an
+// operation made under an idempotency key when its answer was lost (the
+// payment then failed over elsewhere, or was abandoned). It answers how
+// many it released; none found is not an error.
+type Releaser interface {
+	Release(ctx context.Context, key string) (int, error)
+}
