@@ -40,6 +40,7 @@ const (
 	PrefixOrder    = "ord" // a supply order
 	PrefixWebhook  = "whe" // a webhook endpoint
 	PrefixDelivery = "whd" // a webhook delivery
+	PrefixFollowUp = "fup" // an operation a payment system owes the ledger
 )
 
 const (

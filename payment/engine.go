@@ -52,11 +52,6 @@ type Engine[T Tx] struct {
 	OnEvent func(ctx context.Context, tx T, kind string, p *Payment) error
 }
 
-// Do runs fn as one writer operation.
-func (e *Engine[T]) Do(ctx context.Context, fn func(b *ledger.Batch[T]) error) error {
-	return e.W.Do(ctx, fn)
-}
-
 // ErrTransition is the code of a request a payment's or mandate's status
 // does not allow.
 func transition(what string, from any, action string) error {

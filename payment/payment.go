@@ -164,6 +164,20 @@ type Tx interface {
 	// [from, until), by id, at most limit.
 	ConnectorPayments(ctx context.Context, tenant iotpay.TenantID, connector string, from, until time.Time, limit int) ([]*Payment, error)
 	PutRoutingTable(ctx context.Context, tenant iotpay.TenantID, body []byte, at time.Time) error
+	// PutFollowUp records (or updates) an operation a payment system owes
+	// what the ledger booked; DeleteFollowUp forgets one done (none is
+	// not an error); DueFollowUps are the pending ones due at or before
+	// an instant, soonest first; FollowUps lists a tenant's of a status,
+	// newest first.
+	PutFollowUp(ctx context.Context, f *FollowUp) error
+	DeleteFollowUp(ctx context.Context, id string) error
+	DueFollowUps(ctx context.Context, at time.Time, limit int) ([]*FollowUp, error)
+	FollowUp(ctx context.Context, tenant iotpay.TenantID, id string) (*FollowUp, error)
+	FollowUps(ctx context.Context, tenant iotpay.TenantID, status FollowUpStatus, limit int) ([]*FollowUp, error)
+	// ConnectorState is what a connector keeps of one of its payments,
+	// ENOTFOUND when none; PutConnectorState replaces it.
+	ConnectorState(ctx context.Context, connector, ref string) ([]byte, error)
+	PutConnectorState(ctx context.Context, connector, ref string, state []byte, at time.Time) error
 }
 
 // Store runs read-only functions; writes go through the ledger's Writer.

@@ -44,6 +44,9 @@ var migrations = []migration{
 	{8, func(d *Dialect) string { // connectors: where payments went, payers' instruments, routing tables
 		return d.types.Replace(schemaRouting)
 	}},
+	{9, func(d *Dialect) string { // follow-ups owed by payment systems, connectors' state
+		return d.types.Replace(schemaFollowUps)
+	}},
 }
 
 // LatestVersion is the schema version this build migrates to.

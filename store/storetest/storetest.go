@@ -46,6 +46,7 @@ func Run(t *testing.T, open func(t *testing.T) *sqlstore.DB) {
 		{"Decisions", testDecisions},
 		{"Webhooks", testWebhooks},
 		{"Routing", testRouting},
+		{"FollowUpsAndConnectorState", testFollowUps},
 	} {
 		t.Run(s.name, func(t *testing.T) {
 			t.Parallel()

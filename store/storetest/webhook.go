@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/iotpay/iotpay"
+	"github.com/iotpay/iotpay/payment"
 	"github.com/iotpay/iotpay/platform/webhook"
 	"github.com/iotpay/iotpay/store/sqlstore"
 )
@@ -112,6 +113,71 @@ func testRouting(t *testing.T, db *sqlstore.DB) {
 		}
 		_, e := tx.RoutingTable(ctx, newTenantID())
 		wantCode(t, "no routing table", e, iotpay.ENOTFOUND)
+		return err
+	})
+}
+
+func testFollowUps(t *testing.T, db *sqlstore.DB) {
+	ctx := context.Background()
+	ten := newTenant(t, db)
+	now := ms(time.Now())
+	capture := &payment.FollowUp{ID: newID(iotpay.PrefixFollowUp), Tenant: ten, Payment: iotpay.PaymentID(newID(iotpay.PrefixPayment)),
+		Connector: "acquirer", Ref: "123456789012", Op: payment.OpCapture, Amount: 250, Final: true, Key: "pay_x:capture:sale",
+		Status: payment.FollowUpPending, Next: now, Created: now}
+	release := &payment.FollowUp{ID: newID(iotpay.PrefixFollowUp), Tenant: ten, Connector: "stripe", Op: payment.OpRelease,
+		Key: "dev_x:req-1:authorize", Status: payment.FollowUpPending, Next: now.Add(time.Hour), Created: now.Add(time.Millisecond)}
+	mustUpdate(t, db, func(tx *sqlstore.Tx) error {
+		return each([]*payment.FollowUp{capture, release}, func(f *payment.FollowUp) error { return tx.PutFollowUp(ctx, f) })
+	})
+	view(t, db, func(tx *sqlstore.Tx) error {
+		due, err := tx.DueFollowUps(ctx, now, 10)
+		same(t, "due now", []*payment.FollowUp{capture}, due)
+		due, _ = tx.DueFollowUps(ctx, now.Add(2*time.Hour), 10)
+		same(t, "due later", []*payment.FollowUp{capture, release}, due)
+		got, _ := tx.FollowUp(ctx, ten, release.ID)
+		same(t, "one", release, got)
+		_, e := tx.FollowUp(ctx, newTenantID(), release.ID)
+		wantCode(t, "another tenant's follow-up", e, iotpay.ENOTFOUND)
+		return err
+	})
+	// A retry recorded, then a refusal: failed ones are not due.
+	capture.Attempts, capture.LastError, capture.Next = 1, "acquirer: no answer", now.Add(2*time.Second)
+	mustUpdate(t, db, func(tx *sqlstore.Tx) error { return tx.PutFollowUp(ctx, capture) })
+	release.Status, release.LastError = payment.FollowUpFailed, "declined"
+	mustUpdate(t, db, func(tx *sqlstore.Tx) error { return tx.PutFollowUp(ctx, release) })
+	view(t, db, func(tx *sqlstore.Tx) error {
+		due, err := tx.DueFollowUps(ctx, now.Add(2*time.Hour), 10)
+		same(t, "due after the updates", []*payment.FollowUp{capture}, due)
+		failed, _ := tx.FollowUps(ctx, ten, payment.FollowUpFailed, 10)
+		same(t, "failed", []*payment.FollowUp{release}, failed)
+		pending, _ := tx.FollowUps(ctx, ten, payment.FollowUpPending, 10)
+		same(t, "pending", []*payment.FollowUp{capture}, pending)
+		return err
+	})
+	mustUpdate(t, db, func(tx *sqlstore.Tx) error {
+		if err := tx.DeleteFollowUp(ctx, capture.ID); err != nil {
+			return err
+		}
+		return tx.DeleteFollowUp(ctx, capture.ID) // gone already: not an error
+	})
+	view(t, db, func(tx *sqlstore.Tx) error {
+		due, err := tx.DueFollowUps(ctx, now.Add(2*time.Hour), 10)
+		if len(due) != 0 {
+			t.Errorf("due after delete: %v", due)
+		}
+		return err
+	})
+
+	// Connector state: an upsert, read back byte for byte.
+	mustUpdate(t, db, func(tx *sqlstore.Tx) error { return tx.PutConnectorState(ctx, "acquirer", "123456789012", []byte(`{"v":1}`), now) })
+	mustUpdate(t, db, func(tx *sqlstore.Tx) error {
+		return tx.PutConnectorState(ctx, "acquirer", "123456789012", []byte{0, 1, 2, 0xff}, now)
+	})
+	view(t, db, func(tx *sqlstore.Tx) error {
+		st, err := tx.ConnectorState(ctx, "acquirer", "123456789012")
+		same(t, "state", []byte{0, 1, 2, 0xff}, st)
+		_, e := tx.ConnectorState(ctx, "stripe", "123456789012")
+		wantCode(t, "another connector's state", e, iotpay.ENOTFOUND)
 		return err
 	})
 }
