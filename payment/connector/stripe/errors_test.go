@@ -139,6 +139,10 @@ func TestEveryCallFailures(t *testing.T) {
 			return c.Increment(ctx, "pi_1", 10, "k")
 		},
 		"ping": func(c *stripe.Connector, ctx context.Context) (*connector.Result, error) { return nil, c.Ping(ctx) },
+		"release": func(c *stripe.Connector, ctx context.Context) (*connector.Result, error) {
+			_, err := c.Release(ctx, "k")
+			return nil, err
+		},
 	}
 	// The time-outs: the server holds each request until the client
 	// gives up (or the test ends).
@@ -195,7 +199,7 @@ func TestEveryCallFailures(t *testing.T) {
 					}
 				}
 			}
-			if name == "ping" || name == "status" || name == "increment" {
+			if name == "ping" || name == "status" || name == "increment" || name == "release" {
 				return // no decline for these
 			}
 			declined, _ := fake(t, jsonAnswer(402, declineBody))

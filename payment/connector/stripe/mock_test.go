@@ -31,6 +31,8 @@ func TestMock(t *testing.T) {
 	t.Run("IncrementUnsupported", func(t *testing.T) { testMockIncrementUnsupported(t, base) })
 	t.Run("Ping", func(t *testing.T) { testMockPing(t, base) })
 	t.Run("TwoKeys", func(t *testing.T) { testMockTwoKeys(t, base) })
+	t.Run("SameKeyOtherPayment", func(t *testing.T) { testMockSameKeyOtherPayment(t, base) })
+	t.Run("Release", func(t *testing.T) { testMockRelease(t, base) })
 }
 
 // testMockAuthorize checks the PaymentIntent an Authorize creates, as
@@ -46,7 +48,6 @@ func testMockAuthorize(t *testing.T, base string) {
 		"confirm":                     {"true"},
 		"capture_method":              {"manual"},
 		"error_on_requires_action":    {"true"},
-		"metadata[iotpay_payment]":    {"pay_1"},
 		"metadata[iotpay_device]":     {"dev_7"},
 		"statement_descriptor_suffix": {"EV 42"},
 		"payment_method_options[card][request_incremental_authorization]": {"if_available"},
@@ -127,7 +128,10 @@ func testMockAuthorize(t *testing.T, base string) {
 			if len(reqs) != 1 || reqs[0].Method != http.MethodPost || reqs[0].Path != "/v1/payment_intents" {
 				t.Fatalf("requests = %+v, want one POST /v1/payment_intents", reqs)
 			}
-			if d := cmp.Diff(tt.form, reqs[0].Form); d != "" {
+			// The operation's key, not the payment id: the same for
+			// every try.
+			form := with(tt.form, map[string]string{"metadata[iotpay_key]": a.Key})
+			if d := cmp.Diff(form, reqs[0].Form); d != "" {
 				t.Errorf("form (-want +got):\n%s", d)
 			}
 			if got := reqs[0].Header.Get("Idempotency-Key"); got != a.Key {
@@ -500,5 +504,35 @@ func testMockTwoKeys(t *testing.T, base string) {
 				t.Errorf("connector %s sent Authorization %q", k, got)
 			}
 		}
+	}
+}
+
+// testMockSameKeyOtherPayment: a device's retry after every connector
+// failed is a new payment under the same key, and Stripe refuses a key
+// sent again with other parameters: both tries send the same request.
+func testMockSameKeyOtherPayment(t *testing.T, base string) {
+	c, rec := newConnector(t, base, stripe.Config{})
+	var reqs []recorded
+	for _, pay := range []iotpay.PaymentID{"pay_1", "pay_2"} {
+		a := authorization(t, "dev_7:req-9:authorize")
+		a.Payment = pay
+		if _, err := c.Authorize(context.Background(), a); err != nil {
+			t.Fatalf("Authorize %s: %v", pay, err)
+		}
+		reqs = append(reqs, rec.all()...)
+	}
+	if len(reqs) != 2 {
+		t.Fatalf("%d requests, want 2", len(reqs))
+	}
+	if d := cmp.Diff(reqs[0].Form, reqs[1].Form); d != "" {
+		t.Errorf("the retry's form differs (-first +retry):\n%s", d)
+	}
+	for _, h := range []string{"Idempotency-Key", "Stripe-Account"} {
+		if a, b := reqs[0].Header.Get(h), reqs[1].Header.Get(h); a != b {
+			t.Errorf("%s: %q, then %q", h, a, b)
+		}
+	}
+	if got := reqs[0].Form.Get("metadata[" + stripe.MetaKey + "]"); got != "dev_7:req-9:authorize" {
+		t.Errorf("metadata[%s] = %q, want the key", stripe.MetaKey, got)
 	}
 }

@@ -23,8 +23,9 @@
 // Authorize that timed out is settled by trying it again here: the engine
 // should retry at this connector before it fails over. A failover after an
 // Authorize whose outcome stayed unknown may leave a hold at Stripe, which
-// Stripe releases after seven days; the PaymentIntent's metadata
-// (iotpay_payment) finds it.
+// Stripe releases after seven days unless Release cancels it first: the
+// PaymentIntent's metadata (iotpay_key) holds the operation's idempotency
+// key, by which Release finds it.
 //
 // Webhooks (ParseWebhook, WebhookHandler) verify Stripe's signature and
 // turn the payment events into an Event.
@@ -57,10 +58,14 @@ const (
 	maxDescriptorLen = 22
 )
 
-// Metadata keys set on every PaymentIntent, to find it from a payment.
+// Metadata keys set on every PaymentIntent. MetaKey holds the idempotency
+// key of the Authorize that made it, by which Release finds it; not the
+// payment id, which may change for one operation (a device's retry after
+// every connector failed is a new payment under the same key), while
+// Stripe refuses a key sent again with other parameters.
 const (
-	MetaPayment = "iotpay_payment"
-	MetaDevice  = "iotpay_device"
+	MetaKey    = "iotpay_key"
+	MetaDevice = "iotpay_device"
 )
 
 // Config configures a Connector.
@@ -83,8 +88,9 @@ type Config struct {
 	Name string
 }
 
-// Connector is a connector.Connector, connector.Incrementer and
-// connector.Pinger for one Stripe account. It is safe for concurrent use.
+// Connector is a connector.Connector, connector.Incrementer,
+// connector.Pinger and connector.Releaser for one Stripe account. It is
+// safe for concurrent use.
 type Connector struct {
 	name          string
 	api           *stripego.Client
@@ -96,6 +102,7 @@ var (
 	_ connector.Connector   = (*Connector)(nil)
 	_ connector.Incrementer = (*Connector)(nil)
 	_ connector.Pinger      = (*Connector)(nil)
+	_ connector.Releaser    = (*Connector)(nil)
 )
 
 // New returns a Connector for cfg.
@@ -193,6 +200,9 @@ func (c *Connector) Name() string { return c.name }
 // and one that would need 3-D Secure is declined (error_on_requires_action)
 // since no payer is there to go through it. Incremental authorization and
 // multicapture are asked for where the card and the account allow them.
+// The intent's metadata holds a.Key (MetaKey) and a.Device (MetaDevice);
+// a.Payment is not sent, so every try of the operation sends the same
+// request whatever payment it is made for.
 func (c *Connector) Authorize(ctx context.Context, a *connector.Authorization) (*connector.Result, error) {
 	if a == nil {
 		return nil, iotpay.Errorf(iotpay.EINVALID, "stripe: no authorization")
@@ -223,7 +233,7 @@ func (c *Connector) Authorize(ctx context.Context, a *connector.Authorization) (
 		// payment (a decline) rather than leave it waiting for it.
 		ErrorOnRequiresAction: stripego.Bool(true),
 		PaymentMethodTypes:    []*string{stripego.String("card")},
-		Metadata:              map[string]string{MetaPayment: string(a.Payment)},
+		Metadata:              map[string]string{MetaKey: a.Key},
 	}
 	if a.Device != "" {
 		p.Metadata[MetaDevice] = string(a.Device)

@@ -107,6 +107,10 @@ func TestRefusedBeforeSending(t *testing.T) {
 		{"status, bad ref", func(c *stripe.Connector) error { _, err := c.Status(ctx, "pi_"); return err }},
 		{"increment, zero", func(c *stripe.Connector) error { _, err := c.Increment(ctx, "pi_1", 0, "k"); return err }},
 		{"increment, no key", func(c *stripe.Connector) error { _, err := c.Increment(ctx, "pi_1", 5, ""); return err }},
+		{"release, no key", func(c *stripe.Connector) error { _, err := c.Release(ctx, ""); return err }},
+		{"release, key too long", func(c *stripe.Connector) error { _, err := c.Release(ctx, strings.Repeat("k", 256)); return err }},
+		{"release, key with a line break", func(c *stripe.Connector) error { _, err := c.Release(ctx, "k\n' OR status:'succeeded"); return err }},
+		{"release, key with surrounding space", func(c *stripe.Connector) error { _, err := c.Release(ctx, "k "); return err }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -48,7 +48,7 @@ func event(id, typ, account, object string) []byte {
 
 func intentObject(status, fields string) string {
 	return `{"id":"pi_3Q1","object":"payment_intent","amount":1250,"currency":"eur","capture_method":"manual",` +
-		`"metadata":{"iotpay_payment":"pay_1","iotpay_device":"dev_7"},"status":"` + status + `"` + fields + `}`
+		`"metadata":{"iotpay_key":"pay_1/authorize","iotpay_device":"dev_7"},"status":"` + status + `"` + fields + `}`
 }
 
 // The events of a payment, as Stripe sends them.
