@@ -88,6 +88,10 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives connection events (discarded when nil).
 	Logger *slog.Logger
+	// State, when set, keeps what the client remembers of its approvals
+	// durably, as KeepState does. Each load and save is bounded by
+	// Timeout; a save runs to its end though the caller gives up.
+	State connector.StateStore
 }
 
 // Client is a connector.Connector to a card acquirer over ISO 8583. It is
@@ -96,10 +100,32 @@ type Config struct {
 // What it sends: Authorize sends an 0100 authorization request, or with
 // Capture an 0200 financial request (a sale); Capture an 0220 completion
 // advice; Void an 0400 reversal; Refund an 0200 with processing code
-// 200000; Ping an 0800 echo. Result.Ref is the RRN. The client remembers
-// the authorizations it made (up to OriginalsMax) to capture, void and
-// refund them: a ref it does not know (made before a restart) is an
-// EINVALID error.
+// 200000; Ping an 0800 echo. Result.Ref is the RRN.
+//
+// The client remembers the authorizations it made — the data elements a
+// completion, reversal or refund names them by, and what was captured,
+// refunded or voided — to act on them later. In memory it keeps up to
+// OriginalsMax. Given a connector.StateStore (KeepState, Config.State) it
+// is connector.Stateful: it saves each approval there before answering
+// it, and saves again after every capture, void and refund the acquirer
+// approves, keyed by its name and the RRN, so after a restart it loads
+// what memory lacks. The state is versioned JSON and holds the PAN and
+// expiry, which completions and refunds send again, as the account's
+// instrument already does: test cards only.
+//
+// An approval that cannot be saved (or whose earlier state cannot be
+// read) is reversed, and Authorize returns a retryable EUNAVAILABLE
+// error: an authorization the client might forget could neither be
+// captured nor released after a restart, and a retry with the same key
+// authorizes afresh. A capture, void or refund the acquirer approved but
+// that cannot be saved is logged at Error and its result returned: it is
+// done, and the client still knows it until it restarts.
+//
+// A ref it does not know — not in memory, nor in the store — is an
+// EINVALID error; a store that cannot be read is a retryable EUNAVAILABLE
+// one. Pending reversals (PendingReversals) are kept in memory only: they
+// are retried by RetryReversals and before a new try of their operation,
+// and a restart forgets them.
 type Client struct {
 	cfg     Config
 	log     *slog.Logger
@@ -114,11 +140,13 @@ type Client struct {
 	origs   map[string]*original
 	order   []string // RRNs of origs, oldest first
 	pending []*PendingReversal
+	state   connector.StateStore // nil: memory only
 }
 
 var (
 	_ connector.Connector = (*Client)(nil)
 	_ connector.Pinger    = (*Client)(nil)
+	_ connector.Stateful  = (*Client)(nil)
 )
 
 // New checks cfg and returns a Client. It does not connect: the first
@@ -183,6 +211,7 @@ func New(cfg Config) (*Client, error) {
 		log:     log.With("connector", cfg.Name),
 		dialSem: make(chan struct{}, 1),
 		origs:   make(map[string]*original),
+		state:   cfg.State,
 	}, nil
 }
 
@@ -206,8 +235,11 @@ func (c *Client) Close() error {
 }
 
 // original is what the client remembers of an approved authorization or
-// sale: what a completion, reversal or refund names it by.
+// sale: what a completion, reversal or refund names it by. c.mu guards
+// the fields that change (captured, refunded, refunds, voided).
 type original struct {
+	saving sync.Mutex // held across a save to the state store
+
 	mti, stan, transmission string // field 90's parts
 	rrn, approval           string
 	pan, expiry             string
@@ -673,7 +705,8 @@ func (c *Client) settlePending(ctx context.Context, rrn string) error {
 // a.Merchant, when set, is "MID" or "MID/TID". The RRN is derived from
 // a.Key. Approval (00, 08, 11) gives Authorized or Captured; 91 and 96
 // give a retryable EUNAVAILABLE error; any other code a Declined result.
-// A request without answer is reversed before EUNAVAILABLE is returned.
+// A request without answer is reversed before EUNAVAILABLE is returned,
+// and so is an approval that cannot be saved in the state store.
 func (c *Client) Authorize(ctx context.Context, a *connector.Authorization) (*connector.Result, error) {
 	if a == nil {
 		return nil, iotpay.Errorf(iotpay.EINVALID, "iso8583: no authorization")
@@ -738,19 +771,19 @@ func (c *Client) Authorize(ctx context.Context, a *connector.Authorization) (*co
 		if a.Capture {
 			o.captured = o.amount
 		}
-		c.remember(o)
+		if err := c.keep(ctx, o); err != nil {
+			// Forgotten, it could neither be captured nor released.
+			c.log.Error("iso8583: an approval could not be remembered durably; reversing it", "rrn", rrn, "err", err)
+			if rerr := c.giveBack(ctx, req, CodeSuspectedMalfunction); rerr != nil {
+				return nil, connector.Unavailable(c.cfg.Name, what+" approved but not remembered durably, and its reversal got no answer: the reversal is pending", errors.Join(err, rerr))
+			}
+			return nil, connector.Unavailable(c.cfg.Name, what+" approved but not remembered durably, and was reversed", err)
+		}
 		res.Status, res.Amount, res.Approval, res.Code = status, a.Amount.Amount, o.approval, ""
 		return res, nil
 	case code == CodePartialApproval:
 		// We never ask for a partial approval: give it back, then decline.
-		rev, err := c.reversalOf(req, CodeCustomerCancellation)
-		if err != nil {
-			return nil, err
-		}
-		if err := c.sendReversal(context.WithoutCancel(ctx), rev); err != nil {
-			c.mu.Lock()
-			c.pending = append(c.pending, &PendingReversal{RRN: rrn, Reversal: rev, Since: c.cfg.Now(), Err: err.Error()})
-			c.mu.Unlock()
+		if err := c.giveBack(ctx, req, CodeCustomerCancellation); err != nil {
 			return nil, connector.Unavailable(c.cfg.Name, "partial approval could not be reversed: the reversal is pending", err)
 		}
 		res.Status, res.Message = connector.Declined, ResponseMessage(code)
@@ -762,6 +795,23 @@ func (c *Client) Authorize(ctx context.Context, a *connector.Authorization) (*co
 	return res, nil
 }
 
+// giveBack reverses req, which the acquirer approved, for reason (field
+// 39), even when ctx is cancelled. A reversal that gets no answer is left
+// pending, and its error returned.
+func (c *Client) giveBack(ctx context.Context, req *Message, reason string) error {
+	rev, err := c.reversalOf(req, reason)
+	if err != nil {
+		return err
+	}
+	if err := c.sendReversal(context.WithoutCancel(ctx), rev); err != nil {
+		c.mu.Lock()
+		c.pending = append(c.pending, &PendingReversal{RRN: req.Get(FieldRRN), Reversal: rev, Since: c.cfg.Now(), Err: err.Error()})
+		c.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
 // Capture sends an 0220 completion advice of amount (all that is
 // authorized when 0). A completion closes the authorization: what it does
 // not capture is released, so a partial capture that keeps the rest held
@@ -771,7 +821,7 @@ func (c *Client) Capture(ctx context.Context, ref string, amount int64, final bo
 	if key == "" {
 		return nil, iotpay.Errorf(iotpay.EINVALID, "iso8583: capture needs an idempotency key")
 	}
-	o, err := c.original(ref)
+	o, err := c.original(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -825,6 +875,7 @@ func (c *Client) Capture(ctx context.Context, ref string, amount int64, final bo
 		c.mu.Lock()
 		o.captured = amount
 		c.mu.Unlock()
+		c.saveDone(ctx, o, "a completion")
 		return &connector.Result{Ref: ref, Status: connector.Captured, Amount: amount, Approval: o.approval, At: c.cfg.Now()}, nil
 	case Unavailable(code):
 		return nil, connector.Unavailable(c.cfg.Name, "completion answered "+code+" ("+ResponseMessage(code)+")", nil)
@@ -839,7 +890,7 @@ func (c *Client) Void(ctx context.Context, ref string, key string) (*connector.R
 	if key == "" {
 		return nil, iotpay.Errorf(iotpay.EINVALID, "iso8583: void needs an idempotency key")
 	}
-	o, err := c.original(ref)
+	o, err := c.original(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -864,6 +915,7 @@ func (c *Client) Void(ctx context.Context, ref string, key string) (*connector.R
 	c.mu.Lock()
 	o.voided = true
 	c.mu.Unlock()
+	c.saveDone(ctx, o, "a void")
 	return &connector.Result{Ref: ref, Status: connector.Voided, Amount: o.amount, At: c.cfg.Now()}, nil
 }
 
@@ -871,22 +923,25 @@ func (c *Client) Void(ctx context.Context, ref string, key string) (*connector.R
 // is captured and not yet refunded when 0), naming the original in field
 // 90; its RRN comes from key. Like a sale, a refund without answer is
 // reversed before a retryable error is returned. Result.Amount is what
-// is refunded so far.
+// is refunded so far; a payment takes at most RefundsMax refunds.
 func (c *Client) Refund(ctx context.Context, ref string, amount int64, key string) (*connector.Result, error) {
 	if key == "" {
 		return nil, iotpay.Errorf(iotpay.EINVALID, "iso8583: refund needs an idempotency key")
 	}
-	o, err := c.original(ref)
+	o, err := c.original(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
 	rrn := RRN(key)
 	c.mu.Lock()
 	_, repeat := o.refunds[rrn]
-	captured, refunded := o.captured, o.refunded
+	captured, refunded, refunds := o.captured, o.refunded, len(o.refunds)
 	c.mu.Unlock()
 	if repeat {
 		return &connector.Result{Ref: ref, Status: connector.Refunded, Amount: refunded, At: c.cfg.Now()}, nil
+	}
+	if refunds >= RefundsMax {
+		return nil, iotpay.Errorf(iotpay.EINVALID, "iso8583: payment %s has %d refunds already, the most it may have", ref, refunds)
 	}
 	left := captured - refunded
 	if amount == 0 {
@@ -929,6 +984,7 @@ func (c *Client) Refund(ctx context.Context, ref string, amount int64, key strin
 		o.refunded += amount
 		refunded = o.refunded
 		c.mu.Unlock()
+		c.saveDone(ctx, o, "a refund")
 		return &connector.Result{Ref: ref, Status: connector.Refunded, Amount: refunded, Approval: resp.Get(FieldApproval), At: c.cfg.Now()}, nil
 	case Unavailable(code):
 		return nil, connector.Unavailable(c.cfg.Name, "refund answered "+code+" ("+ResponseMessage(code)+")", nil)
@@ -959,12 +1015,16 @@ func (c *Client) Ping(ctx context.Context) error {
 	return nil
 }
 
-func (c *Client) remember(o *original) {
+// put remembers o in memory, forgetting the oldest beyond OriginalsMax,
+// and returns the original now remembered for its RRN: the one there
+// already, unless it was voided and replaceVoided is set (o is a new
+// approval of the same RRN). Every caller then works on that one.
+func (c *Client) put(o *original, replaceVoided bool) *original {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	old, ok := c.origs[o.rrn]
-	if ok && !old.voided {
-		return // a repeat answered by the same authorization: keep what was done with it
+	if ok && !(replaceVoided && old.voided) {
+		return old // a repeat answered by the same authorization: keep what was done with it
 	}
 	if !ok {
 		c.order = append(c.order, o.rrn)
@@ -974,12 +1034,15 @@ func (c *Client) remember(o *original) {
 		delete(c.origs, c.order[0])
 		c.order = c.order[1:]
 	}
+	return o
 }
 
-func (c *Client) original(ref string) (*original, error) {
-	c.mu.Lock()
-	o := c.origs[ref]
-	c.mu.Unlock()
+// original returns the original ref, from memory or the state store.
+func (c *Client) original(ctx context.Context, ref string) (*original, error) {
+	o, err := c.lookup(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
 	if o == nil {
 		return nil, iotpay.Errorf(iotpay.EINVALID, "iso8583: payment %q is not one this client authorized (or it was forgotten)", ref)
 	}

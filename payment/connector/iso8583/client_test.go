@@ -43,10 +43,7 @@ type env struct {
 func newEnv(t testing.TB, rules []acquirersim.Rule, tweak ...func(*iso8583.Config, *acquirersim.Config)) *env {
 	t.Helper()
 	scfg := acquirersim.Config{Addr: "127.0.0.1:0", Rules: rules, Now: testNow}
-	ccfg := iso8583.Config{
-		MerchantID: "MERCHANT0000001", TerminalID: "TERM0001", AcquirerID: testAcquirer, MCC: "5999",
-		Timeout: testTimeout, Now: testNow,
-	}
+	ccfg := testConfig()
 	for _, f := range tweak {
 		f(&ccfg, &scfg)
 	}
@@ -62,6 +59,14 @@ func newEnv(t testing.TB, rules []acquirersim.Rule, tweak ...func(*iso8583.Confi
 	}
 	t.Cleanup(func() { c.Close() })
 	return &env{sim: sim, c: c}
+}
+
+// testConfig is the tests' client configuration, but for Addr.
+func testConfig() iso8583.Config {
+	return iso8583.Config{
+		MerchantID: "MERCHANT0000001", TerminalID: "TERM0001", AcquirerID: testAcquirer, MCC: "5999",
+		Timeout: testTimeout, Now: testNow,
+	}
 }
 
 // standardRules are the rules of the test cards.

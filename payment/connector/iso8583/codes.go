@@ -27,6 +27,7 @@ const (
 	CodeDuplicate            = "94"
 	CodeSystemMalfunction    = "96"
 	CodeCustomerCancellation = "17" // a reversal's reason: a void
+	CodeSuspectedMalfunction = "22" // a reversal's reason: the acceptor could not complete it
 )
 
 // ResponseMessage returns the meaning of a response code, for a decline's
@@ -59,6 +60,8 @@ func ResponseMessage(code string) string {
 		return "no such issuer"
 	case "17":
 		return "customer cancellation"
+	case "22":
+		return "suspected malfunction"
 	case "25":
 		return "unable to locate record"
 	case "30":

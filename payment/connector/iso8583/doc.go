@@ -31,4 +31,10 @@
 // sale (0200) that gets no answer in time is reversed (0400, repeated as
 // 0401) before a retryable EUNAVAILABLE error is returned: nothing is left
 // authorized behind an error the caller may retry.
+//
+// Given a connector.StateStore, the Client saves what it must know of
+// each approval to capture, void and refund it later (field 90's original
+// data, the RRN, approval code, card, amounts captured and refunded) as
+// versioned JSON, so a restarted client can act on what an earlier one
+// authorized.
 package iso8583

@@ -106,3 +106,32 @@ func FuzzReadFrame(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeState decodes data as the client decodes what it loads from
+// its state store: never a panic, only EINVALID errors, and a state that
+// decodes encodes back to the same bytes.
+func FuzzDecodeState(f *testing.F) {
+	good := readGoldenState(f)
+	addSeeds(f, good)
+	for _, s := range []string{
+		"", "null", "{}", "[]", `{"v":1}`, `{"v":2}`, `{"v":"1"}`, `{"v":1e0}`,
+		`{"v":1,"mti":"0100","stan":"000001","transmission":"0615143025","rrn":"000000000001","approval":"",` +
+			`"pan":"4111111111111111","expiry":"","mid":"M","tid":"T","currency":"978","amount":1,"captured":0,"refunded":0,"voided":true}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Add(bytes.Replace(good, []byte(`"voided":false`), []byte(`"voided":false,"voided":true`), 1))
+	f.Add(bytes.Replace(good, []byte(`"refunded":400`), []byte(`"refunded":-9223372036854775808`), 1))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		b, err := iso8583.ReencodeState(data)
+		if err != nil {
+			if iotpay.ErrorCode(err) != iotpay.EINVALID {
+				t.Fatalf("error %v is not EINVALID", err)
+			}
+			return
+		}
+		if !bytes.Equal(b, data) {
+			t.Fatalf("encoded again as\n %s\nfrom\n %s", b, data)
+		}
+	})
+}
