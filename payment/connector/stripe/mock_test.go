@@ -31,7 +31,7 @@ func TestMock(t *testing.T) {
 	t.Run("IncrementUnsupported", func(t *testing.T) { testMockIncrementUnsupported(t, base) })
 	t.Run("Ping", func(t *testing.T) { testMockPing(t, base) })
 	t.Run("TwoKeys", func(t *testing.T) { testMockTwoKeys(t, base) })
-	t.Run("SameKeyOtherPayment", func(t *testing.T) { testMockSameKeyOtherPayment(t, base) })
+	t.Run("SameOperationSameRequest", func(t *testing.T) { testMockSameOperationSameRequest(t, base) })
 	t.Run("Release", func(t *testing.T) { testMockRelease(t, base) })
 }
 
@@ -49,6 +49,7 @@ func testMockAuthorize(t *testing.T, base string) {
 		"capture_method":              {"manual"},
 		"error_on_requires_action":    {"true"},
 		"metadata[iotpay_device]":     {"dev_7"},
+		"metadata[iotpay_payment]":    {"pay_1"},
 		"statement_descriptor_suffix": {"EV 42"},
 		"payment_method_options[card][request_incremental_authorization]": {"if_available"},
 		"payment_method_options[card][request_multicapture]":              {"if_available"},
@@ -507,17 +508,16 @@ func testMockTwoKeys(t *testing.T, base string) {
 	}
 }
 
-// testMockSameKeyOtherPayment: a device's retry after every connector
-// failed is a new payment under the same key, and Stripe refuses a key
-// sent again with other parameters: both tries send the same request.
-func testMockSameKeyOtherPayment(t *testing.T, base string) {
+// testMockSameOperationSameRequest: Stripe refuses a key sent again with
+// other parameters, so every try of one operation sends the same request:
+// the same payment's key, id and device.
+func testMockSameOperationSameRequest(t *testing.T, base string) {
 	c, rec := newConnector(t, base, stripe.Config{})
 	var reqs []recorded
-	for _, pay := range []iotpay.PaymentID{"pay_1", "pay_2"} {
+	for try := range 2 {
 		a := authorization(t, "dev_7:req-9:authorize")
-		a.Payment = pay
 		if _, err := c.Authorize(context.Background(), a); err != nil {
-			t.Fatalf("Authorize %s: %v", pay, err)
+			t.Fatalf("Authorize, try %d: %v", try, err)
 		}
 		reqs = append(reqs, rec.all()...)
 	}

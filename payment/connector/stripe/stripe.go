@@ -59,13 +59,16 @@ const (
 )
 
 // Metadata keys set on every PaymentIntent. MetaKey holds the idempotency
-// key of the Authorize that made it, by which Release finds it; not the
-// payment id, which may change for one operation (a device's retry after
-// every connector failed is a new payment under the same key), while
-// Stripe refuses a key sent again with other parameters.
+// key of the Authorize that made it, by which Release finds it;
+// MetaPayment the payment's id, by which a settlement report (Stripe's
+// export of balance transactions names charges, not intents) is matched.
+// Stripe refuses a key sent again with other parameters, so the caller
+// keeps one payment id for every try of an operation (the platform
+// derives a device's payment id from its signed request).
 const (
-	MetaKey    = "iotpay_key"
-	MetaDevice = "iotpay_device"
+	MetaKey     = "iotpay_key"
+	MetaPayment = "iotpay_payment"
+	MetaDevice  = "iotpay_device"
 )
 
 // Config configures a Connector.
@@ -200,9 +203,9 @@ func (c *Connector) Name() string { return c.name }
 // and one that would need 3-D Secure is declined (error_on_requires_action)
 // since no payer is there to go through it. Incremental authorization and
 // multicapture are asked for where the card and the account allow them.
-// The intent's metadata holds a.Key (MetaKey) and a.Device (MetaDevice);
-// a.Payment is not sent, so every try of the operation sends the same
-// request whatever payment it is made for.
+// The intent's metadata holds a.Key (MetaKey), a.Payment (MetaPayment)
+// and a.Device (MetaDevice): every try of the operation must name the same
+// payment.
 func (c *Connector) Authorize(ctx context.Context, a *connector.Authorization) (*connector.Result, error) {
 	if a == nil {
 		return nil, iotpay.Errorf(iotpay.EINVALID, "stripe: no authorization")
@@ -234,6 +237,9 @@ func (c *Connector) Authorize(ctx context.Context, a *connector.Authorization) (
 		ErrorOnRequiresAction: stripego.Bool(true),
 		PaymentMethodTypes:    []*string{stripego.String("card")},
 		Metadata:              map[string]string{MetaKey: a.Key},
+	}
+	if a.Payment != "" {
+		p.Metadata[MetaPayment] = string(a.Payment)
 	}
 	if a.Device != "" {
 		p.Metadata[MetaDevice] = string(a.Device)
