@@ -3,6 +3,7 @@ package payment
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"math/bits"
 	"time"
 
@@ -50,6 +51,16 @@ type Engine[T Tx] struct {
 	// caller records its own evidence (AuthRequest.Finish) is not told.
 	// An error fails the operation.
 	OnEvent func(ctx context.Context, tx T, kind string, p *Payment) error
+	// Logger logs what the engine does outside a request's answer: the
+	// follow-ups payment systems owe (nil: discarded).
+	Logger *slog.Logger
+}
+
+func (e *Engine[T]) log() *slog.Logger {
+	if e.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return e.Logger
 }
 
 // ErrTransition is the code of a request a payment's or mandate's status

@@ -2,6 +2,7 @@ package payment
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -77,7 +78,8 @@ type followed struct {
 }
 
 // EnqueueFollowUp records f in the writer's batch b, to be done once the
-// batch commits (Do does it then) and retried until done. Its id derives
+// batch commits (Do does it then; f.Next set: not before then) and
+// retried until done. Its id derives
 // from its connector, operation and key, so enqueuing the same one twice
 // keeps one.
 func EnqueueFollowUp[T Tx](b *ledger.Batch[T], f *FollowUp) error {
@@ -86,13 +88,16 @@ func EnqueueFollowUp[T Tx](b *ledger.Batch[T], f *FollowUp) error {
 	}
 	f.ID = iotpay.DeriveID(iotpay.PrefixFollowUp, f.Connector, f.Op, f.Key)
 	f.Status, f.Created = FollowUpPending, b.Now
-	if f.Next.IsZero() {
-		f.Next = b.Now
+	now := f.Next.IsZero()
+	if now {
+		// Done after the commit; the watcher takes it only if that try
+		// never finished (the process stopped).
+		f.Next = b.Now.Add(ConnectorTimeout)
 	}
 	if err := b.Tx.PutFollowUp(b.Context(), f); err != nil {
 		return err
 	}
-	if fs, ok := b.Context().Value(followKey{}).(*followed); ok {
+	if fs, ok := b.Context().Value(followKey{}).(*followed); ok && now {
 		fs.mu.Lock()
 		fs.ups[f.ID] = f
 		fs.mu.Unlock()
@@ -117,9 +122,7 @@ func (e *Engine[T]) Do(ctx context.Context, fn func(b *ledger.Batch[T]) error) e
 		return err
 	}
 	for _, f := range fs.ups {
-		if !f.Next.After(time.Now()) {
-			e.FollowUp(context.WithoutCancel(ctx), f)
-		}
+		e.FollowUp(context.WithoutCancel(ctx), f)
 	}
 	return nil
 }
@@ -153,6 +156,12 @@ func (e *Engine[T]) FollowUp(ctx context.Context, f *FollowUp) bool {
 	if werr := e.W.Do(ctx, func(b *ledger.Batch[T]) error { return b.Tx.PutFollowUp(b.Context(), &g) }); werr == nil {
 		*f = g
 	}
+	lvl := slog.LevelWarn
+	if g.Status == FollowUpFailed {
+		lvl = slog.LevelError
+	}
+	e.log().Log(ctx, lvl, "a payment system's follow-up is not done", "follow_up", g.ID, "payment", g.Payment,
+		"connector", g.Connector, "op", g.Op, "status", g.Status, "attempts", g.Attempts, "next", g.Next, "err", g.LastError)
 	return false
 }
 
@@ -227,12 +236,12 @@ func (e *Engine[T]) FollowUps(ctx context.Context, tenant iotpay.TenantID, statu
 	return view(ctx, e.Store, func(tx T) ([]*FollowUp, error) { return tx.FollowUps(ctx, tenant, status, bound(limit)) })
 }
 
-// RetryFollowUp makes a tenant's failed follow-up pending again, due now, and
-// does it: an operator who fixed the cause (a merchant setting at the
-// payment system) asks for it again.
-func (e *Engine[T]) RetryFollowUp(ctx context.Context, tenant iotpay.TenantID, id string) (*FollowUp, error) {
-	var f *FollowUp
-	err := e.W.Do(ctx, func(b *ledger.Batch[T]) error {
+// RetryFollowUp makes a tenant's failed follow-up pending again and does
+// it now: an operator who fixed the cause (a merchant setting at the
+// payment system) asks for it again. It answers the follow-up as that try
+// left it, and whether it is done.
+func (e *Engine[T]) RetryFollowUp(ctx context.Context, tenant iotpay.TenantID, id string) (f *FollowUp, done bool, err error) {
+	err = e.W.Do(ctx, func(b *ledger.Batch[T]) error {
 		var err error
 		if f, err = b.Tx.FollowUp(b.Context(), tenant, id); err != nil {
 			return err
@@ -244,10 +253,10 @@ func (e *Engine[T]) RetryFollowUp(ctx context.Context, tenant iotpay.TenantID, i
 		return b.Tx.PutFollowUp(b.Context(), f)
 	})
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	e.FollowUp(ctx, f)
-	return f, nil
+	done = e.FollowUp(ctx, f)
+	return f, done, nil
 }
 
 // StateStore is the store a connector keeps what it remembers of its

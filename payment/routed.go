@@ -131,10 +131,48 @@ func (e *Engine[T]) Route(ctx context.Context, req *AuthRequest) (*External, err
 			Source: sources[c.Name()], Capture: req.Capture, Device: req.Device})
 		return err
 	})
+	e.releaseLost(ctx, req, key, attempts, err)
 	if err != nil {
 		return nil, err
 	}
 	return &External{Connector: name, Result: res, Attempts: attempts, Rule: rule}, nil
+}
+
+// releaseLost records a release follow-up for every payment system an
+// authorization got no answer from (connector.Releaser finds what it may
+// have made there by key): at once when another system authorized it, or
+// after ReleaseDelay when none did, since the device's retry with the
+// same key gets that authorization back.
+func (e *Engine[T]) releaseLost(ctx context.Context, req *AuthRequest, key string, attempts []route.Attempt, err error) {
+	var lost []string
+	for i, a := range attempts {
+		if a.Skipped || a.Error == "" || i == len(attempts)-1 && err != nil && !connector.Retryable(err) {
+			continue
+		}
+		if _, ok := e.Router.Connectors[a.Connector].(connector.Releaser); ok {
+			lost = append(lost, a.Connector)
+		}
+	}
+	if len(lost) == 0 {
+		return
+	}
+	next := time.Now()
+	if err != nil {
+		next = next.Add(ReleaseDelay)
+	}
+	werr := e.Do(context.WithoutCancel(ctx), func(b *ledger.Batch[T]) error {
+		for _, name := range lost {
+			if err := EnqueueFollowUp(b, &FollowUp{Tenant: req.Tenant, Payment: req.ID, Connector: name, Op: OpRelease,
+				Key: key, Next: next}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if werr != nil {
+		e.log().Error("authorizations an unanswered payment system may hold were not recorded for release",
+			"payment", req.ID, "connectors", lost, "key", key, "err", werr)
+	}
 }
 
 // external reports whether a payer account is an instrument at external

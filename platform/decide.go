@@ -10,6 +10,7 @@ import (
 
 	"github.com/iotpay/iotpay"
 	"github.com/iotpay/iotpay/payment"
+	"github.com/iotpay/iotpay/payment/connector"
 	"github.com/iotpay/iotpay/payment/ledger"
 	"github.com/iotpay/iotpay/platform/decision"
 	"github.com/iotpay/iotpay/platform/registry"
@@ -332,9 +333,22 @@ func (p *Processor) moveSession(b *ledger.Batch[Tx], dev *registry.Device, a *ru
 		if a.Kind == rules.Capture {
 			inc = a.Amount - pay.Held
 		}
-		moved, err := p.Engine.Increment(b, dev.Tenant, pay.ID, inc)
+		var moved *payment.Payment
+		var err, refused error
+		if pay.Connector != "" {
+			// Raised at its payment system first, outside the writer.
+			var ok bool
+			if ok, refused = raisedFor(ctx, pay.ID, inc); ok {
+				refused = nil
+			}
+		}
+		if refused == nil {
+			moved, err = p.Engine.Increment(b, dev.Tenant, pay.ID, inc)
+		}
 		var d *payment.DeclineError
 		switch {
+		case refused != nil:
+			declined = iotpay.Errorf(iotpay.EDECLINED, "%s: %s", pay.Connector, iotpay.ErrorMessage(refused))
 		case errors.As(err, &d):
 			declined = err
 		case err != nil:
@@ -361,9 +375,16 @@ func (p *Processor) moveSession(b *ledger.Batch[Tx], dev *registry.Device, a *ru
 	if amount == 0 {
 		// Nothing to take (nothing was delivered): the hold is released.
 		moved, err = p.Engine.Void(b, dev.Tenant, pay.ID)
+		if err == nil {
+			err = follow(b, moved, payment.OpVoid, 0, true, "session")
+		}
 		final = true
 	} else {
+		before := pay.Captured
 		moved, err = p.Engine.Capture(b, dev.Tenant, pay.ID, amount, final)
+		if err == nil {
+			err = follow(b, moved, payment.OpCapture, amount, final, "session-"+strconv.FormatInt(before, 10))
+		}
 	}
 	if err != nil {
 		return err
@@ -395,7 +416,8 @@ func (p *Processor) authorize(b *ledger.Batch[Tx], dev *registry.Device, prod *r
 		Product: prod.ID, Category: prod.Category, Merchant: prod.Merchant, Amount: amount, Capture: a.Kind != rules.Hold,
 		RequestID: req.RequestID, RequestHash: rh,
 	}
-	if r := routedFor(ctx, amount); r != nil && a.Kind != rules.Hold {
+	r := routedFor(ctx, amount)
+	if r != nil {
 		ar.ID, ar.External = r.id, r.ext // authorized outside; captured there once booked
 	}
 	if prof.Risk != nil {
@@ -431,6 +453,20 @@ func (p *Processor) authorize(b *ledger.Batch[Tx], dev *registry.Device, prod *r
 	pay, err := p.Engine.Authorize(b, ar)
 	if err != nil {
 		return Result{}, err
+	}
+	if r != nil && r.ext.Result.Status == connector.Authorized {
+		// The payment system follows the ledger: a sale booked is captured
+		// there, a declined one released; a hold or a review stays held.
+		switch pay.Status {
+		case payment.StatusCaptured:
+			err = follow(b, pay, payment.OpCapture, pay.Captured, true, "sale")
+		case payment.StatusDeclined:
+			pay.Connector, pay.ConnectorRef = r.ext.Connector, r.ext.Result.Ref
+			err = follow(b, pay, payment.OpVoid, 0, true, "declined")
+		}
+		if err != nil {
+			return Result{}, err
+		}
 	}
 	if pay.Status != payment.StatusDeclined {
 		if err := p.afterApproval(ctx, tx, dev, st, a, dec, pay, now); err != nil {

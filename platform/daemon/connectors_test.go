@@ -48,6 +48,7 @@ func acquirer(t *testing.T, name string, rules ...acquirersim.Rule) (*acquirersi
 // mandate on a payer account that is a card at every connector.
 type routedShop struct {
 	*platform
+	cfg            daemon.Config
 	merchant, card iotpay.AccountID
 	product        iotpay.ProductID
 	device         iotpay.DeviceID
@@ -55,18 +56,19 @@ type routedShop struct {
 
 func newRoutedShop(t *testing.T, table map[string]any, cs ...connector.Connector) *routedShop {
 	t.Helper()
-	d, err := daemon.Open(context.Background(), daemon.Config{DataDir: filepath.Join(t.TempDir(), "data"), HTTPAddr: "127.0.0.1:0",
-		MQTTAddr: "127.0.0.1:0", DeviceHTTPAddr: "127.0.0.1:0", CoAPAddr: "127.0.0.1:0", Connectors: cs, WatchInterval: time.Hour})
+	cfg := daemon.Config{DataDir: filepath.Join(t.TempDir(), "data"), HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0",
+		DeviceHTTPAddr: "127.0.0.1:0", CoAPAddr: "127.0.0.1:0", Connectors: cs, WatchInterval: 100 * time.Millisecond}
+	d, err := daemon.Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := d.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { d.Close() })
 	p := &platform{t: t, d: d, url: "http://" + d.HTTPAddr()}
+	t.Cleanup(func() { p.d.Close() }) // the daemon running then (restart replaces it)
 	t.Cleanup(p.assertBalanced)
-	s := &routedShop{platform: p}
+	s := &routedShop{platform: p, cfg: cfg}
 	var acc struct{ ID iotpay.AccountID }
 	p.must("POST", "/v1/accounts", map[string]any{"name": "merchant", "kind": "merchant", "currency": "EUR"}, &acc)
 	s.merchant = acc.ID
@@ -91,6 +93,28 @@ func newRoutedShop(t *testing.T, table map[string]any, cs ...connector.Connector
 		"daily_limit": 50_000, "monthly_limit": 100_000}, nil)
 	p.must("PUT", "/v1/routing", table, nil)
 	return s
+}
+
+// restart stops the platform and starts it again on the same data,
+// with connectors cs (new clients: nothing kept in memory), keeping the
+// operator's API key.
+func (s *routedShop) restart(cs ...connector.Connector) {
+	s.t.Helper()
+	key := s.d.APIKey
+	if err := s.d.Close(); err != nil {
+		s.t.Fatal(err)
+	}
+	s.cfg.Connectors = cs
+	d, err := daemon.Open(context.Background(), s.cfg)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if err := d.Start(); err != nil {
+		d.Close()
+		s.t.Fatal(err)
+	}
+	d.APIKey = key
+	s.d, s.url = d, "http://"+d.HTTPAddr()
 }
 
 type routedPayment struct {

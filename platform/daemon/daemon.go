@@ -249,6 +249,14 @@ func Open(ctx context.Context, cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	d.Payments.W = d.Writer
+	d.Payments.Logger = d.log.With("component", "payments")
+	for _, c := range cfg.Connectors {
+		if sc, ok := c.(connector.Stateful); ok {
+			// What a connector must remember of its payments (an
+			// acquirer's original data elements) survives a restart.
+			sc.KeepState(d.Payments.StateStore())
+		}
+	}
 	d.Registry = &registry.Service{Store: platform.WriterStore[registry.Tx]{W: d.Writer, Read: read}, CA: d.CA,
 		PlatformKey: receiptKey.Public(), GMCA: d.GMCA, GMPlatformKey: gmReceiptKey.Public()}
 	d.Processor = &platform.Processor{

@@ -109,6 +109,23 @@ func (d *Daemon) watch(interval time.Duration) {
 		}
 		d.deliverOrders(client)
 		d.deliverWebhooks(client)
+		d.followUp()
+	}
+}
+
+// followUpsPerRound bounds the follow-ups one round of the watcher does.
+const followUpsPerRound = 64
+
+// followUp does the follow-ups payment systems owe the ledger that are
+// due: those whose first try failed, or that waited (a release).
+func (d *Daemon) followUp() {
+	if d.Payments.Router == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if _, _, err := d.Payments.FollowUpsDue(ctx, followUpsPerRound); err != nil {
+		d.log.Error("follow-ups not read", "err", err)
 	}
 }
 

@@ -121,6 +121,8 @@ func (s *Server) Routes() []Route {
 		op("PUT", "/v1/routing", s.putRouting),
 		op("GET", "/v1/routing", s.getRouting),
 		op("GET", "/v1/connectors", s.connectorHealth),
+		op("GET", "/v1/follow-ups", s.listFollowUps),
+		op("POST", "/v1/follow-ups/{id}/retry", s.retryFollowUp),
 		op("POST", "/v1/reconciliations/{connector}", s.reconcileReport),
 		op("POST", "/v1/accounts", s.createAccount),
 		op("GET", "/v1/accounts", s.listAccounts),

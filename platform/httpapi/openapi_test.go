@@ -20,6 +20,7 @@ import (
 
 	"github.com/iotpay/iotpay"
 	apidoc "github.com/iotpay/iotpay/api"
+	"github.com/iotpay/iotpay/payment"
 	"github.com/iotpay/iotpay/payment/connector"
 	"github.com/iotpay/iotpay/payment/connector/iso8583"
 	"github.com/iotpay/iotpay/payment/connector/iso8583/acquirersim"
@@ -29,6 +30,7 @@ import (
 	"github.com/iotpay/iotpay/platform/decision"
 	"github.com/iotpay/iotpay/platform/httpapi"
 	"github.com/iotpay/iotpay/platform/pki"
+	"github.com/iotpay/iotpay/store/sqlstore"
 )
 
 // unreachable are documented answers no request through the API can
@@ -50,6 +52,8 @@ var noIdempotency = map[string]string{
 		"and the answer, a secret, must not be kept in the idempotency table",
 	"POST /v1/products/{id}/dry-run":       "a dry run evaluates and writes nothing: repeating it is harmless",
 	"POST /v1/reconciliations/{connector}": "a reconciliation reads the ledger and writes nothing",
+	"POST /v1/follow-ups/{id}/retry": "a retry sends the follow-up's own idempotency key to the payment system, " +
+		"and a second retry of one not failed any more is refused",
 }
 
 // liveDoc fetches the document the server serves, checks it is the
@@ -350,6 +354,29 @@ func TestOpenAPILive(t *testing.T) {
 	c.ok(200, "GET", "/v1/routing", nil)
 	c.ok(400, "PUT", "/v1/routing", map[string]any{"default": []string{"paypal"}})
 	c.ok(200, "GET", "/v1/connectors", nil)
+	// Follow-ups: a failed one (put here as the engine records it, at a
+	// payment system no longer configured) retried: pending again, since
+	// the system may come back; a pending one cannot be retried.
+	c.ok(200, "GET", "/v1/follow-ups", nil)
+	c.send(a.key, "GET", "/v1/follow-ups?status=done", nil, false, 400)
+	tenant, err := a.d.Registry.Authenticate(context.Background(), a.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := &payment.FollowUp{ID: "fup_01jd0000000000000000000001", Tenant: tenant, Connector: "gone", Ref: "123456789012",
+		Op: payment.OpCapture, Amount: 100, Final: true, Key: "pay_x:capture:sale", Status: payment.FollowUpFailed,
+		LastError: "acquirer declined the capture: 12", Next: time.Now(), Created: time.Now()}
+	if err := a.d.DB.Update(context.Background(), func(tx *sqlstore.Tx) error { return tx.PutFollowUp(context.Background(), failed) }); err != nil {
+		t.Fatal(err)
+	}
+	if r := c.ok(200, "GET", "/v1/follow-ups?status=failed&limit=5", nil); len(r.body["data"].([]any)) != 1 {
+		t.Errorf("failed follow-ups: %s", r)
+	}
+	if r := c.ok(200, "POST", "/v1/follow-ups/"+failed.ID+"/retry", nil); r.body["done"] != false ||
+		r.body["follow_up"].(map[string]any)["status"] != "pending" {
+		t.Errorf("retry at a payment system not configured: %s", r)
+	}
+	c.ok(409, "POST", "/v1/follow-ups/"+failed.ID+"/retry", nil)
 	report := "reference,amount,currency,date,type\n123456789012,12.34,EUR,2026-12-01,capture\n"
 	if r := c.send(a.key, "POST", "/v1/reconciliations/acquirer?format=csv", report, true, 200, "Content-Type", "text/csv"); r.body["ok"] != false {
 		t.Errorf("reconciliation of an unknown item: %s", r)
@@ -358,10 +385,6 @@ func TestOpenAPILive(t *testing.T) {
 	c.ok(400, "POST", "/v1/accounts", map[string]any{"name": "card", "kind": "payer", "currency": "EUR", "sources": map[string]string{"paypal": "x"}})
 
 	// Payments risk control held: holds made here, each given a review.
-	tenant, err := a.d.Registry.Authenticate(context.Background(), a.key)
-	if err != nil {
-		t.Fatal(err)
-	}
 	heldFor := func() string {
 		id := c.ok(201, "POST", "/v1/payments", map[string]any{"device": device, "amount": 300, "currency": "EUR"}).str("id")
 		err := a.d.Payments.Do(context.Background(), func(b *ledger.Batch[platform.Tx]) error {
@@ -415,10 +438,10 @@ func TestOpenAPILive(t *testing.T) {
 	// Refusals every operation documents, swept over the document.
 	real := map[string]string{"/v1/accounts/": payer, "/v1/products/": product, "/v1/devices/": device,
 		"/v1/mandates/": mandate, "/v1/payments/": open, "/v1/reviews/": approved, "/v1/webhooks/": hook.str("id"),
-		"/v1/webhook-deliveries/": delivery}
+		"/v1/webhook-deliveries/": delivery, "/v1/follow-ups/": failed.ID}
 	unknown := map[string]string{"/v1/accounts/": noAccount, "/v1/products/": noProduct, "/v1/devices/": noDevice,
 		"/v1/mandates/": noMandate, "/v1/payments/": noPayment, "/v1/reviews/": noPayment, "/v1/webhooks/": noWebhook,
-		"/v1/webhook-deliveries/": noDelivery}
+		"/v1/webhook-deliveries/": noDelivery, "/v1/follow-ups/": "fup_01jd0000000000000000000000"}
 	for path, item := range doc.Paths.Map() {
 		for method, op := range item.Operations() {
 			with := func(id string) string { return strings.Replace(path, "{id}", id, 1) }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/iotpay/iotpay"
+	"github.com/iotpay/iotpay/payment"
 	"github.com/iotpay/iotpay/payment/ledger"
 	"github.com/iotpay/iotpay/payment/route"
 	"github.com/iotpay/iotpay/platform"
@@ -163,5 +164,47 @@ func (s *Server) connectorHealth(w http.ResponseWriter, _ *http.Request, _ iotpa
 		hs = s.Payments.Router.Health()
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"data": hs})
+	return nil
+}
+
+// listFollowUps answers the tenant's follow-ups owed by payment systems:
+// pending (?status=pending, the default: not done yet, retried with
+// back-off) or failed (refused by the payment system: someone must act).
+func (s *Server) listFollowUps(w http.ResponseWriter, r *http.Request, tenant iotpay.TenantID) error {
+	limit, err := pageLimit(r)
+	if err != nil {
+		return err
+	}
+	status := payment.FollowUpStatus(r.URL.Query().Get("status"))
+	if status == "" {
+		status = payment.FollowUpPending
+	}
+	fs, err := s.Payments.FollowUps(r.Context(), tenant, status, limit)
+	if err != nil {
+		return err
+	}
+	if fs == nil {
+		fs = []*payment.FollowUp{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"data": fs})
+	return nil
+}
+
+// retryFollowUp makes a failed follow-up pending again and tries it now:
+// it answers the follow-up as it is after that try (gone from the list
+// when done).
+func (s *Server) retryFollowUp(w http.ResponseWriter, r *http.Request, tenant iotpay.TenantID) error {
+	id, err := pathID[string](r, iotpay.PrefixFollowUp)
+	if err != nil {
+		return err
+	}
+	if _, err := readBody(r, nil); err != nil {
+		return err
+	}
+	f, done, err := s.Payments.RetryFollowUp(r.Context(), tenant, id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"follow_up": f, "done": done})
 	return nil
 }

@@ -169,7 +169,9 @@ func testFollowUps(t *testing.T, db *sqlstore.DB) {
 	})
 
 	// Connector state: an upsert, read back byte for byte.
-	mustUpdate(t, db, func(tx *sqlstore.Tx) error { return tx.PutConnectorState(ctx, "acquirer", "123456789012", []byte(`{"v":1}`), now) })
+	mustUpdate(t, db, func(tx *sqlstore.Tx) error {
+		return tx.PutConnectorState(ctx, "acquirer", "123456789012", []byte(`{"v":1}`), now)
+	})
 	mustUpdate(t, db, func(tx *sqlstore.Tx) error {
 		return tx.PutConnectorState(ctx, "acquirer", "123456789012", []byte{0, 1, 2, 0xff}, now)
 	})
