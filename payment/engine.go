@@ -566,6 +566,15 @@ func (e *Engine[T]) OnExpire(ctx context.Context, tx T, expired []*ledger.Transf
 		if err := tx.UpdatePayment(ctx, p); err != nil {
 			return err
 		}
+		if p.Connector != "" {
+			// The ledger let the hold lapse: so does the payment system,
+			// at the watcher's next round.
+			f := &FollowUp{Tenant: p.Tenant, Payment: p.ID, Connector: p.Connector, Ref: p.ConnectorRef, Op: OpVoid,
+				Key: string(p.ID) + ":" + OpVoid + ":expired", Next: t.Time}
+			if err := tx.PutFollowUp(ctx, f.init(t.Time)); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

@@ -86,9 +86,8 @@ func EnqueueFollowUp[T Tx](b *ledger.Batch[T], f *FollowUp) error {
 	if f.Connector == "" || f.Key == "" || f.Op == "" {
 		return iotpay.Errorf(iotpay.EINTERNAL, "follow-up without connector, op or key")
 	}
-	f.ID = iotpay.DeriveID(iotpay.PrefixFollowUp, f.Connector, f.Op, f.Key)
-	f.Status, f.Created = FollowUpPending, b.Now
 	now := f.Next.IsZero()
+	f.init(b.Now)
 	if now {
 		// Done after the commit; the watcher takes it only if that try
 		// never finished (the process stopped).
@@ -103,6 +102,14 @@ func EnqueueFollowUp[T Tx](b *ledger.Batch[T], f *FollowUp) error {
 		fs.mu.Unlock()
 	}
 	return nil
+}
+
+// init makes f a new pending follow-up, created at now; its id derives
+// from its connector, operation and key.
+func (f *FollowUp) init(now time.Time) *FollowUp {
+	f.ID = iotpay.DeriveID(iotpay.PrefixFollowUp, f.Connector, f.Op, f.Key)
+	f.Status, f.Created = FollowUpPending, now
+	return f
 }
 
 // Do runs fn as one writer operation; the follow-ups it enqueued are done

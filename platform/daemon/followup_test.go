@@ -218,3 +218,20 @@ func TestAcquirerPaymentAfterARestart(t *testing.T) {
 		t.Fatalf("card %d", b)
 	}
 }
+
+// TestLapsedHoldReleasedAtTheAcquirer: a hold the ledger lets lapse is
+// reversed at the acquirer too.
+func TestLapsedHoldReleasedAtTheAcquirer(t *testing.T) {
+	sim, acq := acquirer(t, "acquirer")
+	s := newRoutedShop(t, map[string]any{"default": []string{"acquirer"}}, acq)
+	var p routedPayment
+	s.must("POST", "/v1/payments", map[string]any{"device": s.device, "amount": 700, "currency": "EUR", "hold_seconds": 1}, &p)
+	if p.Status != "authorized" || p.Connector != "acquirer" {
+		t.Fatalf("held: %+v", p)
+	}
+	waitFor(t, func() bool { a, _ := sim.Auth(p.ConnectorRef); return a.Reversed })
+	s.must("GET", "/v1/payments/"+p.ID, nil, &p)
+	if p.Status != "expired" || len(s.followUps("pending")) != 0 {
+		t.Fatalf("after the lapse: %+v, follow-ups %+v", p, s.followUps("pending"))
+	}
+}
