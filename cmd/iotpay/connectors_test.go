@@ -66,6 +66,16 @@ func TestAcquirerSimAndReconcileCLI(t *testing.T) {
 	if h := c.run("connectors"); len(h["data"].([]any)) != 1 {
 		t.Fatalf("connectors: %v", h)
 	}
+	if fs := c.run("follow-ups"); len(fs["data"].([]any)) != 0 {
+		t.Fatalf("follow-ups: %v", fs)
+	}
+	if fs := c.run("follow-ups", "--status", "failed", "--limit", "5"); len(fs["data"].([]any)) != 0 {
+		t.Fatalf("failed follow-ups: %v", fs)
+	}
+	if err := run(context.Background(), []string{"follow-up", "retry", "--id", "fup_01jd0000000000000000000000"}, io.Discard, io.Discard); err == nil ||
+		!strings.Contains(err.Error(), "404") && !strings.Contains(err.Error(), "not found") {
+		t.Fatalf("retry of no follow-up: %v", err)
+	}
 	report := filepath.Join(t.TempDir(), "settlement.csv")
 	day := time.Now().UTC().Format("2006-01-02")
 	os.WriteFile(report, []byte("reference,amount,currency,date,type\n"+p["connector_ref"].(string)+",19.99,EUR,"+day+",capture\n"), 0o600)

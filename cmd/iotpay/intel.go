@@ -197,6 +197,16 @@ func listBy(name, path string) func(context.Context, []string, io.Writer, io.Wri
 	}
 }
 
+func followUpList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := operatorFlags("follow-ups", stderr)
+	status := fs.String("status", "pending", "pending (retried with back-off) or failed (refused: someone must act)")
+	limit := fs.Int("limit", 50, "how many, newest first")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	return fs.call(ctx, "GET", "/v1/follow-ups?"+url.Values{"status": {*status}, "limit": {strconv.Itoa(*limit)}}.Encode(), nil, stdout)
+}
+
 func webhookCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := operatorFlags("webhook create", stderr)
 	u := fs.String("url", "", "the endpoint's http(s) URL (required)")

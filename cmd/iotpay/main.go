@@ -66,6 +66,8 @@ Commands:
   audit anchor-deploy  deploy the CheckpointAnchor contract on an Ethereum chain (for iotpayd --eth-contract)
   witness              run a transparency-log witness (C2SP tlog-witness) for the logs given
   connectors           the external payment systems and their health (circuit breaker, errors)
+  follow-ups           what payment systems still owe the ledger: pending (retried with back-off) or --status failed
+  follow-up retry      try a failed follow-up again, now (after mending what made the payment system refuse it)
   routing              show the routing table, or --file: set it (rules over currency, amount, product, account → connectors)
   reconcile            match a connector's settlement report (CSV or camt.053) against the ledger: matched, missing, mismatched
   acquirer-sim         run a card acquirer host simulator speaking ISO 8583 (approve, decline, time out, drop, by rule)
@@ -94,7 +96,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	cmd, rest := args[0], args[1:]
-	if len(rest) > 0 && (cmd == "product" || cmd == "account" || cmd == "device" || cmd == "mandate" || cmd == "payment" || cmd == "audit" || cmd == "tariff" || cmd == "review" || cmd == "webhook") {
+	if len(rest) > 0 && (cmd == "product" || cmd == "account" || cmd == "device" || cmd == "mandate" || cmd == "payment" || cmd == "audit" || cmd == "tariff" || cmd == "review" || cmd == "webhook" || cmd == "follow-up") {
 		cmd, rest = cmd+" "+rest[0], rest[1:]
 	}
 	if c, ok := commands[cmd]; ok {
@@ -154,4 +156,6 @@ var commands = map[string]func(ctx context.Context, args []string, stdout, stder
 	"reconcile":           reconcileCmd,
 	"connectors":          listBy("connectors", "/v1/connectors"),
 	"routing":             routingCmd,
+	"follow-ups":          followUpList,
+	"follow-up retry":     byID("follow-up retry", "id", "POST", "/v1/follow-ups/%s/retry"),
 }
