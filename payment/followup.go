@@ -134,6 +134,16 @@ func (e *Engine[T]) Do(ctx context.Context, fn func(b *ledger.Batch[T]) error) e
 	return nil
 }
 
+// ReleaseUnbooked releases, through a follow-up done at once and retried
+// until done, an authorization payment system x made for payment id that
+// the ledger did not book (or booked as declined).
+func (e *Engine[T]) ReleaseUnbooked(ctx context.Context, tenant iotpay.TenantID, id iotpay.PaymentID, x *External) error {
+	return e.Do(context.WithoutCancel(ctx), func(b *ledger.Batch[T]) error {
+		return EnqueueFollowUp(b, &FollowUp{Tenant: tenant, Payment: id, Connector: x.Connector, Ref: x.Result.Ref, Op: OpVoid,
+			Key: string(id) + ":" + OpVoid + ":unbooked"})
+	})
+}
+
 // FollowUp does f at its payment system now and records the outcome: done
 // (forgotten), to retry later (a retryable failure, or a release that
 // found nothing yet), or failed (the payment system refused it). It

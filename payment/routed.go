@@ -254,19 +254,6 @@ func (e *Engine[T]) Forward(ctx context.Context, tenant iotpay.TenantID, id iotp
 
 func itoa(v int64) string { return strconv.FormatInt(v, 10) }
 
-// VoidAt releases an authorization a payment system holds that the
-// ledger did not book (the payment was declined here after all).
-func (e *Engine[T]) VoidAt(ctx context.Context, name, ref, key string) error {
-	c, ok := e.Router.Connectors[name]
-	if !ok {
-		return iotpay.Errorf(iotpay.EINTERNAL, "payment system %q is not configured", name)
-	}
-	ctx, cancel := context.WithTimeout(ctx, ConnectorTimeout)
-	defer cancel()
-	_, err := c.Void(ctx, ref, key)
-	return err
-}
-
 // Told is what a payment system said on its own of a payment it holds
 // (a webhook): its status now and the amount the status is about.
 type Told struct {

@@ -206,11 +206,7 @@ func (p *Processor) settle(ctx context.Context, r *routed) {
 	if err == nil && pay.Connector == r.ext.Connector {
 		return
 	}
-	err = p.Engine.Do(ctx, func(b *ledger.Batch[Tx]) error {
-		return payment.EnqueueFollowUp(b, &payment.FollowUp{Tenant: r.tenant, Payment: r.id, Connector: r.ext.Connector,
-			Ref: r.ext.Result.Ref, Op: payment.OpVoid, Key: string(r.id) + ":void:unbooked"})
-	})
-	if err != nil {
+	if err := p.Engine.ReleaseUnbooked(ctx, r.tenant, r.id, r.ext); err != nil {
 		p.log().Error("an authorization the ledger did not book was not released at its payment system", "payment", r.id,
 			"connector", r.ext.Connector, "ref", r.ext.Result.Ref, "err", err)
 	}

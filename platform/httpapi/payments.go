@@ -100,6 +100,23 @@ func (s *Server) commit(w http.ResponseWriter, r *http.Request, scope iotpay.Ten
 	return nil
 }
 
+// kept reports whether an answer is kept for the request's
+// Idempotency-Key (a repeat, answered from it by commit).
+func (s *Server) kept(r *http.Request, tenant iotpay.TenantID) bool {
+	key := r.Header.Get("Idempotency-Key")
+	if key == "" {
+		return false
+	}
+	err := s.Payments.Store.View(r.Context(), func(tx platform.Tx) error {
+		rec, err := tx.Idempotency(r.Context(), tenant, key)
+		if err == nil && !rec.Created.After(time.Now().Add(-IdempotencyTTL)) {
+			return iotpay.Errorf(iotpay.ENOTFOUND, "expired")
+		}
+		return err
+	})
+	return err == nil
+}
+
 func printable(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] < 0x20 || s[i] > 0x7e {
@@ -442,14 +459,16 @@ func (s *Server) createPayment(w http.ResponseWriter, r *http.Request, tenant io
 	req := &payment.AuthRequest{ID: iotpay.PaymentID(iotpay.NewID(iotpay.PrefixPayment, time.Now(), nil)), Tenant: tenant, Device: d.ID,
 		Product: prod.ID, Category: prod.Category, Merchant: prod.Merchant, Amount: iotpay.Money{Amount: in.Amount, Currency: in.Currency},
 		Capture: in.Capture, HoldTimeout: time.Duration(in.HoldSeconds) * time.Second}
-	if key := r.Header.Get("Idempotency-Key"); key != "" {
-		// The same request again is the same operation at the payment
-		// system it goes to (here, the kept answer is replayed).
-		req.Key = iotpay.DeriveID("op", string(tenant), "payment", key) + ":authorize"
-	}
 	// At an external payment system first, outside the writer; then booked.
-	if req.External, err = s.Payments.Route(r.Context(), req); err != nil {
-		return err
+	// Its key there is the payment id's: a repeat of the request with the
+	// same Idempotency-Key is answered from what was kept (and not sent
+	// there again), and a retry after every system failed is a new
+	// payment, while what the first may have left there is released by
+	// its own key.
+	if !s.kept(r, tenant) {
+		if req.External, err = s.Payments.Route(r.Context(), req); err != nil {
+			return err
+		}
 	}
 	var made *payment.Payment
 	err = s.commit(w, r, tenant, raw, func(ctx context.Context, b *ledger.Batch[platform.Tx]) (int, any, error) {
@@ -457,10 +476,11 @@ func (s *Server) createPayment(w http.ResponseWriter, r *http.Request, tenant io
 		made = p
 		return http.StatusCreated, p, err
 	})
-	if x := req.External; x != nil && x.Result.Status != connector.Declined && (err != nil || made != nil && made.Status == payment.StatusDeclined) {
+	if x := req.External; x != nil && x.Result.Status != connector.Declined && (made == nil || made.Status == payment.StatusDeclined) {
 		// Authorized outside but not booked (the mandate changed in
-		// between, or the store failed): released there too.
-		if verr := s.Payments.VoidAt(r.Context(), x.Connector, x.Result.Ref, string(req.ID)+":void"); verr != nil {
+		// between, the store failed, or a concurrent repeat of the
+		// request was kept first): released there too.
+		if verr := s.Payments.ReleaseUnbooked(r.Context(), tenant, req.ID, x); verr != nil {
 			s.log().Error("an authorization not booked was not voided at its payment system", "payment", req.ID,
 				"connector", x.Connector, "ref", x.Result.Ref, "err", verr)
 		}
