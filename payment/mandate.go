@@ -140,6 +140,14 @@ func (m *Mandate) use(amount int64, now time.Time) {
 // admit checks the mandate lets the device authorize amount more (total
 // being the payment's authorized amount after it) for product in
 // category at now.
+// Admits reports whether the mandate allows a payment of amount (total
+// with what the payment already holds) now: nil, or a *DeclineError. It
+// is what the engine checks in the writer, for a caller that must know
+// before (a payment system asked first).
+func (m *Mandate) Admits(amount, total int64, cur iotpay.Currency, product iotpay.ProductID, category string, now time.Time) error {
+	return m.admit(amount, total, cur, product, category, now)
+}
+
 func (m *Mandate) admit(amount, total int64, cur iotpay.Currency, product iotpay.ProductID, category string, now time.Time) error {
 	switch {
 	case m.Status == MandateRevoked:

@@ -347,6 +347,8 @@ func (p *Processor) moveSession(b *ledger.Batch[Tx], dev *registry.Device, a *ru
 		}
 		var d *payment.DeclineError
 		switch {
+		case errors.As(refused, &d):
+			declined = refused // the mandate's, checked before asking
 		case refused != nil:
 			declined = iotpay.Errorf(iotpay.EDECLINED, "%s: %s", pay.Connector, iotpay.ErrorMessage(refused))
 		case errors.As(err, &d):

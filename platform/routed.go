@@ -107,6 +107,8 @@ func (p *Processor) preflight(ctx context.Context, dev *registry.Device, req *wi
 			}
 			if up > 0 {
 				inc = &routed{tenant: dev.Tenant, id: sessPay.ID, amount: iotpay.Money{Amount: up, Currency: sessPay.Currency}}
+				// Nothing is raised there that the mandate would refuse.
+				inc.refused = m.Admits(up, sessPay.Amount+up, sessPay.Currency, sessPay.Product, sessPay.Category, p.now())
 			}
 			return nil
 		default:
@@ -143,6 +145,9 @@ func (p *Processor) preflight(ctx context.Context, dev *registry.Device, req *wi
 // system that did not answer fails the request (the device tries again,
 // with the same key).
 func (p *Processor) raise(ctx context.Context, r *routed, key string) (*routed, error) {
+	if r.refused != nil {
+		return r, nil
+	}
 	err := p.Engine.Forward(ctx, r.tenant, r.id, payment.OpIncrement, r.amount.Amount, false, key)
 	switch {
 	case err == nil:

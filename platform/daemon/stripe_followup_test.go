@@ -120,6 +120,19 @@ func TestEVSessionAtStripe(t *testing.T) {
 	if b := s.balance(s.card); b != -4200 {
 		t.Fatalf("card %d", b)
 	}
+	// An increment the mandate refuses (300 kWh are worth 105.00: 85.00
+	// more than the 30.00 held passes the 100.00 per payment) is not
+	// asked of Stripe.
+	sess = map[string]string{"session": "s-2"}
+	u.want(u.event("session_start", nil, sess), wire.Approved, "hold", 3000)
+	u.want(u.event("session_update", map[string]int64{"wh": 300_000}, sess), wire.Declined, "increment", 0)
+	if amount, _, _, _ := card.get(); amount != 3000 {
+		t.Fatalf("Stripe was asked for an increment the mandate refuses: %d held", amount)
+	}
+	u.want(u.event("session_end", map[string]int64{"wh": 50_000}, sess), wire.Approved, "capture", 1750)
+	if _, received, _, _ := card.get(); received != 1750 {
+		t.Fatalf("captured at Stripe %d", received)
+	}
 }
 
 // TestLostStripeAnswerReleased: Stripe makes the authorization but its
