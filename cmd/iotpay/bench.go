@@ -70,8 +70,13 @@ func benchStore(ctx context.Context, spec string) (db *sqlstore.DB, name string,
 }
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "ledger" {
-		return errors.New("usage: iotpay bench ledger --store sqlite|postgres://… [--json]")
+	switch {
+	case len(args) > 0 && args[0] == "conns":
+		return benchConns(ctx, args[1:], stdout, stderr)
+	case len(args) > 0 && args[0] == "platform":
+		return benchPlatform(ctx, args[1:], stdout, stderr)
+	case len(args) == 0 || args[0] != "ledger":
+		return errors.New("usage: iotpay bench ledger --store sqlite|postgres://… [--json]\n       iotpay bench conns --devices N [--hold 10s] [--json]")
 	}
 	fs := flag.NewFlagSet("bench ledger", flag.ContinueOnError)
 	fs.SetOutput(stderr)
