@@ -23,6 +23,7 @@ const usage = `Usage: iotpay <command> [flags]
 Commands:
   demo                 run the platform in-process and a scenario of devices paying over MQTT/TLS
   bench ledger         measure the ledger: transfers/s, with one hot account, and payments/s
+  sim                  simulate a fleet (up to 100,000 devices) paying over MQTT/CoAP at a rate: throughput, latency, ledger check
   product create       create a product (device type and its pricing)
   account create       open a payer or merchant account
   account fund         fund a payer account
@@ -110,6 +111,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 var commands = map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) error{
 	"demo":                runDemo,
 	"bench":               runBench,
+	"sim":                 runSim,
 	"product create":      productCreate,
 	"account create":      accountCreate,
 	"account fund":        accountFund,

@@ -1,0 +1,6 @@
+//go:build !unix
+
+package sim
+
+// fdLimit is unknown here.
+func fdLimit() int { return 0 }
