@@ -30,6 +30,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/iotpay/iotpay"
@@ -55,6 +56,9 @@ type Config struct {
 	// Progress, when set, is told how many devices are enrolled and
 	// connected as it goes.
 	Progress func(enrolled, connected int)
+	// Measure, when set, runs with every connection held, before the
+	// platform's memory is read (a heap profile taken then).
+	Measure func()
 }
 
 // Result is what was measured.
@@ -170,6 +174,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	res.HeldSeconds = time.Since(held).Seconds()
 	res.RSSAfterBytes = rss(cfg.PID)
+	if cfg.Measure != nil {
+		cfg.Measure()
+	}
 	if res.Connected > 0 && res.RSSBeforeBytes > 0 {
 		res.RSSPerConnection = (res.RSSAfterBytes - res.RSSBeforeBytes) / int64(res.Connected)
 	}
@@ -296,7 +303,23 @@ func rss(pid int) int64 {
 	return 0
 }
 
+// shorten is an error's kind, without the addresses that make each
+// one's text different.
 func shorten(err error) string {
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "closed by the platform (EOF)"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "connection reset"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.EMFILE):
+		return "too many open files"
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return "no local port left"
+	case errors.Is(err, context.DeadlineExceeded), os.IsTimeout(err):
+		return "timed out"
+	}
 	s := err.Error()
 	if len(s) > 80 {
 		s = s[:80]

@@ -11,11 +11,16 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"syscall"
 	"time"
 
 	"github.com/iotpay/iotpay/bench/conns"
 	"github.com/iotpay/iotpay/platform/daemon"
+	"github.com/iotpay/iotpay/platform/mqtt"
 )
 
 // platformInfo is what `iotpay bench platform` prints once its platform
@@ -41,8 +46,14 @@ func benchPlatform(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if *dir == "" {
 		return errors.New("--data is required")
 	}
+	if path := os.Getenv("IOTPAY_BENCH_HEAP_PROFILE"); path != "" {
+		heapProfileOnSignal(path)
+	}
 	d, err := daemon.Open(ctx, daemon.Config{DataDir: *dir, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0",
-		DeviceHTTPAddr: "127.0.0.1:0", CoAPAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
+		DeviceHTTPAddr: "127.0.0.1:0", CoAPAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler),
+		// As many device connections as the open-file limit leaves room
+		// for, past what the platform's own files take.
+		MQTTConnectionsMax: max(mqtt.ConnectionsMax, int(conns.RaiseNoFile())-1000)})
 	if err != nil {
 		return err
 	}
@@ -59,6 +70,22 @@ func benchPlatform(ctx context.Context, args []string, stdout, stderr io.Writer)
 	case <-ctx.Done():
 	}
 	return nil
+}
+
+// heapProfileOnSignal writes the process's heap profile to path each time
+// it gets SIGUSR1: what a benchmark's platform holds at that moment.
+func heapProfileOnSignal(path string) {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGUSR1)
+	go func() {
+		for range sig {
+			if f, err := os.Create(path); err == nil {
+				runtime.GC()
+				pprof.Lookup("heap").WriteTo(f, 0)
+				f.Close()
+			}
+		}
+	}()
 }
 
 // platformProc is a platform running in a process of its own.
@@ -156,8 +183,13 @@ func benchConns(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			fmt.Fprintf(stderr, "\renrolled %d, connected %d of %d", enrolled, connected, *devices)
 		}
 	}
+	var measure func()
+	if os.Getenv("IOTPAY_BENCH_HEAP_PROFILE") != "" {
+		// The platform writes its heap profile with every connection held.
+		measure = func() { syscall.Kill(p.PID, syscall.SIGUSR1); time.Sleep(3 * time.Second) }
+	}
 	res, err := conns.Run(ctx, conns.Config{API: p.API, Key: p.Key, MQTT: p.MQTT, Devices: *devices, Workers: *workers,
-		Hold: *hold, PID: p.PID, Progress: progress})
+		Hold: *hold, PID: p.PID, Progress: progress, Measure: measure})
 	if err != nil {
 		return err
 	}

@@ -79,6 +79,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	stripeKey := fs.String("stripe-key-file", env("IOTPAY_STRIPE_KEY_FILE", ""), "file holding a Stripe secret key: payments can be routed to the connector \"stripe\" (env IOTPAY_STRIPE_KEY_FILE)")
 	stripeURL := fs.String("stripe-url", env("IOTPAY_STRIPE_URL", ""), "the Stripe API's base URL (default Stripe's; a stripe-mock's for tests; env IOTPAY_STRIPE_URL)")
 	stripeHook := fs.String("stripe-webhook-secret-file", env("IOTPAY_STRIPE_WEBHOOK_SECRET_FILE", ""), "file holding the Stripe webhook signing secret (env IOTPAY_STRIPE_WEBHOOK_SECRET_FILE)")
+	mqttConns := fs.Int("mqtt-connections-max", 0, "bound on open MQTT connections (default 10000); the open-file limit (ulimit -n) must be above it")
 	allowPrivate := fs.Bool("webhooks-allow-private", env("IOTPAY_WEBHOOKS_ALLOW_PRIVATE", "") == "1", "let webhook endpoints and suppliers be on loopback or private addresses (off: only public ones are called; env IOTPAY_WEBHOOKS_ALLOW_PRIVATE=1)")
 	acquirer := fs.String("acquirer", env("IOTPAY_ACQUIRER", ""), "host:port of a card acquirer host speaking ISO 8583 (2-byte length framing): payments can be routed to the connector \"acquirer\" (env IOTPAY_ACQUIRER)")
 	acquirerMID := fs.String("acquirer-merchant", env("IOTPAY_ACQUIRER_MERCHANT", "IOTPAY/TERM0001"), "the card acceptor's merchant id and terminal id at the acquirer, MID/TID (env IOTPAY_ACQUIRER_MERCHANT)")
@@ -132,6 +133,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer closeConnectors()
 	cfg.Connectors = connectors
 	cfg.AllowPrivateWebhooks = *allowPrivate
+	cfg.MQTTConnectionsMax = *mqttConns
 	d, err := daemon.Open(ctx, cfg)
 	if err != nil {
 		return err

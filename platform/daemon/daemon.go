@@ -101,6 +101,10 @@ type Config struct {
 	// platform inside the operator's own network); off, the platform
 	// calls only public addresses.
 	AllowPrivateWebhooks bool
+	// MQTTConnectionsMax bounds the MQTT broker's open connections
+	// (mqtt.ConnectionsMax when 0); the process's open-file limit must be
+	// above it.
+	MQTTConnectionsMax int
 	// Connectors are the external payment systems payments may be routed
 	// to (the wallet is always there), by their names.
 	Connectors []connector.Connector
@@ -349,7 +353,7 @@ func (d *Daemon) Start() error {
 		d.log.Info("devices left online by the previous run marked offline", "devices", n)
 	}
 	d.Broker, err = mqtt.New(mqtt.Config{Addr: d.cfg.MQTTAddr, TLS: tlsCfg, Logger: d.log.With("component", "mqtt"),
-		Presence: d.Registry, Enroller: d.Registry}, d.Registry, d.Processor)
+		Presence: d.Registry, Enroller: d.Registry, ConnectionsMax: d.cfg.MQTTConnectionsMax}, d.Registry, d.Processor)
 	if err != nil {
 		return err
 	}

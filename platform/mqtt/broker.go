@@ -133,6 +133,10 @@ type Config struct {
 	Presence PresenceRecorder
 	// Enroller, if set, lets devices enroll over MQTT.
 	Enroller Enroller
+	// ConnectionsMax bounds open connections (ConnectionsMax when 0).
+	// Each holds a file descriptor: the process's open-file limit must
+	// be above it.
+	ConnectionsMax int
 }
 
 // conn is what the broker knows of an admitted connection.
@@ -162,6 +166,7 @@ func (c *conn) end(reason string) {
 type Broker struct {
 	addr     string
 	tls      *tls.Config
+	connsMax int // open connections at most
 	log      *slog.Logger
 	checker  DeviceChecker
 	handler  Handler
@@ -215,7 +220,11 @@ func New(cfg Config, checker DeviceChecker, h Handler) (*Broker, error) {
 	}
 
 	caps := mochi.NewDefaultServerCapabilities()
-	caps.MaximumClients = ConnectionsMax
+	conns := cfg.ConnectionsMax
+	if conns <= 0 {
+		conns = ConnectionsMax
+	}
+	caps.MaximumClients = int64(conns)
 	caps.MaximumPacketSize = packetBytesMax
 	caps.ReceiveMaximum = receiveMax
 	caps.MaximumInflight = inflightMax
@@ -232,7 +241,7 @@ func New(cfg Config, checker DeviceChecker, h Handler) (*Broker, error) {
 	caps.SharedSubAvailable = 0
 	caps.WildcardSubAvailable = 0
 
-	b := &Broker{addr: cfg.Addr, tls: tc, log: log, checker: checker, handler: h, presence: cfg.Presence, enroller: cfg.Enroller}
+	b := &Broker{addr: cfg.Addr, tls: tc, log: log, connsMax: conns, checker: checker, handler: h, presence: cfg.Presence, enroller: cfg.Enroller}
 	if b.presence != nil {
 		b.events = make(chan registry.PresenceEvent, presenceQueueLen)
 		b.eventsDone = make(chan struct{})
@@ -271,7 +280,7 @@ func (b *Broker) Start() error {
 	if err != nil {
 		return iotpay.Wrap(iotpay.EUNAVAILABLE, "mqtt: cannot listen", err)
 	}
-	ln := newListener("mqtts", raw, b.tls, b.log, ConnectionsMax, connectTimeout)
+	ln := newListener("mqtts", raw, b.tls, b.log, b.connsMax, connectTimeout)
 	if err := b.server.AddListener(ln); err != nil {
 		ln.stop()
 		return iotpay.Wrap(iotpay.EINTERNAL, "mqtt: cannot add listener", err)
