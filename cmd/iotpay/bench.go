@@ -73,10 +73,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	switch {
 	case len(args) > 0 && args[0] == "conns":
 		return benchConns(ctx, args[1:], stdout, stderr)
+	case len(args) > 0 && args[0] == "e2e":
+		return benchE2E(ctx, args[1:], stdout, stderr)
 	case len(args) > 0 && args[0] == "platform":
 		return benchPlatform(ctx, args[1:], stdout, stderr)
 	case len(args) == 0 || args[0] != "ledger":
-		return errors.New("usage: iotpay bench ledger --store sqlite|postgres://… [--json]\n       iotpay bench conns --devices N [--hold 10s] [--json]")
+		return errors.New("usage: iotpay bench ledger --store sqlite|postgres://… [--json]\n       iotpay bench conns --devices N [--hold 10s] [--json]\n       iotpay bench e2e [--suite intl|gm] [--json]")
 	}
 	fs := flag.NewFlagSet("bench ledger", flag.ContinueOnError)
 	fs.SetOutput(stderr)
