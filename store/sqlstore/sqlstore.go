@@ -42,10 +42,11 @@ var (
 
 // DB is an open store.
 type DB struct {
-	d     *Dialect
-	write *sql.DB // one connection: the single writer
-	stmts map[string]*sql.Stmt
-	read  *sql.DB
+	d      *Dialect
+	write  *sql.DB // one connection: the single writer
+	read   *sql.DB
+	wstmts *stmtCache // prepared on write, on read
+	rstmts *stmtCache
 }
 
 // New returns the store over write, a pool the adapter limits to one
@@ -53,7 +54,7 @@ type DB struct {
 // the schema to the latest version. New takes ownership of both pools:
 // Close closes them. On error the caller still owns them.
 func New(ctx context.Context, d *Dialect, write, read *sql.DB) (*DB, error) {
-	db := &DB{d: d, write: write, read: read}
+	db := &DB{d: d, write: write, read: read, wstmts: newStmtCache(), rstmts: newStmtCache()}
 	if err := db.Migrate(ctx); err != nil {
 		return nil, err
 	}
@@ -65,9 +66,8 @@ func New(ctx context.Context, d *Dialect, write, read *sql.DB) (*DB, error) {
 
 // Close closes both pools.
 func (db *DB) Close() error {
-	for _, s := range db.stmts {
-		s.Close()
-	}
+	db.wstmts.close()
+	db.rstmts.close()
 	return errors.Join(db.read.Close(), db.write.Close())
 }
 
@@ -86,7 +86,7 @@ func (db *DB) WriteConn(ctx context.Context) (*sql.Conn, error) {
 type Tx struct {
 	tx    *sql.Tx
 	d     *Dialect
-	stmts map[string]*sql.Stmt // the writer's prepared statements; nil in reads
+	stmts *stmtCache // its pool's prepared statements
 	// nextLeaf is the audit log's next index once read in this
 	// transaction (nextLeafKnown): a transaction is never partly undone
 	// (a refused writer operation writes nothing; a failure rolls back
@@ -100,26 +100,28 @@ func (db *DB) Update(ctx context.Context, fn func(*Tx) error) error {
 	return db.run(ctx, db.write, nil, fn)
 }
 
-// stmt returns query as prepared on the writer's connection when it is
-// one of the writer's hot statements (prepare), nil otherwise. Preparing
-// once spares SQLite parsing the long bulk statements in every batch.
+// stmt returns query as prepared on the transaction's pool, nil when it
+// is not prepared yet (it is once the transaction ends: stmtCache).
 func (tx *Tx) stmt(ctx context.Context, query string) *sql.Stmt {
-	if s := tx.stmts[query]; s != nil {
+	if tx.stmts == nil {
+		return nil
+	}
+	if s := tx.stmts.get(query); s != nil {
 		return tx.tx.StmtContext(ctx, s)
 	}
 	return nil
 }
 
 // prepare prepares the writer's hot statements, while no transaction
-// holds its connection.
+// holds its connection: the long bulk statements are never parsed in a
+// batch.
 func (db *DB) prepare(ctx context.Context) error {
-	db.stmts = map[string]*sql.Stmt{}
 	for _, q := range hotStatements(db.d) {
 		s, err := db.write.PrepareContext(ctx, db.d.bind(q))
 		if err != nil {
 			return fmt.Errorf("prepare %.60s…: %w", q, err)
 		}
-		db.stmts[q] = s
+		db.wstmts.stmts[q] = s
 	}
 	return nil
 }
@@ -139,10 +141,13 @@ func (db *DB) run(ctx context.Context, conn *sql.DB, opts *sql.TxOptions, fn fun
 	if err != nil {
 		return iotpay.Wrap(iotpay.EUNAVAILABLE, "store unavailable", err)
 	}
-	t := &Tx{tx: tx, d: db.d}
+	t := &Tx{tx: tx, d: db.d, stmts: db.rstmts}
 	if conn == db.write {
-		t.stmts = db.stmts
+		t.stmts = db.wstmts
 	}
+	// Statements first run in this transaction are prepared once it has
+	// ended, for the next ones.
+	defer t.stmts.prepare(ctx, conn, db.d.bind)
 	if err := fn(t); err != nil {
 		_ = tx.Rollback()
 		return err
