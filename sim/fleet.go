@@ -69,7 +69,8 @@ type fleet struct {
 	run      string // this run's id: names and idempotency keys
 	products map[Product]iotpay.ProductID
 	devices  []*simDevice
-	enrolled atomic.Int64
+	// enrolled and connected count the setup's progress.
+	enrolled, connected atomic.Int64
 }
 
 // newFleet assigns the devices' products and transports.

@@ -51,8 +51,12 @@ func status(w io.Writer, line func() string) (stop func()) {
 func (f *fleet) showSetup(start time.Time) (stop func()) {
 	return status(f.cfg.Progress, func() string {
 		n, el := f.enrolled.Load(), time.Since(start)
-		return fmt.Sprintf("setup %5.1fs  enrolled %s/%s devices (%s/s)", el.Seconds(), group(n), group(int64(len(f.devices))),
+		s := fmt.Sprintf("setup %5.1fs  enrolled %s/%s devices (%s/s)", el.Seconds(), group(n), group(int64(len(f.devices))),
 			group(int64(float64(n)/max(el.Seconds(), 1e-3))))
+		if c := f.connected.Load(); c > 0 {
+			s += fmt.Sprintf("  connected %s/%s", group(c), group(int64(min(len(f.devices), f.cfg.Connections))))
+		}
+		return s
 	})
 }
 

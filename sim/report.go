@@ -59,9 +59,9 @@ func WriteReport(w io.Writer, res *Result) error {
 
 // WriteSummary writes res for a person, in a few lines.
 func WriteSummary(w io.Writer, res *Result) error {
-	where := "in-process platform"
+	where := "an in-process platform"
 	if res.Remote {
-		where = "remote platform"
+		where = "a remote platform"
 	}
 	rate := "as fast as possible"
 	if res.Rate > 0 {
@@ -72,7 +72,7 @@ func WriteSummary(w io.Writer, res *Result) error {
 		ledger = "NOT BALANCED"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d devices (%s), %s, %s on a %s, %s, %d in flight at most, %d connections at most\n",
+	fmt.Fprintf(&b, "%d devices (%s), %s, %s on %s, %s, %d in flight at most, %d connections at most\n",
 		res.Devices, res.Mix, res.Suite, res.Transport, where, rate, res.Concurrency, res.Connections)
 	fmt.Fprintf(&b, "setup      %.1f s (enrollment %.1f s, first connections %.1f s)\n", res.SetupS, res.EnrollS, res.ConnectS)
 	fmt.Fprintf(&b, "events     %s in %.1f s: %.0f/s; payments %s: %.0f/s\n", group(res.Events), res.DurationS, res.EventsPerSec,

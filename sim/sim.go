@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/iotpay/iotpay/wire"
@@ -52,7 +53,7 @@ const (
 	DurationMax         = 24 * time.Hour
 	// fdReserve is the descriptors kept aside from connections: the
 	// database, the API, the setup's workers, the runtime.
-	fdReserve = 512
+	fdReserve = 256
 )
 
 // Config is what a run does. Zero fields take their defaults.
@@ -146,14 +147,18 @@ func (c Config) withDefaults() (Config, error) {
 		}
 	}
 	// Each connection costs a descriptor here and, in-process, an MQTT
-	// one costs the platform another (a CoAP session shares its socket).
-	need := c.Connections + fdReserve
-	if c.Local() && c.Transport != TransportCoAP {
-		need += c.Connections
+	// one costs the platform another (a CoAP session shares its socket);
+	// so does each setup worker's API connection.
+	need, ends := c.Connections+c.SetupWorkers+fdReserve, 1
+	if c.Local() {
+		need += c.SetupWorkers
+		if c.Transport != TransportCoAP {
+			need, ends = need+c.Connections, 2
+		}
 	}
 	if limit := fdLimit(); limit > 0 && need > limit {
 		return c, fmt.Errorf("sim: %d connections need about %d file descriptors, over the limit of %d: lower --connections "+
-			"(devices beyond share them, connecting when they pay)", c.Connections, need, limit)
+			"to %d or less (devices beyond share them, connecting when they pay)", c.Connections, need, limit, (limit-(need-ends*c.Connections))/ends)
 	}
 	return c, nil
 }
@@ -281,19 +286,16 @@ func (f *fleet) setup(ctx context.Context, p *pool, res *Result) error {
 	// already up would be; the others connect when they pay.
 	cstart := time.Now()
 	var failed error
-	var once = make(chan struct{}, 1)
+	var once sync.Once
 	n := min(len(f.devices), p.max)
 	each(n, f.cfg.SetupWorkers, func(i int) {
 		d := f.devices[i]
 		if _, err := p.acquire(ctx, d); err != nil {
-			select {
-			case once <- struct{}{}:
-				failed = fmt.Errorf("sim: connecting device %d (%s): %w", i, d.transport, err)
-			default:
-			}
+			once.Do(func() { failed = fmt.Errorf("sim: connecting device %d (%s): %w", i, d.transport, err) })
 			return
 		}
 		p.release(d, false)
+		f.connected.Add(1)
 	})
 	if failed != nil {
 		return failed
