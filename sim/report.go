@@ -17,11 +17,11 @@ import (
 // (p50, p99) over time. No script, no external file.
 func WriteReport(w io.Writer, res *Result) error {
 	sec := make([]float64, len(res.Series))
-	events, payments := make([]float64, len(res.Series)), make([]float64, len(res.Series))
+	events, payments, errs := make([]float64, len(res.Series)), make([]float64, len(res.Series)), make([]float64, len(res.Series))
 	p50, p99 := make([]float64, len(res.Series)), make([]float64, len(res.Series))
 	for i, p := range res.Series {
 		sec[i] = float64(p.T)
-		events[i], payments[i] = float64(p.Events), float64(p.Payments)
+		events[i], payments[i], errs[i] = float64(p.Events), float64(p.Payments), float64(p.Errors)
 		p50[i], p99[i] = p.P50Ms, p.P99Ms
 	}
 	reasons := make([]string, 0, len(res.Errors))
@@ -38,9 +38,9 @@ func WriteReport(w io.Writer, res *Result) error {
 		Reason string
 		N      int64
 	}
-	var errs []count
+	var counts []count
 	for _, r := range reasons {
-		errs = append(errs, count{r, res.Errors[r]})
+		counts = append(counts, count{r, res.Errors[r]})
 	}
 	where := "in-process iotpayd"
 	if res.Remote {
@@ -51,9 +51,10 @@ func WriteReport(w io.Writer, res *Result) error {
 		rate = fmt.Sprintf("%g events/s", res.Rate)
 	}
 	return reportPage.Execute(w, map[string]any{
-		"R": res, "Where": where, "Rate": rate, "Errors": errs,
-		"Throughput": chart("throughput", "events / s", sec, []series{{"events/s", "#1f77b4", events}, {"payments/s", "#2ca02c", payments}}),
-		"Latency":    chart("latency", "ms", sec, []series{{"p50", "#1f77b4", p50}, {"p99", "#d62728", p99}}),
+		"R": res, "Where": where, "Rate": rate, "Errors": counts,
+		"Throughput": chart("throughput", "events / s", sec, []series{{"events/s", "#1f77b4", events},
+			{"payments/s", "#2ca02c", payments}, {"errors/s", "#d62728", errs}}),
+		"Latency": chart("latency", "ms", sec, []series{{"p50", "#1f77b4", p50}, {"p99", "#d62728", p99}}),
 	})
 }
 
@@ -139,7 +140,9 @@ func chart(title, unit string, x []float64, ss []series) template.HTML {
 		y := py(v)
 		fmt.Fprintf(&b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#eee"/>`, padL, y, padL+plotW, y)
 		fmt.Fprintf(&b, `<text x="%d" y="%.1f" font-size="11" text-anchor="end" dominant-baseline="middle">%s</text>`, padL-6, y, tick(v))
-		xv := xMax * float64(i) / chartTicks
+	}
+	step := niceCeil(xMax / chartTicks)
+	for xv := 0.0; xv <= xMax; xv += step {
 		fmt.Fprintf(&b, `<text x="%.1f" y="%d" font-size="11" text-anchor="middle">%s</text>`, px(xv), padT+plotH+16, tick(xv))
 	}
 	fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="11" text-anchor="middle">seconds</text>`, padL+plotW/2, chartH-6)
