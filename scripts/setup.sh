@@ -21,6 +21,9 @@ local_pg=1
 
 need=()
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
+# The Mosquitto broker: bench/mqttload compares the embedded broker with it
+# (the machine's on 127.0.0.1:1883, and one it starts with TLS).
+[ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 # curl and OpenSSL for the HTTPS device endpoint's EST and payment interop tests.
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
@@ -39,6 +42,16 @@ if ((${#need[@]})); then
 	echo "setup: installing ${need[*]}"
 	$SUDO apt-get update -qq
 	$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# The machine's Mosquitto on 127.0.0.1:1883, started if it is not running.
+if ! (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null; then
+	echo "setup: starting Mosquitto on 127.0.0.1:1883"
+	$SUDO /usr/sbin/mosquitto -d -c /etc/mosquitto/mosquitto.conf || true
+	for _ in $(seq 1 20); do
+		(exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null && break
+		sleep 0.25
+	done
 fi
 
 # stripe-mock, the Stripe API peer the Stripe connector's tests start on a
