@@ -23,7 +23,7 @@ type conn interface {
 // device that has been idle longest if max are open: sleepy devices that
 // wake, connect, pay and are disconnected when others need the room. A
 // device in flight holds its transport, so with no more events in flight
-// than max (Config.check makes sure) a connecting device always finds
+// than max (Config.withDefaults makes sure) a connecting device always finds
 // one to close.
 type pool struct {
 	max  int

@@ -49,7 +49,7 @@ const (
 	// ConcurrencyDefault is the events in flight when the rate is 0:
 	// enough for the platform's writer to batch well.
 	ConcurrencyDefault  = 256
-	SetupWorkersDefault = 32
+	SetupWorkersDefault = 64
 	DurationMax         = 24 * time.Hour
 	// fdReserve is the descriptors kept aside from connections: the
 	// database, the API, the setup's workers, the runtime.

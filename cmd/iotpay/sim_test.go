@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/iotpay/iotpay/sim"
 )
 
 // simJSON runs 'iotpay sim --json' with args on an in-process platform
@@ -99,5 +101,29 @@ func TestSimSummary(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"sim", "--mqtt", "127.0.0.1:8883"}, &out, &errOut); err == nil {
 		t.Error("--mqtt without --api accepted")
+	}
+}
+
+// TestSimRemote drives a platform the test starts, given by its API URL,
+// key and device addresses as a remote one is: the devices trust the CA
+// their enrollment returns.
+func TestSimRemote(t *testing.T) {
+	l, err := sim.StartLocal(context.Background(), t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	t.Setenv("IOTPAY_API_KEY", l.APIKey)
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), []string{"sim", "--json", "--api", l.APIURL, "--mqtt", l.MQTTAddr, "--coap", l.CoAPAddr,
+		"--transport", "mix", "--devices", "8", "--duration", "1s"}, &out, &errOut); err != nil {
+		t.Fatalf("sim: %v\n%s", err, errOut.String())
+	}
+	var res sim.Result
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatal(err)
+	}
+	if !res.Remote || res.Events == 0 || !res.LedgerBalanced || res.Outcomes["error"] > 0 || !strings.Contains(errOut.String(), l.APIURL) {
+		t.Errorf("remote run: %+v\n%s", res, errOut.String())
 	}
 }
