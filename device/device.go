@@ -9,6 +9,7 @@
 package device
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/rand"
@@ -178,6 +179,12 @@ func (d *Device) Open(s *Signed, answer []byte) (*wire.Receipt, error) {
 	if err != nil {
 		return nil, err
 	}
+	return d.accept(s, rc)
+}
+
+// accept takes a receipt whose signature was checked: it must be for s,
+// and its challenge is the next request's.
+func (d *Device) accept(s *Signed, rc *wire.Receipt) (*wire.Receipt, error) {
 	if !rc.For(s.Hash, string(d.id.ID)) || (rc.RequestID != "" && rc.RequestID != s.Request.RequestID) {
 		return nil, iotpay.Errorf(iotpay.EUNAUTHORIZED, "receipt is for another request")
 	}
@@ -210,13 +217,13 @@ func (d *Device) OpenDesired(b []byte) (*wire.Desired, error) {
 
 // matcher returns a Transport match function accepting only a receipt
 // that verifies for s.
-func (d *Device) matcher(s *Signed, out **wire.Receipt) func([]byte) bool {
+func (d *Device) matcher(s *Signed, out **wire.Receipt, matched *[]byte) func([]byte) bool {
 	return func(answer []byte) bool {
 		rc, err := wire.OpenReceipt(d.id.Suite, d.id.PlatformKey, answer)
 		if err != nil || !rc.For(s.Hash, string(d.id.ID)) {
 			return false
 		}
-		*out = rc
+		*out, *matched = rc, answer
 		return true
 	}
 }
@@ -225,11 +232,16 @@ func (d *Device) matcher(s *Signed, out **wire.Receipt) func([]byte) bool {
 // Sending the same Signed again is safe: the platform is idempotent.
 func (d *Device) Send(ctx context.Context, t Transport, s *Signed) (*wire.Receipt, error) {
 	var rc *wire.Receipt
-	answer, err := t.Exchange(ctx, s.Raw, d.matcher(s, &rc))
+	var matched []byte
+	answer, err := t.Exchange(ctx, s.Raw, d.matcher(s, &rc, &matched))
 	if err != nil {
 		return nil, err
 	}
-	return d.Open(s, answer)
+	if rc == nil || !bytes.Equal(answer, matched) {
+		// A transport that answers without asking the matcher.
+		return d.Open(s, answer)
+	}
+	return d.accept(s, rc) // its signature checked once, by the matcher
 }
 
 // Pay signs p and sends it over t. A receipt that verifies is returned with
