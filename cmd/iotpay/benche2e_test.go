@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"strings"
+	"testing"
+)
+
+// TestMain lets this test binary be the platform process the benchmarks
+// start (`iotpay bench platform`, run as os.Executable()).
+func TestMain(m *testing.M) {
+	if len(os.Args) > 2 && os.Args[1] == "bench" && os.Args[2] == "platform" {
+		if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
+			os.Stderr.WriteString(err.Error() + "\n")
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// TestBenchE2E: a short run of every phase prints one JSON object with
+// the figures the issue names, measured (not zero), and a balanced ledger.
+func TestBenchE2E(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a platform process and a fleet")
+	}
+	var out strings.Builder
+	if err := run(context.Background(), []string{"bench", "e2e", "--duration", "2s", "--devices", "20", "--concurrency", "8", "--json"},
+		&out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var r struct {
+		Payments       float64 `json:"payments_per_sec"`
+		Ceiling        float64 `json:"ceiling_per_sec"`
+		Ratio          float64 `json:"ratio"`
+		P99            float64 `json:"p99_ms"`
+		LedgerBalanced bool    `json:"ledger_balanced"`
+		Errors         int64   `json:"errors"`
+	}
+	if err := json.Unmarshal([]byte(out.String()), &r); err != nil {
+		t.Fatalf("%v: %q", err, out.String())
+	}
+	if r.Payments <= 0 || r.Ceiling <= 0 || r.Ratio <= 0 || r.Ratio != r.Payments/r.Ceiling || r.P99 <= 0 || !r.LedgerBalanced || r.Errors != 0 {
+		t.Fatalf("%+v", r)
+	}
+}
+
+// TestBenchConns: devices enrolled on a platform in its own process each
+// hold a mutual-TLS connection; its memory is read from /proc.
+func TestBenchConns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a platform process")
+	}
+	var out strings.Builder
+	if err := run(context.Background(), []string{"bench", "conns", "--devices", "20", "--hold", "200ms", "--json"}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var r struct {
+		Connected int   `json:"connected"`
+		StillOpen int   `json:"still_open"`
+		RSSAfter  int64 `json:"rss_after_bytes"`
+	}
+	if err := json.Unmarshal([]byte(out.String()), &r); err != nil {
+		t.Fatalf("%v: %q", err, out.String())
+	}
+	if r.Connected != 20 || r.StillOpen != 20 || r.RSSAfter <= 0 {
+		t.Fatalf("%s", out.String())
+	}
+}
