@@ -58,7 +58,17 @@ func (ps *Profiles) Forget() {
 }
 
 // Get returns a product's current profile, compiling it when it changed.
+// A product read with its profile's version (registry.Product) whose
+// compilation of that version is kept costs no read.
 func (ps *Profiles) Get(ctx context.Context, tx registry.Tx, prod *registry.Product) (*Profile, error) {
+	if prod.ProfileVersion > 0 {
+		ps.mu.Lock()
+		c := ps.byKey[prod.ID]
+		ps.mu.Unlock()
+		if c != nil && c.Version == prod.ProfileVersion {
+			return c, nil
+		}
+	}
 	pf, err := tx.Profile(ctx, prod.ID, 0)
 	if iotpay.ErrorCode(err) == iotpay.ENOTFOUND {
 		return &Profile{}, nil

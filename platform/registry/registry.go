@@ -62,6 +62,10 @@ type Product struct {
 	// product sells, which mandates may restrict; empty when unset.
 	Category string    `json:"category,omitempty"`
 	Created  time.Time `json:"created"`
+	// ProfileVersion is the version of the product's current profile
+	// (0: none, or not read), as Product reads it: a compiled profile of
+	// that version can be used without reading the profile again.
+	ProfileVersion int `json:"-"`
 }
 
 // Device is one enrolled (or enrolling) device and the state admission

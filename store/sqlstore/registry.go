@@ -51,15 +51,16 @@ func (tx *Tx) Product(ctx context.Context, tenant iotpay.TenantID, id iotpay.Pro
 	p := &registry.Product{ID: id, Tenant: tenant}
 	var pricing string
 	var created int64
-	err := tx.row(ctx, `SELECT name, pricing, merchant, category, created_ms FROM products WHERE id = ? AND tenant = ?`, id, tenant).
-		Scan(&p.Name, &pricing, &p.Merchant, &p.Category, &created)
+	var version int64
+	err := tx.row(ctx, `SELECT name, pricing, merchant, category, created_ms, profile_version FROM products WHERE id = ? AND tenant = ?`, id, tenant).
+		Scan(&p.Name, &pricing, &p.Merchant, &p.Category, &created, &version)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("product", id)
 	}
 	if err != nil {
 		return nil, err
 	}
-	p.Created = fromMs(created)
+	p.Created, p.ProfileVersion = fromMs(created), int(version)
 	return p, json.Unmarshal([]byte(pricing), &p.Pricing)
 }
 
