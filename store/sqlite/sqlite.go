@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"time"
 
 	"github.com/iotpay/iotpay/store/sqlstore"
 	_ "modernc.org/sqlite" // the database/sql driver "sqlite"
@@ -54,7 +55,54 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("sqlite: open %s: %w", path, err), r.Close(), w.Close())
 	}
+	cp, err := sql.Open("sqlite", dsn(path, ""))
+	if err != nil {
+		return nil, errors.Join(err, db.Close())
+	}
+	cp.SetMaxOpenConns(1)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go checkpoint(cp, stop, done)
+	db.OnClose(func() error {
+		close(stop)
+		<-done
+		return cp.Close()
+	})
 	return db, nil
+}
+
+// walFramesMax is the WAL's length (pages) past which the checkpointer
+// waits for readers to start it over: 1 GiB of 4 KiB pages.
+const walFramesMax = 1 << 18
+
+// CheckpointInterval is how often the checkpointer copies the WAL's
+// committed pages back into the database file.
+const CheckpointInterval = 250 * time.Millisecond
+
+// checkpoint copies the WAL into the database every CheckpointInterval
+// on a connection of its own, PASSIVE: without waiting for a lock, so it
+// never holds the writer up; the writer starts the WAL over once it has
+// all been copied. Left to SQLite (wal_autocheckpoint) the copy, with its
+// fsync of the database file, would run in the writer's commit, every few
+// seconds under load, and hold every payment of the next batch up for
+// hundreds of milliseconds.
+func checkpoint(cp *sql.DB, stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(CheckpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			var busy, frames, copied int64
+			if cp.QueryRow(`PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied) == nil && frames > walFramesMax {
+				// Readers kept the WAL from being started over: wait for
+				// them once (the writer waits too), rather than let it grow.
+				_, _ = cp.Exec(`PRAGMA wal_checkpoint(RESTART)`)
+			}
+		}
+	}
 }
 
 // CacheKiB is each connection's page cache.
@@ -74,9 +122,8 @@ func dsn(path, extra string) string {
 		// Statement journals (one per multi-row statement) in memory, not
 		// in temporary files.
 		"temp_store(MEMORY)",
-		// Checkpoint the WAL into the database every 64 MiB rather than
-		// 4 MiB: a page the writer changes often is copied back once.
-		"wal_autocheckpoint(16384)"} {
+		// No checkpoint in a commit: the checkpointer does them (Open).
+		"wal_autocheckpoint(0)"} {
 		q.Add("_pragma", p)
 	}
 	return "file:" + path + "?" + q.Encode() + "&" + extra

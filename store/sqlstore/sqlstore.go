@@ -47,6 +47,8 @@ type DB struct {
 	read   *sql.DB
 	wstmts *stmtCache // prepared on write, on read
 	rstmts *stmtCache
+	// onClose run first in Close.
+	onClose []func() error
 }
 
 // New returns the store over write, a pool the adapter limits to one
@@ -64,12 +66,21 @@ func New(ctx context.Context, d *Dialect, write, read *sql.DB) (*DB, error) {
 	return db, nil
 }
 
-// Close closes both pools.
+// Close stops what the adapter started with the store (OnClose), then
+// closes both pools.
 func (db *DB) Close() error {
+	var errs []error
+	for _, fn := range db.onClose {
+		errs = append(errs, fn())
+	}
 	db.wstmts.close()
 	db.rstmts.close()
-	return errors.Join(db.read.Close(), db.write.Close())
+	return errors.Join(append(errs, db.read.Close(), db.write.Close())...)
 }
+
+// OnClose has Close call fn first: an adapter's own work beside the store
+// (SQLite's checkpointer) stops with it. Call it before the store is used.
+func (db *DB) OnClose(fn func() error) { db.onClose = append(db.onClose, fn) }
 
 // WriteConn returns the writer's connection for work that needs the driver
 // itself, such as PostgreSQL's COPY through (*sql.Conn).Raw. Every write
