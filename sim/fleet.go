@@ -20,6 +20,7 @@ import (
 	"github.com/iotpay/iotpay/device"
 	devcoap "github.com/iotpay/iotpay/device/coap"
 	devmqtt "github.com/iotpay/iotpay/device/mqtt"
+	"github.com/iotpay/iotpay/internal/opapi"
 	"github.com/iotpay/iotpay/platform/pki"
 	"github.com/iotpay/iotpay/platform/rules"
 	"github.com/iotpay/iotpay/wire"
@@ -65,7 +66,7 @@ type simDevice struct {
 type fleet struct {
 	cfg      *Config
 	target   Target
-	api      *api
+	api      *opapi.Client
 	run      string // this run's id: names and idempotency keys
 	products map[Product]iotpay.ProductID
 	devices  []*simDevice
@@ -77,7 +78,7 @@ type fleet struct {
 func newFleet(cfg *Config, target Target) *fleet {
 	b := make([]byte, 4)
 	rand.Read(b)
-	f := &fleet{cfg: cfg, target: target, api: newAPI(target.APIURL, target.APIKey, cfg.SetupWorkers+4), run: hex.EncodeToString(b)}
+	f := &fleet{cfg: cfg, target: target, api: opapi.New(target.APIURL, target.APIKey, cfg.SetupWorkers+4), run: hex.EncodeToString(b)}
 	r := mrand.New(mrand.NewPCG(cfg.Seed, 0))
 	for i, p := range cfg.Mix.assign(cfg.Devices, r) {
 		tr := cfg.Transport
@@ -101,7 +102,7 @@ func (f *fleet) setupProducts(ctx context.Context) error {
 	var have struct {
 		Data []rules.Tariff `json:"data"`
 	}
-	if err := f.api.do(ctx, "GET", "/v1/tariffs", "", nil, &have); err != nil {
+	if err := f.api.Do(ctx, "GET", "/v1/tariffs", "", nil, &have); err != nil {
 		return err
 	}
 	known := map[string]bool{}
@@ -110,7 +111,7 @@ func (f *fleet) setupProducts(ctx context.Context) error {
 	}
 	for _, t := range rules.ReferenceTariffs() {
 		if !known[t.Name] {
-			if err := f.api.do(ctx, "PUT", "/v1/tariffs/"+t.Name, "", t, nil); err != nil {
+			if err := f.api.Do(ctx, "PUT", "/v1/tariffs/"+t.Name, "", t, nil); err != nil {
 				return err
 			}
 		}
@@ -132,16 +133,16 @@ func (f *fleet) setupProducts(ctx context.Context) error {
 		}
 		d := all[p]
 		var acc struct{ ID iotpay.AccountID }
-		if err := f.api.do(ctx, "POST", "/v1/accounts", f.idem("merchant-"+string(p), 0),
+		if err := f.api.Do(ctx, "POST", "/v1/accounts", f.idem("merchant-"+string(p), 0),
 			map[string]any{"name": "sim " + d.merchant, "kind": "merchant", "currency": currency}, &acc); err != nil {
 			return err
 		}
 		var prod struct{ ID iotpay.ProductID }
-		if err := f.api.do(ctx, "POST", "/v1/products", f.idem("product-"+string(p), 0), map[string]any{"name": "sim " + d.name,
+		if err := f.api.Do(ctx, "POST", "/v1/products", f.idem("product-"+string(p), 0), map[string]any{"name": "sim " + d.name,
 			"merchant_account": acc.ID, "category": d.category, "pricing": map[string]any{"mode": "amount", "currency": currency}}, &prod); err != nil {
 			return err
 		}
-		if err := f.api.do(ctx, "PUT", "/v1/products/"+string(prod.ID)+"/profile", "", map[string]any{"rules": d.rules.Rules}, nil); err != nil {
+		if err := f.api.Do(ctx, "PUT", "/v1/products/"+string(prod.ID)+"/profile", "", map[string]any{"rules": d.rules.Rules}, nil); err != nil {
 			return fmt.Errorf("sim: %s: %w", d.name, err)
 		}
 		f.products[p] = prod.ID
@@ -195,11 +196,11 @@ func (f *fleet) enroll(ctx context.Context, d *simDevice) error {
 		Token  string                       `json:"enrollment_token"`
 	}
 	name := "sim-" + f.run + "-" + strconv.Itoa(d.i)
-	if err := f.api.do(ctx, "POST", "/v1/devices", f.idem("device", d.i),
+	if err := f.api.Do(ctx, "POST", "/v1/devices", f.idem("device", d.i),
 		map[string]any{"product": f.products[d.product], "name": name, "suite": f.cfg.Suite}, &created); err != nil {
 		return err
 	}
-	en, err := device.EnrollWith(ctx, f.api.http, f.api.base, created.Device.ID, created.Token, signer, transport)
+	en, err := device.EnrollWith(ctx, f.api.HTTP, f.api.Base, created.Device.ID, created.Token, signer, transport)
 	if err != nil {
 		return err
 	}
@@ -213,15 +214,15 @@ func (f *fleet) enroll(ctx context.Context, d *simDevice) error {
 		return err
 	}
 	var payer struct{ ID iotpay.AccountID }
-	if err := f.api.do(ctx, "POST", "/v1/accounts", f.idem("payer", d.i),
+	if err := f.api.Do(ctx, "POST", "/v1/accounts", f.idem("payer", d.i),
 		map[string]any{"name": name + " owner", "kind": "payer", "currency": currency}, &payer); err != nil {
 		return err
 	}
-	if err := f.api.do(ctx, "POST", "/v1/accounts/"+string(payer.ID)+"/fund", f.idem("fund", d.i),
+	if err := f.api.Do(ctx, "POST", "/v1/accounts/"+string(payer.ID)+"/fund", f.idem("fund", d.i),
 		map[string]any{"amount": fundMinor}, nil); err != nil {
 		return err
 	}
-	return f.api.do(ctx, "POST", "/v1/mandates", f.idem("mandate", d.i), map[string]any{"device": id.ID, "payer": payer.ID,
+	return f.api.Do(ctx, "POST", "/v1/mandates", f.idem("mandate", d.i), map[string]any{"device": id.ID, "payer": payer.ID,
 		"per_payment_limit": perPaymentMinor, "daily_limit": dailyMinor, "monthly_limit": monthlyMinor}, nil)
 }
 

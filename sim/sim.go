@@ -242,7 +242,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		target = l.Target
 	}
 	f := newFleet(&cfg, target)
-	defer f.api.close()
+	defer f.api.Close()
 	res := &Result{Devices: cfg.Devices, Transport: cfg.Transport, Suite: cfg.Suite, Mix: cfg.Mix.String(), Remote: !cfg.Local(),
 		Rate: cfg.Rate, Concurrency: cfg.Concurrency, Connections: cfg.Connections, RampUpS: cfg.RampUp.Seconds()}
 
@@ -262,7 +262,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	var check struct {
 		Balanced bool `json:"balanced"`
 	}
-	if err := f.api.do(cctx, "GET", "/v1/ledger/check", "", nil, &check); err != nil {
+	if err := f.api.Do(cctx, "GET", "/v1/ledger/check", "", nil, &check); err != nil {
 		return res, fmt.Errorf("sim: ledger check: %w", err)
 	}
 	res.LedgerBalanced = check.Balanced

@@ -13,18 +13,14 @@ package conns
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -34,7 +30,9 @@ import (
 	"time"
 
 	"github.com/iotpay/iotpay"
+	"github.com/iotpay/iotpay/bench/mqttload"
 	"github.com/iotpay/iotpay/device"
+	"github.com/iotpay/iotpay/internal/opapi"
 )
 
 // Config says what to measure against which platform.
@@ -94,8 +92,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Hold <= 0 {
 		cfg.Hold = 10 * time.Second
 	}
-	api := &client{base: strings.TrimRight(cfg.API, "/"), key: cfg.Key, http: &http.Client{Timeout: time.Minute,
-		Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Workers}}}
+	api := opapi.New(strings.TrimRight(cfg.API, "/"), cfg.Key, cfg.Workers)
+	defer api.Close()
 	res := &Result{Devices: cfg.Devices, Errors: map[string]int{}, NoFileLimit: noFileLimit()}
 	var mu sync.Mutex
 	fail := func(what string, err error) {
@@ -106,11 +104,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	// A product for the fleet.
 	var merchant struct{ ID string }
-	if err := api.do(ctx, "POST", "/v1/accounts", map[string]any{"name": "conns merchant", "kind": "merchant", "currency": "EUR"}, &merchant); err != nil {
+	if err := api.Do(ctx, "POST", "/v1/accounts", "", map[string]any{"name": "conns merchant", "kind": "merchant", "currency": "EUR"}, &merchant); err != nil {
 		return nil, err
 	}
 	var prod struct{ ID iotpay.ProductID }
-	if err := api.do(ctx, "POST", "/v1/products", map[string]any{"name": "conns", "merchant_account": merchant.ID,
+	if err := api.Do(ctx, "POST", "/v1/products", "", map[string]any{"name": "conns", "merchant_account": merchant.ID,
 		"pricing": map[string]any{"mode": "amount", "currency": "EUR"}}, &prod); err != nil {
 		return nil, err
 	}
@@ -120,7 +118,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	ids := make([]*device.Identity, cfg.Devices)
 	var enrolled, connected atomic.Int64
 	each(ctx, cfg.Devices, cfg.Workers, func(i int) {
-		id, err := api.enroll(ctx, prod.ID, i)
+		id, err := enroll(ctx, api, prod.ID, i)
 		if err != nil {
 			fail("enroll", err)
 			return
@@ -224,53 +222,12 @@ func connect(ctx context.Context, addr string, id *device.Identity) (net.Conn, e
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetDeadline(dl)
 	}
-	if _, err := c.Write(connectPacket(string(id.ID), 600)); err != nil {
+	if err := mqttload.Connect(c, string(id.ID), 600); err != nil {
 		c.Close()
 		return nil, err
 	}
-	var ack [4]byte
-	if _, err := io.ReadFull(c, ack[:]); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("no CONNACK: %w", err)
-	}
-	if ack[0] != 0x20 || ack[1] != 2 || ack[3] != 0 {
-		c.Close()
-		return nil, fmt.Errorf("CONNACK %x", ack)
-	}
 	c.SetDeadline(time.Time{})
 	return c, nil
-}
-
-// connectPacket is an MQTT 3.1.1 CONNECT with a clean session, the client
-// id as client identifier and username, and keepAlive seconds.
-func connectPacket(clientID string, keepAlive uint16) []byte {
-	str := func(b *bytes.Buffer, s string) {
-		b.WriteByte(byte(len(s) >> 8))
-		b.WriteByte(byte(len(s)))
-		b.WriteString(s)
-	}
-	var v bytes.Buffer
-	str(&v, "MQTT")
-	v.WriteByte(4)           // protocol level 3.1.1
-	v.WriteByte(0x80 | 0x02) // username, clean session
-	v.WriteByte(byte(keepAlive >> 8))
-	v.WriteByte(byte(keepAlive))
-	str(&v, clientID)
-	str(&v, clientID)
-	out := []byte{0x10}
-	n := v.Len()
-	for {
-		b := byte(n % 128)
-		n /= 128
-		if n > 0 {
-			b |= 0x80
-		}
-		out = append(out, b)
-		if n == 0 {
-			break
-		}
-	}
-	return append(out, v.Bytes()...)
 }
 
 // alive reports whether c is still open: a read that times out at once
@@ -327,61 +284,21 @@ func shorten(err error) string {
 	return s
 }
 
-// client calls the operator API.
-type client struct {
-	base, key string
-	http      *http.Client
-	n         atomic.Int64
-}
-
-func (c *client) do(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.key)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode >= 300 {
-		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, bytes.TrimSpace(b))
-	}
-	if out != nil {
-		return json.Unmarshal(b, out)
-	}
-	return nil
-}
-
 // enroll creates device i of product and enrolls it with a fresh P-256
 // key, over the API.
-func (c *client) enroll(ctx context.Context, product iotpay.ProductID, i int) (*device.Identity, error) {
+func enroll(ctx context.Context, api *opapi.Client, product iotpay.ProductID, i int) (*device.Identity, error) {
 	var created struct {
 		Device struct{ ID iotpay.DeviceID }
 		Token  string `json:"enrollment_token"`
 	}
-	if err := c.do(ctx, "POST", "/v1/devices", map[string]any{"product": product, "name": "conns-" + strconv.Itoa(i)}, &created); err != nil {
+	if err := api.Do(ctx, "POST", "/v1/devices", "", map[string]any{"product": product, "name": "conns-" + strconv.Itoa(i)}, &created); err != nil {
 		return nil, err
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
 	}
-	en, err := device.Enroll(ctx, c.http, c.base, created.Device.ID, created.Token, key)
+	en, err := device.Enroll(ctx, api.HTTP, api.Base, created.Device.ID, created.Token, key)
 	if err != nil {
 		return nil, err
 	}

@@ -220,6 +220,26 @@ func parseConnack(p packet) error {
 	return fmt.Errorf("%w: return code %d", errMalformed, p.body[1])
 }
 
+// Connect sends an MQTT 3.1.1 CONNECT on c (a clean session, clientID as
+// client identifier and username, keepalive seconds) and checks the
+// CONNACK: a device's connection with nothing more, as a benchmark that
+// only holds connections opens them. Nothing may follow the CONNACK
+// before the caller sends (the reader may take it).
+func Connect(c io.ReadWriter, clientID string, keepalive uint16) error {
+	pk, err := appendConnect(nil, connectOptions{clientID: clientID, username: clientID, keepalive: keepalive})
+	if err != nil {
+		return err
+	}
+	if _, err := c.Write(pk); err != nil {
+		return err
+	}
+	p, _, err := readPacket(bufio.NewReaderSize(c, 16), nil, answerBytesMax)
+	if err != nil {
+		return fmt.Errorf("reading CONNACK: %w", err)
+	}
+	return parseConnack(p)
+}
+
 // parsePuback returns the packet id a PUBACK acknowledges.
 func parsePuback(p packet) (uint16, error) {
 	switch {

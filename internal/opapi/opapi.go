@@ -1,4 +1,7 @@
-package sim
+// Package opapi is a small client of iotpayd's operator HTTP API for the
+// project's tooling (the fleet simulator, the benchmarks): JSON in and
+// out, the API's typed errors, and retries of what is safe to repeat.
+package opapi
 
 import (
 	"bytes"
@@ -23,23 +26,24 @@ const (
 	apiTimeout = 60 * time.Second
 )
 
-// api calls the operator HTTP API.
-type api struct {
-	base, key string
-	http      *http.Client
+// Client calls the operator HTTP API at Base with an API key.
+type Client struct {
+	Base string
+	key  string
+	HTTP *http.Client
 }
 
-// newAPI returns a client keeping up to conns connections to base open,
-// so the setup's workers reuse theirs rather than spend descriptors.
-func newAPI(base, key string, conns int) *api {
+// New returns a client keeping up to conns connections to base open, so
+// concurrent callers reuse theirs rather than spend descriptors.
+func New(base, key string, conns int) *Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConns, tr.MaxIdleConnsPerHost, tr.MaxConnsPerHost = conns, conns, conns
-	return &api{base: base, key: key, http: &http.Client{Timeout: apiTimeout, Transport: tr}}
+	return &Client{Base: base, key: key, HTTP: &http.Client{Timeout: apiTimeout, Transport: tr}}
 }
 
-// do sends in as JSON (when not nil) and decodes the answer into out
+// Do sends in as JSON (when not nil) and decodes the answer into out
 // (when not nil). idem, when not empty, is the POST's Idempotency-Key.
-func (a *api) do(ctx context.Context, method, path, idem string, in, out any) error {
+func (a *Client) Do(ctx context.Context, method, path, idem string, in, out any) error {
 	var body []byte
 	if in != nil {
 		var err error
@@ -64,12 +68,12 @@ func (a *api) do(ctx context.Context, method, path, idem string, in, out any) er
 	return err
 }
 
-func (a *api) once(ctx context.Context, method, path, idem string, body []byte, out any) error {
+func (a *Client) once(ctx context.Context, method, path, idem string, body []byte, out any) error {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, a.base+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, a.Base+path, rd)
 	if err != nil {
 		return err
 	}
@@ -80,9 +84,9 @@ func (a *api) once(ctx context.Context, method, path, idem string, body []byte, 
 		req.Header.Set("Idempotency-Key", idem)
 	}
 	req.Header.Set("Authorization", "Bearer "+a.key)
-	resp, err := a.http.Do(req)
+	resp, err := a.HTTP.Do(req)
 	if err != nil {
-		return iotpay.Wrap(iotpay.EUNAVAILABLE, "platform unreachable at "+a.base, err)
+		return iotpay.Wrap(iotpay.EUNAVAILABLE, "platform unreachable at "+a.Base, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, apiResponseBytesMax))
@@ -105,5 +109,5 @@ func (a *api) once(ctx context.Context, method, path, idem string, body []byte, 
 	return json.Unmarshal(b, out)
 }
 
-// close lets the client's idle connections go.
-func (a *api) close() { a.http.CloseIdleConnections() }
+// Close lets the client's idle connections go.
+func (a *Client) Close() { a.HTTP.CloseIdleConnections() }
