@@ -156,14 +156,10 @@ func (e *Engine[T]) FollowUp(ctx context.Context, f *FollowUp) bool {
 	g := *f
 	g.Attempts++
 	switch {
-	case err == nil && done:
+	case err == nil && (done || g.Attempts >= ReleaseTries): // done, or a release that found nothing, looked for enough
 		err = e.W.Do(ctx, func(b *ledger.Batch[T]) error { return b.Tx.DeleteFollowUp(b.Context(), f.ID) })
 		return err == nil
 	case err == nil: // a release found nothing yet
-		if g.Attempts >= ReleaseTries {
-			err = e.W.Do(ctx, func(b *ledger.Batch[T]) error { return b.Tx.DeleteFollowUp(b.Context(), f.ID) })
-			return err == nil
-		}
 		g.LastError, g.Next = "nothing found to release yet", now.Add(backoff(g.Attempts)*30)
 	case connector.Retryable(err):
 		g.LastError, g.Next = iotpay.ErrorMessage(err), now.Add(backoff(g.Attempts))
@@ -192,28 +188,18 @@ func (e *Engine[T]) doFollowUp(ctx context.Context, f *FollowUp) (done bool, err
 	if !ok {
 		return false, iotpay.Errorf(iotpay.EUNAVAILABLE, "payment system %q is not configured", f.Connector)
 	}
-	var res *connector.Result
-	switch f.Op {
-	case OpCapture:
-		res, err = c.Capture(ctx, f.Ref, f.Amount, f.Final, f.Key)
-	case OpVoid:
-		res, err = c.Void(ctx, f.Ref, f.Key)
-	case OpRefund:
-		res, err = c.Refund(ctx, f.Ref, f.Amount, f.Key)
-	case OpRelease:
+	if f.Op == OpRelease {
 		r, ok := c.(connector.Releaser)
 		if !ok {
 			return true, nil // it releases on its own (an acquirer reverses)
 		}
 		n, err := r.Release(ctx, f.Key)
 		return n > 0, err
-	default:
-		return false, iotpay.Errorf(iotpay.EINVALID, "unknown follow-up %q", f.Op)
 	}
-	if err == nil && res != nil && res.Status == connector.Declined {
-		return false, iotpay.Errorf(iotpay.EDECLINED, "%s declined the %s: %s %s", f.Connector, f.Op, res.Code, res.Message)
+	if err := operate(ctx, c, f.Op, f.Ref, f.Amount, f.Final, f.Key); err != nil {
+		return false, err
 	}
-	return err == nil, err
+	return true, nil
 }
 
 // backoff is the wait before retry n (1, 2, …).

@@ -226,28 +226,35 @@ func (e *Engine[T]) Forward(ctx context.Context, tenant iotpay.TenantID, id iotp
 	key = string(id) + ":" + op + ":" + key
 	ctx, cancel := context.WithTimeout(ctx, ConnectorTimeout)
 	defer cancel()
-	var res *connector.Result
-	_, _, err = e.Router.Call(ctx, []string{c.Name()}, func(ctx context.Context, c connector.Connector) (err error) {
-		switch op {
-		case OpCapture:
-			res, err = c.Capture(ctx, p.ConnectorRef, amount, final, key)
-		case OpVoid:
-			res, err = c.Void(ctx, p.ConnectorRef, key)
-		case OpRefund:
-			res, err = c.Refund(ctx, p.ConnectorRef, amount, key)
-		case OpIncrement:
-			inc, ok := c.(connector.Incrementer)
-			if !ok {
-				return iotpay.Errorf(iotpay.EINVALID, "%s cannot raise an authorization", c.Name())
-			}
-			res, err = inc.Increment(ctx, p.ConnectorRef, amount, key)
-		default:
-			return iotpay.Errorf(iotpay.EINVALID, "unknown operation %q", op)
-		}
-		return err
+	_, _, err = e.Router.Call(ctx, []string{c.Name()}, func(ctx context.Context, c connector.Connector) error {
+		return operate(ctx, c, op, p.ConnectorRef, amount, final, key)
 	})
+	return err
+}
+
+// operate asks connector c to capture, void, refund or raise the payment
+// it knows as ref; a decline is an EDECLINED error.
+func operate(ctx context.Context, c connector.Connector, op, ref string, amount int64, final bool, key string) error {
+	var res *connector.Result
+	var err error
+	switch op {
+	case OpCapture:
+		res, err = c.Capture(ctx, ref, amount, final, key)
+	case OpVoid:
+		res, err = c.Void(ctx, ref, key)
+	case OpRefund:
+		res, err = c.Refund(ctx, ref, amount, key)
+	case OpIncrement:
+		inc, ok := c.(connector.Incrementer)
+		if !ok {
+			return iotpay.Errorf(iotpay.EINVALID, "%s cannot raise an authorization", c.Name())
+		}
+		res, err = inc.Increment(ctx, ref, amount, key)
+	default:
+		return iotpay.Errorf(iotpay.EINVALID, "unknown operation %q", op)
+	}
 	if err == nil && res != nil && res.Status == connector.Declined {
-		return iotpay.Errorf(iotpay.EDECLINED, "%s declined the %s: %s %s", p.Connector, op, res.Code, res.Message)
+		return iotpay.Errorf(iotpay.EDECLINED, "%s declined the %s: %s %s", c.Name(), op, res.Code, res.Message)
 	}
 	return err
 }
