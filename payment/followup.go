@@ -98,6 +98,9 @@ func EnqueueFollowUp[T Tx](b *ledger.Batch[T], f *FollowUp) error {
 	}
 	if fs, ok := b.Context().Value(followKey{}).(*followed); ok && now {
 		fs.mu.Lock()
+		if fs.ups == nil {
+			fs.ups = make(map[string]*FollowUp)
+		}
 		fs.ups[f.ID] = f
 		fs.mu.Unlock()
 	}
@@ -121,7 +124,7 @@ func (e *Engine[T]) Do(ctx context.Context, fn func(b *ledger.Batch[T]) error) e
 		// The writer may run fn again (alone, after its batch failed):
 		// only the last run's follow-ups were committed.
 		fs.mu.Lock()
-		fs.ups = make(map[string]*FollowUp)
+		fs.ups = nil
 		fs.mu.Unlock()
 		return fn(b)
 	})

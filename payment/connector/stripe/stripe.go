@@ -274,11 +274,8 @@ func (c *Connector) Authorize(ctx context.Context, a *connector.Authorization) (
 // it allows only where multicapture is available for the payment; where
 // it is not, Stripe refuses the capture (EINVALID).
 func (c *Connector) Capture(ctx context.Context, ref string, amount int64, final bool, key string) (*connector.Result, error) {
-	acct, id, err := parseRef(ref)
+	acct, id, err := refAndKey(ref, key)
 	if err != nil {
-		return nil, err
-	}
-	if err := checkKey(key); err != nil {
 		return nil, err
 	}
 	if amount < 0 {
@@ -305,11 +302,8 @@ func (c *Connector) Capture(ctx context.Context, ref string, amount int64, final
 
 // Void cancels the PaymentIntent ref, releasing its hold.
 func (c *Connector) Void(ctx context.Context, ref string, key string) (*connector.Result, error) {
-	acct, id, err := parseRef(ref)
+	acct, id, err := refAndKey(ref, key)
 	if err != nil {
-		return nil, err
-	}
-	if err := checkKey(key); err != nil {
 		return nil, err
 	}
 	p := &stripego.PaymentIntentCancelParams{}
@@ -328,11 +322,8 @@ func (c *Connector) Void(ctx context.Context, ref string, key string) (*connecto
 // 0) of the PaymentIntent ref. The result's Amount is all that is
 // refunded so far.
 func (c *Connector) Refund(ctx context.Context, ref string, amount int64, key string) (*connector.Result, error) {
-	acct, id, err := parseRef(ref)
+	acct, id, err := refAndKey(ref, key)
 	if err != nil {
-		return nil, err
-	}
-	if err := checkKey(key); err != nil {
 		return nil, err
 	}
 	if amount < 0 {
@@ -499,6 +490,15 @@ func makeRef(acct, id string) string {
 		return id
 	}
 	return acct + refSep + id
+}
+
+// refAndKey is parseRef of a call that changes the payment, after its
+// idempotency key is checked.
+func refAndKey(ref, key string) (acct, id string, err error) {
+	if acct, id, err = parseRef(ref); err != nil {
+		return "", "", err
+	}
+	return acct, id, checkKey(key)
 }
 
 func parseRef(ref string) (acct, id string, err error) {
