@@ -182,6 +182,26 @@ func sessionOf(ctx context.Context, tx Tx, dev *registry.Device, key string) (*d
 	return s, p, nil
 }
 
+// evaluateInSession evaluates the request with the session its event
+// names (its "session" field), and returns the session the action names
+// with its payment (nil when none is open).
+func evaluateInSession(ctx context.Context, tx Tx, prof *Profile, prod *registry.Product, dev *registry.Device, st *registry.State,
+	req *wire.Request, now time.Time) (*rules.Action, *decision.Session, *payment.Payment, error) {
+	var key string
+	if req.Event != nil {
+		key = req.Event.Str[SessionField]
+	}
+	sess, pay, err := sessionOf(ctx, tx, dev, key)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	a, err := evaluate(prof, prod, dev, st, req, pay, now)
+	if err == nil && a.Session != "" && a.Session != key {
+		sess, pay, err = sessionOf(ctx, tx, dev, a.Session)
+	}
+	return a, sess, pay, err
+}
+
 // evaluate turns an admitted request into an action: a state report is
 // recorded, a product without rules prices by its pricing, otherwise the
 // product's rules decide. It writes nothing.

@@ -336,14 +336,6 @@ func (p *Processor) decide(b *ledger.Batch[Tx], raw, rh []byte, req *wire.Reques
 	if err != nil {
 		return Result{}, err
 	}
-	var sessKey string
-	if req.Event != nil {
-		sessKey = req.Event.Str[SessionField]
-	}
-	sess, sessPay, err := sessionOf(ctx, tx, dev, sessKey)
-	if err != nil {
-		return Result{}, err
-	}
 	// The report is applied first, so the rules and the risk policy see
 	// the state the device signed with this request.
 	var noticed []*decision.Event
@@ -357,10 +349,7 @@ func (p *Processor) decide(b *ledger.Batch[Tx], raw, rh []byte, req *wire.Reques
 				Detail: "firmware " + st.Firmware + " is not on the product's allowed list"})
 		}
 	}
-	a, err := evaluate(prof, prod, dev, st, req, sessPay, now)
-	if err == nil && a.Session != "" && a.Session != sessKey {
-		sess, sessPay, err = sessionOf(ctx, tx, dev, a.Session)
-	}
+	a, sess, sessPay, err := evaluateInSession(ctx, tx, prof, prod, dev, st, req, now)
 	if err == nil && a.Kind == rules.Hold && sessPay != nil {
 		err = iotpay.Errorf(iotpay.ECONFLICT, "session %q is already open", a.Session)
 	}

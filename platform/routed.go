@@ -79,15 +79,7 @@ func (p *Processor) preflight(ctx context.Context, dev *registry.Device, req *wi
 		if req.Report != nil {
 			registry.ApplyReport(st, req.Report, prof.Firmware, p.now())
 		}
-		sessKey := req.Event.Str[SessionField]
-		_, sessPay, err := sessionOf(ctx, tx, dev, sessKey)
-		if err != nil {
-			return err
-		}
-		a, err := evaluate(prof, prod, dev, st, req, sessPay, p.now())
-		if err == nil && a.Session != "" && a.Session != sessKey {
-			_, sessPay, err = sessionOf(ctx, tx, dev, a.Session)
-		}
+		a, _, sessPay, err := evaluateInSession(ctx, tx, prof, prod, dev, st, req, p.now())
 		if err != nil {
 			return nil
 		}
