@@ -94,7 +94,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	api := opapi.New(strings.TrimRight(cfg.API, "/"), cfg.Key, cfg.Workers)
 	defer api.Close()
-	res := &Result{Devices: cfg.Devices, Errors: map[string]int{}, NoFileLimit: noFileLimit()}
+	res := &Result{Devices: cfg.Devices, Errors: map[string]int{}, NoFileLimit: NoFileLimit()}
 	var mu sync.Mutex
 	fail := func(what string, err error) {
 		mu.Lock()

@@ -2,7 +2,5 @@
 
 package conns
 
-func noFileLimit() uint64 { return 0 }
-
-// RaiseNoFile does nothing here.
-func RaiseNoFile() uint64 { return 0 }
+// NoFileLimit is unknown here.
+func NoFileLimit() uint64 { return 0 }

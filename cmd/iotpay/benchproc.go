@@ -53,7 +53,7 @@ func benchPlatform(ctx context.Context, args []string, stdout, stderr io.Writer)
 		DeviceHTTPAddr: "127.0.0.1:0", CoAPAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler),
 		// As many device connections as the open-file limit leaves room
 		// for, past what the platform's own files take.
-		MQTTConnectionsMax: max(mqtt.ConnectionsMax, int(conns.RaiseNoFile())-1000)})
+		MQTTConnectionsMax: max(mqtt.ConnectionsMax, int(conns.NoFileLimit())-1000)})
 	if err != nil {
 		return err
 	}
