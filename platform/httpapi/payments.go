@@ -64,7 +64,7 @@ func (s *Server) commit(w http.ResponseWriter, r *http.Request, scope iotpay.Ten
 		if key != "" {
 			rec, err := b.Tx.Idempotency(ctx, scope, key)
 			switch {
-			case err == nil && rec.Created.After(b.Now.Add(-IdempotencyTTL)):
+			case err == nil && live(rec, b.Now):
 				if !bytes.Equal(rec.RequestHash, hash) {
 					return iotpay.Errorf(iotpay.EINVALID, "Idempotency-Key already used for another request")
 				}
@@ -109,12 +109,17 @@ func (s *Server) kept(r *http.Request, tenant iotpay.TenantID) bool {
 	}
 	err := s.Payments.Store.View(r.Context(), func(tx platform.Tx) error {
 		rec, err := tx.Idempotency(r.Context(), tenant, key)
-		if err == nil && !rec.Created.After(time.Now().Add(-IdempotencyTTL)) {
+		if err == nil && !live(rec, time.Now()) {
 			return iotpay.Errorf(iotpay.ENOTFOUND, "expired")
 		}
 		return err
 	})
 	return err == nil
+}
+
+// live reports whether a kept answer still answers its key at now.
+func live(rec *payment.IdempotencyRecord, now time.Time) bool {
+	return rec.Created.After(now.Add(-IdempotencyTTL))
 }
 
 func printable(s string) bool {
