@@ -73,6 +73,8 @@ type Processor struct {
 	// OnOrder, when set, is called after a batch placed a refill order,
 	// so the sender need not wait for its next poll.
 	OnOrder func()
+	// keys holds active devices' verification keys (devicekeys.go).
+	keys deviceKeys
 }
 
 func (p *Processor) profiles() *Profiles {
@@ -194,22 +196,26 @@ func (p *Processor) Process(ctx context.Context, device iotpay.DeviceID, raw []b
 		suite = p.channelSuite(ctx, device)
 		return p.reject(suite, device, suite.Hash(raw), req, nil, err)
 	}
-	dev, err := p.device(ctx, device)
-	if err == nil {
-		suite, err = wire.SuiteByName(dev.Suite)
-	}
+	k, cached, err := p.deviceKey(ctx, device)
 	if err != nil {
 		return p.reject(suite, device, suite.Hash(raw), req, nil, err)
 	}
-	rh := suite.Hash(raw)
-	key, err := dev.Key()
-	if err == nil {
-		err = env.Verify(suite, key)
+	err = env.Verify(k.suite, k.key)
+	if err != nil && cached {
+		// The kept key may be one the device no longer has: read it again.
+		p.keys.forget(device)
+		if k, _, err = p.deviceKey(ctx, device); err != nil {
+			return p.reject(suite, device, suite.Hash(raw), req, nil, err)
+		}
+		err = env.Verify(k.suite, k.key)
 	}
+	suite = k.suite
+	rh := suite.Hash(raw)
 	if err != nil {
 		p.log().Warn("request signature refused", "device", device, "suite", suite.Name(), "alg", env.Alg, "err", err)
 		return p.reject(suite, device, rh, req, nil, iotpay.Errorf(iotpay.EUNAUTHORIZED, "verification failed"))
 	}
+	dev := k.dev
 
 	// A sale from an instrument at an external payment system is
 	// authorized there first, outside the writer.
@@ -227,7 +233,7 @@ func (p *Processor) Process(ctx context.Context, device iotpay.DeviceID, raw []b
 	var res Result
 	err = p.Engine.Do(ctx, func(b *ledger.Batch[Tx]) error {
 		var err error
-		res, err = p.decide(b, raw, rh, req)
+		res, err = p.decide(b, raw, rh, req, k)
 		return err
 	})
 	var rej *rejection
@@ -275,13 +281,16 @@ func (p *Processor) channelSuite(ctx context.Context, id iotpay.DeviceID) wire.S
 	return s
 }
 
-func (p *Processor) decide(b *ledger.Batch[Tx], raw, rh []byte, req *wire.Request) (Result, error) {
+// decide runs in the writer: verified is the key the request's signature
+// was checked with, outside the writer, which must still be the device's.
+func (p *Processor) decide(b *ledger.Batch[Tx], raw, rh []byte, req *wire.Request, verified *deviceKey) (Result, error) {
 	ctx, tx, now := b.Context(), b.Tx, b.Now
 	dev, err := tx.Device(ctx, iotpay.DeviceID(req.Device))
 	if err != nil {
 		return Result{}, err
 	}
-	if dev.Status != registry.DeviceActive {
+	if dev.Status != registry.DeviceActive || !verified.still(dev) {
+		p.keys.forget(dev.ID)
 		return Result{}, &rejection{iotpay.Errorf(iotpay.EUNAUTHORIZED, "verification failed")}
 	}
 	prev, err := tx.PaymentByRequest(ctx, dev.ID, req.RequestID)

@@ -34,6 +34,9 @@ type world struct {
 	// transport is a gm device's P-256 key, certified by the platform CA
 	// for TLS only.
 	transport *ecdsa.PrivateKey
+	reg       *registry.Service
+	ca        *pki.CA
+	state     *device.MemState
 }
 
 // do runs fn as one writer operation, failing the test on error.
@@ -77,6 +80,7 @@ func newSuiteWorld(tb testing.TB, suite wire.Suite, log *slog.Logger) *world {
 	w.pay.W = wr
 	reg := &registry.Service{Store: platform.WriterStore[registry.Tx]{W: wr, Read: read}, CA: ca, PlatformKey: rk.Public(),
 		GMCA: gmCA, GMPlatformKey: gmRK.Public()}
+	w.reg, w.ca = reg, ca
 	w.proc = &platform.Processor{Store: read, Engine: w.pay, ReceiptSigner: rk, ReceiptSuite: wire.Intl, ReceiptKid: []byte("k"),
 		GMReceiptSigner: gmRK, GMReceiptKid: []byte("g"), Logger: log}
 	ten, _, err := reg.Bootstrap(ctx, "t")
@@ -128,6 +132,7 @@ func newSuiteWorld(tb testing.TB, suite wire.Suite, log *slog.Logger) *world {
 	if suite == wire.GM {
 		pk = gmRK.Public()
 	}
+	w.state = st
 	w.dev, _ = device.New(device.Identity{ID: d.ID, Suite: suite, Signer: key, Cert: cert, CA: ca.Cert, PlatformKey: pk}, st)
 	return w
 }
@@ -177,6 +182,62 @@ func TestProcessorPaysOnceAndBalances(t *testing.T) {
 	m, err := w.pay.Account(context.Background(), w.tenant, w.merchant)
 	if err != nil || m.Posted(m.Normal) != 700-14-7 {
 		t.Fatalf("merchant got %+v (%v), want 700 less 2%% and 1%% fees", m, err)
+	}
+}
+
+// TestKeptKeyFollowsTheDevice: the processor keeps a device's verification
+// key outside the writer; a request signed with a key the device no longer
+// has is refused even while the old key is kept, the new key is taken up
+// at once, and a revoked device is refused.
+func TestKeptKeyFollowsTheDevice(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t)
+	pay := func(d *device.Device) platform.Result {
+		t.Helper()
+		s, err := d.Sign(device.Payment{Amount: &iotpay.Money{Amount: 100, Currency: "EUR"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := w.proc.Process(ctx, d.ID(), s.Raw)
+		if res.Outcome == wire.Approved {
+			if _, err := d.Open(s, res.Receipt); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return res
+	}
+	if res := pay(w.dev); res.Outcome != wire.Approved {
+		t.Fatalf("first payment: %+v", res)
+	}
+	// Re-keyed without telling the processor (no OnDeviceChange).
+	newKey, _ := pki.GenerateKey(wire.SuiteIntl, nil)
+	csr, _ := pki.NewCSR(newKey, string(w.dev.ID()))
+	cert, err := w.reg.Reenroll(ctx, w.dev.ID(), csr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := pay(w.dev); res.Outcome != wire.Rejected || res.Code != iotpay.EUNAUTHORIZED {
+		t.Fatalf("request under the replaced key: %s %s %s", res.Outcome, res.Code, res.Reason)
+	}
+	id := *w.dev.Identity()
+	id.Signer, id.Cert = newKey, cert
+	rekeyed, err := device.New(id, w.state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := pay(rekeyed); res.Outcome != wire.Approved {
+		t.Fatalf("request under the new key: %s %s %s", res.Outcome, res.Code, res.Reason)
+	}
+	// Revoked, the processor told.
+	w.reg.OnDeviceChange = w.proc.ForgetDevice
+	if _, err := w.reg.Revoke(ctx, w.tenant, w.dev.ID()); err != nil {
+		t.Fatal(err)
+	}
+	if res := pay(rekeyed); res.Outcome != wire.Rejected || res.Code != iotpay.EUNAUTHORIZED {
+		t.Fatalf("revoked device: %s %s %s", res.Outcome, res.Code, res.Reason)
+	}
+	if p, m := w.balances(t); p != 9800 || m != 200 {
+		t.Fatalf("balances payer=%d paid=%d", p, m)
 	}
 }
 

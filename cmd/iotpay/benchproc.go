@@ -49,6 +49,18 @@ func benchPlatform(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if path := os.Getenv("IOTPAY_BENCH_HEAP_PROFILE"); path != "" {
 		heapProfileOnSignal(path)
 	}
+	if path := os.Getenv("IOTPAY_BENCH_CPU_PROFILE"); path != "" {
+		// The platform's own CPU profile, from start to stop.
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	d, err := daemon.Open(ctx, daemon.Config{DataDir: *dir, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0",
 		DeviceHTTPAddr: "127.0.0.1:0", CoAPAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler),
 		// As many device connections as the open-file limit leaves room

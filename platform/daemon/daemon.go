@@ -268,6 +268,7 @@ func Open(ctx context.Context, cfg Config) (*Daemon, error) {
 		GMReceiptSigner: gmReceiptKey, GMReceiptKid: gmKid,
 		Logger: d.log.With("component", "processor"), Profiles: &platform.Profiles{}, OnOrder: d.wakeWatcher,
 	}
+	d.Registry.OnDeviceChange = d.Processor.ForgetDevice
 	d.wake = make(chan struct{}, 1)
 	if err := d.auditLog(read); err != nil {
 		d.Writer.Close()

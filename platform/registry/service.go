@@ -38,6 +38,16 @@ type Service struct {
 	GMPlatformKey crypto.PublicKey
 	Now           func() time.Time
 	Rand          io.Reader
+	// OnDeviceChange, when set, is called once a device's status or key
+	// changed (revoked, re-keyed), so that what keeps a copy (the payment
+	// processor's verification keys) drops it.
+	OnDeviceChange func(iotpay.DeviceID)
+}
+
+func (s *Service) changed(id iotpay.DeviceID, err error) {
+	if err == nil && s.OnDeviceChange != nil {
+		s.OnDeviceChange(id)
+	}
 }
 
 func (s *Service) now() time.Time {
@@ -363,6 +373,7 @@ func (s *Service) Revoke(ctx context.Context, tenant iotpay.TenantID, id iotpay.
 		d.Status = DeviceRevoked
 		return tx.UpdateDevice(ctx, d)
 	})
+	s.changed(id, err)
 	return d, err
 }
 
@@ -468,5 +479,6 @@ func (s *Service) Reenroll(ctx context.Context, id iotpay.DeviceID, csr []byte) 
 		d.CertSerial, d.CertNotAfter = cert.SerialNumber.Text(16), cert.NotAfter
 		return tx.UpdateDevice(ctx, d)
 	})
+	s.changed(id, err)
 	return cert, err
 }
