@@ -118,3 +118,27 @@ func DeriveID(prefix string, parts ...string) string {
 	copy(b[:], h.Sum(nil))
 	return prefix + "_" + encodeULID(b)
 }
+
+// IDBytes returns the 16 bytes a valid id with the given prefix encodes:
+// its compact form in constrained frames (wire.Frame). It is an EINVALID
+// error for anything else.
+func IDBytes(prefix, s string) ([16]byte, error) {
+	var b [16]byte
+	if !ValidID(prefix, s) {
+		return b, Errorf(EINVALID, "malformed %s id", prefix)
+	}
+	_, rest, _ := strings.Cut(s, "_")
+	var hi, lo uint64
+	for i := 0; i < ulidLen; i++ {
+		d := uint64(strings.IndexByte(crockford, rest[i]))
+		hi = hi<<5 | lo>>59
+		lo = lo<<5 | d
+	}
+	binary.BigEndian.PutUint64(b[:8], hi)
+	binary.BigEndian.PutUint64(b[8:], lo)
+	return b, nil
+}
+
+// IDFromBytes is the id with the given prefix whose 16 bytes are b: the
+// inverse of IDBytes.
+func IDFromBytes(prefix string, b [16]byte) string { return prefix + "_" + encodeULID(b) }

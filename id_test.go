@@ -213,3 +213,21 @@ func TestDeriveID(t *testing.T) {
 		t.Fatal("different parts gave the same id")
 	}
 }
+
+func TestIDBytes(t *testing.T) {
+	for range 100 {
+		id := NewID(PrefixDevice, time.Now(), nil)
+		b, err := IDBytes(PrefixDevice, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if back := IDFromBytes(PrefixDevice, b); back != id {
+			t.Fatalf("%s → %x → %s", id, b, back)
+		}
+	}
+	for _, bad := range []string{"", "dev_", "pay_01m904zpdzp65mamax9dh6pned", "dev_81m904zpdzp65mamax9dh6pned", "dev_01m904zpdzp65mamax9dh6pneu"} {
+		if _, err := IDBytes(PrefixDevice, bad); ErrorCode(err) != EINVALID {
+			t.Errorf("IDBytes(%q) = %v, want EINVALID", bad, err)
+		}
+	}
+}
