@@ -102,7 +102,9 @@ func ParseFrame(b []byte) (*Frame, error) {
 }
 
 func (f *Frame) validate() error {
-	bad := func(format string, args ...any) error { return iotpay.Errorf(iotpay.EINVALID, "frame: "+format, args...) }
+	bad := func(format string, args ...any) error {
+		return iotpay.Errorf(iotpay.EINVALID, "frame: "+format, args...)
+	}
 	if f.Kind < FrameMessage || f.Kind > FrameRefused {
 		return bad("unknown kind %d", f.Kind)
 	}
