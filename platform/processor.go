@@ -75,6 +75,10 @@ type Processor struct {
 	OnOrder func()
 	// keys holds active devices' verification keys (devicekeys.go).
 	keys deviceKeys
+	// relayed remembers which gateway first relayed a message, and kinds
+	// the products' kinds (relay.go).
+	relayed relaySeen
+	kinds   sync.Map // iotpay.ProductID → registry.ProductKind
 }
 
 func (p *Processor) profiles() *Profiles {

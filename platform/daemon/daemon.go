@@ -354,7 +354,7 @@ func (d *Daemon) Start() error {
 		d.log.Info("devices left online by the previous run marked offline", "devices", n)
 	}
 	d.Broker, err = mqtt.New(mqtt.Config{Addr: d.cfg.MQTTAddr, TLS: tlsCfg, Logger: d.log.With("component", "mqtt"),
-		Presence: d.Registry, Enroller: d.Registry, ConnectionsMax: d.cfg.MQTTConnectionsMax}, d.Registry, d.Processor)
+		Presence: d.Registry, Enroller: d.Registry, ConnectionsMax: d.cfg.MQTTConnectionsMax, Relay: d.Processor}, d.Registry, d.Processor)
 	if err != nil {
 		return err
 	}

@@ -289,17 +289,20 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request, _ iotpay.TenantI
 
 func (s *Server) createProduct(w http.ResponseWriter, r *http.Request, tenant iotpay.TenantID) error {
 	var in struct {
-		Name     string           `json:"name"`
-		Pricing  registry.Pricing `json:"pricing"`
-		Merchant iotpay.AccountID `json:"merchant_account"`
-		Category string           `json:"category"`
+		Name     string                  `json:"name"`
+		Pricing  registry.Pricing        `json:"pricing"`
+		Merchant iotpay.AccountID        `json:"merchant_account"`
+		Category string                  `json:"category"`
+		Kind     registry.ProductKind    `json:"kind"`
+		Offline  *registry.OfflineLimits `json:"offline"`
 	}
 	return s.write(w, r, tenant, &in, func(ctx context.Context, b *ledger.Batch[platform.Tx]) (int, any, error) {
 		// The merchant account must be one of the tenant's merchant accounts.
 		if a, ok := b.Account(in.Merchant); !ok || a.Tenant != tenant || a.Kind != payment.KindMerchant {
 			return 0, nil, iotpay.Errorf(iotpay.EINVALID, "merchant_account must be one of your merchant accounts")
 		}
-		p := &registry.Product{Tenant: tenant, Name: in.Name, Pricing: in.Pricing, Merchant: in.Merchant, Category: in.Category}
+		p := &registry.Product{Tenant: tenant, Name: in.Name, Pricing: in.Pricing, Merchant: in.Merchant, Category: in.Category,
+			Kind: in.Kind, Offline: in.Offline}
 		return http.StatusCreated, p, s.Registry.CreateProduct(ctx, p)
 	})
 }

@@ -92,7 +92,19 @@ const (
 const (
 	paySubscriptionID    = 1
 	enrollSubscriptionID = 2
+	relaySubscriptionID  = 3
 )
+
+// relaysMax bounds the relayed messages in progress, across gateways: past
+// it a gateway's read loop waits, which holds its next publishes back.
+const relaysMax = 256
+
+// RelayHandler processes one device message a gateway relayed
+// (wire.Relay) and returns the answer to relay back to the device (nil:
+// none). It decides whether gateway may relay, and for whom.
+type RelayHandler interface {
+	HandleRelay(ctx context.Context, gateway iotpay.DeviceID, r *wire.Relay) []byte
+}
 
 // DeviceChecker says whether a device may connect now (registered and
 // active); called at every CONNECT.
@@ -133,6 +145,9 @@ type Config struct {
 	Presence PresenceRecorder
 	// Enroller, if set, lets devices enroll over MQTT.
 	Enroller Enroller
+	// Relay, if set, takes the messages gateways relay for constrained
+	// devices (wire.RelayTopic) and answers them on wire.RelayAnswerTopic.
+	Relay RelayHandler
 	// ConnectionsMax bounds open connections (ConnectionsMax when 0).
 	// Each holds a file descriptor: the process's open-file limit must
 	// be above it.
@@ -172,6 +187,8 @@ type Broker struct {
 	handler  Handler
 	presence PresenceRecorder
 	enroller Enroller
+	relay    RelayHandler
+	relays   chan struct{} // a slot per relayed message in progress
 	server   *mochi.Server
 
 	conns sync.Map     // net.Conn → *conn, admitted connections
@@ -241,7 +258,8 @@ func New(cfg Config, checker DeviceChecker, h Handler) (*Broker, error) {
 	caps.SharedSubAvailable = 0
 	caps.WildcardSubAvailable = 0
 
-	b := &Broker{addr: cfg.Addr, tls: tc, log: log, connsMax: conns, checker: checker, handler: h, presence: cfg.Presence, enroller: cfg.Enroller}
+	b := &Broker{addr: cfg.Addr, tls: tc, log: log, connsMax: conns, checker: checker, handler: h, presence: cfg.Presence, enroller: cfg.Enroller,
+		relay: cfg.Relay, relays: make(chan struct{}, relaysMax)}
 	if b.presence != nil {
 		b.events = make(chan registry.PresenceEvent, presenceQueueLen)
 		b.eventsDone = make(chan struct{})
@@ -257,6 +275,11 @@ func New(cfg Config, checker DeviceChecker, h Handler) (*Broker, error) {
 	}
 	if err := b.server.Subscribe(wire.TopicPrefix+"+/pay", paySubscriptionID, b.onPay); err != nil {
 		return nil, iotpay.Wrap(iotpay.EINTERNAL, "mqtt: cannot subscribe to pay topics", err)
+	}
+	if b.relay != nil {
+		if err := b.server.Subscribe(wire.TopicPrefix+"+/relay", relaySubscriptionID, b.onRelay); err != nil {
+			return nil, iotpay.Wrap(iotpay.EINTERNAL, "mqtt: cannot subscribe to relay topics", err)
+		}
 	}
 	if b.enroller != nil {
 		if err := b.server.Subscribe(wire.TopicPrefix+"+/enroll", enrollSubscriptionID, b.onEnroll); err != nil {
@@ -576,14 +599,53 @@ func (b *Broker) onPay(_ *mochi.Client, _ packets.Subscription, pk packets.Packe
 	}
 }
 
+// onRelay receives every message a gateway published on its relay topic.
+// Unlike a device's own payments, which the handler takes one at a time
+// per connection, a gateway's relayed messages (many devices' on one
+// connection) are handled concurrently, up to relaysMax in all; each
+// answer goes back on the gateway's relay answer topic with its Seq.
+func (b *Broker) onRelay(_ *mochi.Client, _ packets.Subscription, pk packets.Packet) {
+	gw, ok := topicDevice(pk.TopicName, "relay")
+	if !ok || string(gw) != pk.Origin {
+		b.log.Warn("relay message dropped: topic does not belong to publisher", "topic", pk.TopicName, "client", pk.Origin)
+		return
+	}
+	r, err := wire.ParseRelay(pk.Payload)
+	if err != nil {
+		b.log.Warn("relay message dropped", "gateway", gw, "err", err)
+		return
+	}
+	if !b.enterCall() {
+		b.log.Info("relay message dropped: broker closing", "gateway", gw)
+		return
+	}
+	b.relays <- struct{}{}
+	go func() {
+		defer func() { <-b.relays; b.calls.Done() }()
+		ctx, cancel := context.WithTimeout(context.Background(), handleTimeout)
+		defer cancel()
+		answer := b.relay.HandleRelay(ctx, gw, r)
+		out, err := wire.EncodeRelayAnswer(&wire.RelayAnswer{Device: r.Device, Body: answer, Seq: r.Seq})
+		if err == nil {
+			err = b.publish(wire.RelayAnswerTopic(string(gw)), out)
+		}
+		if err != nil {
+			b.log.Warn("relay answer not published", "gateway", gw, "device", r.Device, "err", err)
+		}
+	}()
+}
+
 // payTopicDevice returns the device whose pay topic topic is.
-func payTopicDevice(topic string) (iotpay.DeviceID, bool) {
+func payTopicDevice(topic string) (iotpay.DeviceID, bool) { return topicDevice(topic, "pay") }
+
+// topicDevice returns the device whose topic under leaf topic is.
+func topicDevice(topic, leaf string) (iotpay.DeviceID, bool) {
 	rest, ok := strings.CutPrefix(topic, wire.TopicPrefix)
 	if !ok {
 		return "", false
 	}
-	id, leaf, ok := strings.Cut(rest, "/")
-	if !ok || !iotpay.ValidID(iotpay.PrefixDevice, id) || topic != wire.PayTopic(id) || leaf != "pay" {
+	id, l, ok := strings.Cut(rest, "/")
+	if !ok || !iotpay.ValidID(iotpay.PrefixDevice, id) || l != leaf {
 		return "", false
 	}
 	return iotpay.DeviceID(id), true

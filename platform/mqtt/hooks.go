@@ -22,8 +22,10 @@ import (
 )
 
 // devicePublishLeaves are the topics under its own prefix a device may
-// publish to. It reads only its receipt and desired-state topics.
-var devicePublishLeaves = [...]string{"pay", "status"}
+// publish to. It reads only its receipt, desired-state and relay answer
+// topics. Any device may publish on its relay topic: whether it is a
+// gateway, and whom it may relay for, is the RelayHandler's to say.
+var devicePublishLeaves = [...]string{"pay", "status", "relay"}
 
 // mayAccess reports whether device may publish to (write) or subscribe to
 // and receive from topic. Topics must match exactly, so no wildcard filter
@@ -33,7 +35,7 @@ func mayAccess(device, topic string, write bool) bool {
 		return false
 	}
 	if !write {
-		return topic == wire.ReceiptTopic(device) || topic == wire.DesiredTopic(device)
+		return topic == wire.ReceiptTopic(device) || topic == wire.DesiredTopic(device) || topic == wire.RelayAnswerTopic(device)
 	}
 	leaf, ok := strings.CutPrefix(topic, wire.TopicPrefix+device+"/")
 	return ok && slices.Contains(devicePublishLeaves[:], leaf)

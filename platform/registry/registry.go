@@ -60,12 +60,36 @@ type Product struct {
 	Merchant iotpay.AccountID `json:"merchant_account"` // credited by the product's payments
 	// Category is the merchant category (ISO 18245, 4 digits) of what the
 	// product sells, which mandates may restrict; empty when unset.
-	Category string    `json:"category,omitempty"`
-	Created  time.Time `json:"created"`
+	Category string `json:"category,omitempty"`
+	// Kind is what the product's devices are: devices that pay (the
+	// default) or gateways that relay other devices' messages (edge).
+	Kind ProductKind `json:"kind,omitempty"`
+	// Offline, when set, lets the product's devices pay while the
+	// platform is out of reach, up to these limits, as chip cards do; the
+	// platform settles those payments when their requests arrive.
+	Offline *OfflineLimits `json:"offline,omitempty"`
+	Created time.Time      `json:"created"`
 	// ProfileVersion is the version of the product's current profile
 	// (0: none, or not read), as Product reads it: a compiled profile of
 	// that version can be used without reading the profile again.
 	ProfileVersion int `json:"-"`
+}
+
+// ProductKind is what a product's devices are.
+type ProductKind string
+
+// Product kinds.
+const (
+	ProductDevice  ProductKind = "device"  // devices that pay
+	ProductGateway ProductKind = "gateway" // gateways (iotpay-edge) that relay devices' messages
+)
+
+// OfflineLimits bound what a device may pay while the platform is out of
+// reach: at most MaxCount payments and MaxAmount in all (minor units of
+// the product's currency) since its last payment the platform answered.
+type OfflineLimits struct {
+	MaxAmount int64 `json:"max_amount"`
+	MaxCount  int   `json:"max_count"`
 }
 
 // Device is one enrolled (or enrolling) device and the state admission

@@ -23,7 +23,9 @@ const (
 	EnrollTokenLifetime = 24 * time.Hour
 	secretBytes         = 32
 	NameLenMax          = 128
-	ListLimitMax        = 500
+	// OfflineCountMax bounds a product's offline payment count.
+	OfflineCountMax = 1000
+	ListLimitMax    = 500
 )
 
 // Service is the registry's operations.
@@ -143,6 +145,19 @@ func (s *Service) CreateProduct(ctx context.Context, p *Product) error {
 	}
 	if p.Category != "" && (len(p.Category) != 4 || strings.Trim(p.Category, "0123456789") != "") {
 		return iotpay.Errorf(iotpay.EINVALID, "category must be a 4-digit ISO 18245 merchant category code")
+	}
+	switch p.Kind {
+	case "":
+		p.Kind = ProductDevice
+	case ProductDevice, ProductGateway:
+	default:
+		return iotpay.Errorf(iotpay.EINVALID, "kind must be device or gateway")
+	}
+	if o := p.Offline; o != nil && (o.MaxAmount <= 0 || o.MaxCount <= 0 || o.MaxCount > OfflineCountMax) {
+		return iotpay.Errorf(iotpay.EINVALID, "offline limits need a positive max_amount and a max_count of 1 to %d", OfflineCountMax)
+	}
+	if p.Kind == ProductGateway && p.Offline != nil {
+		return iotpay.Errorf(iotpay.EINVALID, "a gateway product does not pay, offline or not")
 	}
 	p.Created = s.now()
 	p.ID = iotpay.ProductID(iotpay.NewID(iotpay.PrefixProduct, p.Created, s.rand()))

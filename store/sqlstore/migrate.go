@@ -47,6 +47,9 @@ var migrations = []migration{
 	{9, func(d *Dialect) string { // follow-ups owed by payment systems, connectors' state
 		return d.types.Replace(schemaFollowUps)
 	}},
+	{10, func(d *Dialect) string { // the edge: gateway products, offline limits
+		return d.types.Replace(schemaEdge)
+	}},
 }
 
 // LatestVersion is the schema version this build migrates to.

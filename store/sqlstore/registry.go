@@ -41,19 +41,30 @@ func (tx *Tx) CreateProduct(ctx context.Context, p *registry.Product) error {
 	if err != nil {
 		return err
 	}
-	_, err = tx.exec(ctx, `INSERT INTO products (id, tenant, name, pricing, merchant, category, created_ms)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`, p.ID, p.Tenant, p.Name, string(pricing), p.Merchant, p.Category, ms(p.Created))
+	offline := ""
+	if p.Offline != nil {
+		b, err := json.Marshal(p.Offline)
+		if err != nil {
+			return err
+		}
+		offline = string(b)
+	}
+	if p.Kind == "" {
+		p.Kind = registry.ProductDevice
+	}
+	_, err = tx.exec(ctx, `INSERT INTO products (id, tenant, name, pricing, merchant, category, kind, offline, created_ms)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, p.ID, p.Tenant, p.Name, string(pricing), p.Merchant, p.Category, p.Kind, offline, ms(p.Created))
 	return tx.mapErr(err)
 }
 
 // Product implements registry.Tx.
 func (tx *Tx) Product(ctx context.Context, tenant iotpay.TenantID, id iotpay.ProductID) (*registry.Product, error) {
 	p := &registry.Product{ID: id, Tenant: tenant}
-	var pricing string
+	var pricing, offline string
 	var created int64
 	var version int64
-	err := tx.row(ctx, `SELECT name, pricing, merchant, category, created_ms, profile_version FROM products WHERE id = ? AND tenant = ?`, id, tenant).
-		Scan(&p.Name, &pricing, &p.Merchant, &p.Category, &created, &version)
+	err := tx.row(ctx, `SELECT name, pricing, merchant, category, kind, offline, created_ms, profile_version FROM products WHERE id = ? AND tenant = ?`, id, tenant).
+		Scan(&p.Name, &pricing, &p.Merchant, &p.Category, &p.Kind, &offline, &created, &version)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("product", id)
 	}
@@ -61,6 +72,12 @@ func (tx *Tx) Product(ctx context.Context, tenant iotpay.TenantID, id iotpay.Pro
 		return nil, err
 	}
 	p.Created, p.ProfileVersion = fromMs(created), int(version)
+	if offline != "" {
+		p.Offline = &registry.OfflineLimits{}
+		if err := json.Unmarshal([]byte(offline), p.Offline); err != nil {
+			return nil, err
+		}
+	}
 	return p, json.Unmarshal([]byte(pricing), &p.Pricing)
 }
 

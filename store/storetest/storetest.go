@@ -376,7 +376,11 @@ func testRegistry(t *testing.T, db *sqlstore.DB) {
 	key := &registry.APIKey{ID: iotpay.APIKeyID(newID(iotpay.PrefixAPIKey)), Tenant: ten, Hash: bytes.Repeat([]byte{0xab}, 32), Created: now}
 	prod := &registry.Product{ID: iotpay.ProductID(newID(iotpay.PrefixProduct)), Tenant: ten, Name: "vending",
 		Merchant: iotpay.AccountID(newID(iotpay.PrefixAccount)), Category: "5814", Created: now,
-		Pricing: registry.Pricing{Mode: registry.PriceFixed, Event: "dispense", PriceMinor: 250, Currency: "EUR"}}
+		Pricing: registry.Pricing{Mode: registry.PriceFixed, Event: "dispense", PriceMinor: 250, Currency: "EUR"},
+		Offline: &registry.OfflineLimits{MaxAmount: 2000, MaxCount: 5}}
+	// A gateway product: kind kept, no offline limits.
+	gw := &registry.Product{ID: iotpay.ProductID(newID(iotpay.PrefixProduct)), Tenant: ten, Name: "gateways", Kind: registry.ProductGateway,
+		Merchant: prod.Merchant, Created: now, Pricing: registry.Pricing{Mode: registry.PriceAmount, Currency: "EUR"}}
 	var devs []*registry.Device
 	for i := range 3 {
 		devs = append(devs, &registry.Device{ID: iotpay.DeviceID(idAt(iotpay.PrefixDevice, now, i)), Tenant: ten, Product: prod.ID,
@@ -388,6 +392,9 @@ func testRegistry(t *testing.T, db *sqlstore.DB) {
 			return err
 		}
 		if err := tx.CreateProduct(ctx, prod); err != nil {
+			return err
+		}
+		if err := tx.CreateProduct(ctx, gw); err != nil {
 			return err
 		}
 		return each(devs, func(d *registry.Device) error { return tx.CreateDevice(ctx, d) })
@@ -408,6 +415,11 @@ func testRegistry(t *testing.T, db *sqlstore.DB) {
 			return err
 		}
 		same(t, "product", prod, gotProd)
+		gotGW, err := tx.Product(ctx, ten, gw.ID)
+		if err != nil {
+			return err
+		}
+		same(t, "gateway product", gw, gotGW)
 		gotDev, err := tx.Device(ctx, d.ID)
 		if err != nil {
 			return err
