@@ -63,6 +63,17 @@ type State struct {
 	// Checkpoint is the audit log's latest checkpoint the device verified
 	// (VerifyLogged): a later one must extend it.
 	Checkpoint []byte `json:"checkpoint,omitempty"`
+	// OfflineCount and OfflineAmount are what the device paid offline
+	// (SignOffline) since its last online request.
+	OfflineCount  int   `json:"offline_count,omitempty"`
+	OfflineAmount int64 `json:"offline_amount,omitempty"`
+}
+
+// OfflineLimits bound what a device pays while the platform is out of
+// reach: its product's (registry.OfflineLimits), as its maker set it up.
+type OfflineLimits struct {
+	MaxAmount int64
+	MaxCount  int
 }
 
 // StateStore persists State.
@@ -142,13 +153,42 @@ type Signed struct {
 
 // Sign numbers and signs a payment request. The new counter is saved before
 // the request exists, so no counter is ever used twice.
-func (d *Device) Sign(p Payment) (*Signed, error) {
+func (d *Device) Sign(p Payment) (*Signed, error) { return d.sign(p, nil) }
+
+// SignOffline signs a payment the device makes without the platform, as a
+// chip card approves offline: only with a stated Amount, and only while
+// what it paid offline since it was last online stays within lim; past
+// them it is an EDECLINED error and nothing is signed. The request is
+// marked offline; sent through a gateway it waits in the gateway's store
+// until the platform is back, which settles it then (checking the
+// product's limits and risk policy after the fact).
+func (d *Device) SignOffline(p Payment, lim OfflineLimits) (*Signed, error) {
+	if p.Amount == nil || p.Amount.Amount <= 0 {
+		return nil, iotpay.Errorf(iotpay.EINVALID, "an offline payment states its amount")
+	}
+	return d.sign(p, &lim)
+}
+
+// ErrOfflineLimit is SignOffline's refusal past the offline limits: the
+// device must reach the platform first.
+var ErrOfflineLimit = iotpay.Errorf(iotpay.EDECLINED, "offline limit reached: the platform must be reached first")
+
+func (d *Device) sign(p Payment, offline *OfflineLimits) (*Signed, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := d.now()
 	r := wire.Request{
 		V: wire.Version, Device: string(d.id.ID), Counter: d.state.Counter + 1, Nonce: make([]byte, wire.NonceBytes),
 		TimeMs: now.UnixMilli(), RequestID: p.RequestID, Challenge: d.state.Challenge, Event: p.Event, Report: p.Report,
+		Offline: offline != nil,
+	}
+	next := d.state
+	if offline != nil {
+		next.OfflineCount++
+		next.OfflineAmount += p.Amount.Amount
+		if next.OfflineCount > offline.MaxCount || next.OfflineAmount > offline.MaxAmount {
+			return nil, ErrOfflineLimit
+		}
 	}
 	if _, err := io.ReadFull(d.rand(), r.Nonce); err != nil {
 		return nil, err
@@ -163,7 +203,6 @@ func (d *Device) Sign(p Payment) (*Signed, error) {
 	if err != nil {
 		return nil, err
 	}
-	next := d.state
 	next.Counter = r.Counter
 	if err := d.store.Save(next); err != nil {
 		return nil, err
@@ -188,11 +227,18 @@ func (d *Device) accept(s *Signed, rc *wire.Receipt) (*wire.Receipt, error) {
 	if !rc.For(s.Hash, string(d.id.ID)) || (rc.RequestID != "" && rc.RequestID != s.Request.RequestID) {
 		return nil, iotpay.Errorf(iotpay.EUNAUTHORIZED, "receipt is for another request")
 	}
+	// An online request's receipt starts the offline count again, as the
+	// platform does when it takes an online request.
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	next := d.state
 	if len(rc.Challenge) == wire.ChallengeBytes {
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		next := d.state
 		next.Challenge = rc.Challenge
+	}
+	if !s.Request.Offline {
+		next.OfflineCount, next.OfflineAmount = 0, 0
+	}
+	if !bytes.Equal(next.Challenge, d.state.Challenge) || next.OfflineCount != d.state.OfflineCount || next.OfflineAmount != d.state.OfflineAmount {
 		if err := d.store.Save(next); err != nil {
 			return nil, err
 		}

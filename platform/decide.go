@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -210,6 +211,14 @@ func evaluate(prof *Profile, prod *registry.Product, dev *registry.Device, st *r
 	if req.Event != nil && req.Event.Type == wire.EventState {
 		return &rules.Action{Kind: ActReport}, nil
 	}
+	if req.Offline {
+		// The device charged what it charged, within its offline limits;
+		// the platform settles it (and checks it: countOffline, risk).
+		if iotpay.Currency(req.Currency) != prod.Pricing.Currency {
+			return nil, iotpay.Errorf(iotpay.EINVALID, "product %s charges in %s", prod.Name, prod.Pricing.Currency)
+		}
+		return &rules.Action{Kind: rules.Charge, Rule: "offline", Amount: req.AmountMinor, Currency: prod.Pricing.Currency}, nil
+	}
 	if prof.Program == nil {
 		amount, err := Price(prod, req)
 		if err != nil {
@@ -306,13 +315,14 @@ func (p *Processor) newEventID(prefix string, now time.Time) string {
 // act carries out an admitted request's action in the writer's batch,
 // after the device's counter moved on. st is saved by the caller after.
 func (p *Processor) act(b *ledger.Batch[Tx], dev *registry.Device, prod *registry.Product, prof *Profile, st *registry.State,
-	req *wire.Request, raw, rh []byte, a *rules.Action, sess *decision.Session, sessPay *payment.Payment, lastSeen time.Time) (Result, error) {
+	req *wire.Request, raw, rh []byte, a *rules.Action, sess *decision.Session, sessPay *payment.Payment, lastSeen time.Time,
+	breach string) (Result, error) {
 	ctx, tx, now := b.Context(), b.Tx, b.Now
 	dec := &decided{Rule: a.Rule, Action: *a, State: &stateSummary{Firmware: st.Firmware, Attested: st.Attested, Tamper: st.Tamper}}
 	out := &outcome{status: wire.Approved, dec: dec, currency: a.Currency}
 	switch a.Kind {
 	case rules.Charge, rules.Bill, rules.Hold:
-		return p.authorize(b, dev, prod, prof, st, req, raw, rh, a, dec, lastSeen)
+		return p.authorize(b, dev, prod, prof, st, req, raw, rh, a, dec, lastSeen, breach)
 	case rules.Increment, rules.Capture:
 		if sessPay == nil {
 			out.status, out.code, out.reason = wire.Declined, iotpay.EDECLINED, "no open session "+strconv.Quote(a.Session)
@@ -437,7 +447,7 @@ func (p *Processor) moveSession(b *ledger.Batch[Tx], dev *registry.Device, a *ru
 // mandate. A charge or a bill is captured at once, a hold opens a session,
 // and a payment held for review is only authorized.
 func (p *Processor) authorize(b *ledger.Batch[Tx], dev *registry.Device, prod *registry.Product, prof *Profile, st *registry.State,
-	req *wire.Request, raw, rh []byte, a *rules.Action, dec *decided, lastSeen time.Time) (Result, error) {
+	req *wire.Request, raw, rh []byte, a *rules.Action, dec *decided, lastSeen time.Time, breach string) (Result, error) {
 	ctx, tx, now := b.Context(), b.Tx, b.Now
 	amount := iotpay.Money{Amount: a.Amount, Currency: a.Currency}
 	if amount.Amount <= 0 || amount.Amount > payment.AmountMax {
@@ -459,12 +469,26 @@ func (p *Processor) authorize(b *ledger.Batch[Tx], dev *registry.Device, prod *r
 		}
 		d := risk.Decide(prof.Risk, in)
 		dec.Risk = &d
+		if req.Offline && d.Outcome == risk.Decline {
+			// After the fact: the goods were delivered; what the policy
+			// would have refused is held for the operator.
+			d.Outcome = risk.Review
+			breach = joinBreach(breach, "the risk policy would have declined it")
+		}
 		switch d.Outcome {
 		case risk.Decline:
 			ar.Decline, ar.Detail = payment.DeclineRisk, riskDetail(&d)
 		case risk.Review:
 			ar.Capture = false
 		}
+	}
+	if breach != "" {
+		if dec.Risk == nil {
+			dec.Risk = &risk.Decision{}
+		}
+		dec.Risk.Outcome = risk.Review
+		dec.Risk.Reasons = append(dec.Risk.Reasons, risk.Reason{Code: "offline", Detail: breach})
+		ar.Capture = false
 	}
 	var rc *receipted
 	ar.Finish = func(pay *payment.Payment) (err error) {
@@ -502,6 +526,14 @@ func (p *Processor) authorize(b *ledger.Batch[Tx], dev *registry.Device, prod *r
 	}
 	if pay.Status != payment.StatusDeclined {
 		if err := p.afterApproval(ctx, tx, dev, st, a, dec, pay, now); err != nil {
+			return Result{}, err
+		}
+	} else if req.Offline {
+		breach = joinBreach(breach, "declined: "+pay.Reason)
+	}
+	if req.Offline && breach != "" {
+		if err := RaiseEvent(ctx, tx, &decision.Event{ID: p.newEventID(iotpay.PrefixEvent, now), Tenant: dev.Tenant, Device: dev.ID,
+			Kind: decision.EventOfflineBreach, Detail: string(pay.ID) + ": " + breach, Created: now}); err != nil {
 			return Result{}, err
 		}
 	}
@@ -564,4 +596,36 @@ func riskDetail(d *risk.Decision) string {
 		s += r.Detail
 	}
 	return s
+}
+
+// OfflineAgeMax is how old an offline payment's request may be when it
+// reaches the platform (through a gateway's store).
+const OfflineAgeMax = 7 * 24 * time.Hour
+
+// countOffline counts an offline payment against its product's limits
+// and returns what it breaches (empty when nothing); an online request
+// starts the count again. moved says st changed.
+func countOffline(st *registry.State, prod *registry.Product, req *wire.Request) (breach string, moved bool) {
+	if !req.Offline {
+		moved = st.OfflineCount != 0 || st.OfflineAmount != 0
+		st.OfflineCount, st.OfflineAmount = 0, 0
+		return "", moved
+	}
+	st.OfflineCount++
+	st.OfflineAmount += req.AmountMinor
+	lim := prod.Offline
+	if st.OfflineCount > lim.MaxCount {
+		breach = joinBreach(breach, fmt.Sprintf("offline payment %d, the product allows %d", st.OfflineCount, lim.MaxCount))
+	}
+	if st.OfflineAmount > lim.MaxAmount {
+		breach = joinBreach(breach, fmt.Sprintf("%d paid offline, the product allows %d", st.OfflineAmount, lim.MaxAmount))
+	}
+	return breach, true
+}
+
+func joinBreach(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
 }

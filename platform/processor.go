@@ -322,18 +322,25 @@ func (p *Processor) decide(b *ledger.Batch[Tx], raw, rh []byte, req *wire.Reques
 	if skew == 0 {
 		skew = ClockSkewMax
 	}
-	if d := req.Time().Sub(now); d > skew || d < -skew {
+	// An offline payment reaches the platform late, through a gateway's
+	// store, and echoes the last challenge the device had, not the
+	// current one: its counter alone keeps it from being replayed.
+	offline := req.Offline
+	if d := req.Time().Sub(now); d > skew || (d < -skew && (!offline || d < -OfflineAgeMax)) {
 		return Result{}, &rejection{iotpay.Errorf(iotpay.EINVALID, "device clock off by %v", d.Round(time.Second))}
 	}
 	if req.Counter <= dev.Counter {
 		return Result{}, &rejection{iotpay.Errorf(iotpay.EREPLAY, "counter %d not above %d", req.Counter, dev.Counter)}
 	}
-	if !bytes.Equal(req.Challenge, dev.Challenge) {
+	if !offline && !bytes.Equal(req.Challenge, dev.Challenge) {
 		return Result{}, &rejection{iotpay.Errorf(iotpay.EREPLAY, "stale challenge")}
 	}
 	prod, err := tx.Product(ctx, dev.Tenant, dev.Product)
 	if err != nil {
 		return Result{}, err
+	}
+	if offline && prod.Offline == nil {
+		return Result{}, &rejection{iotpay.Errorf(iotpay.EINVALID, "product %s takes no offline payments", prod.Name)}
 	}
 	prof, err := p.profiles().Get(ctx, tx, prod)
 	if err != nil {
@@ -374,8 +381,13 @@ func (p *Processor) decide(b *ledger.Batch[Tx], raw, rh []byte, req *wire.Reques
 	// here on only a store failure may stop the operation.
 	lastSeen := dev.LastSeen
 	dev.Counter = req.Counter
-	dev.Challenge = p.challenge()
+	if !offline {
+		// An offline payment leaves the challenge as it is: the device's
+		// next offline payments echo that one too.
+		dev.Challenge = p.challenge()
+	}
 	dev.LastSeen = now
+	breach, offlineMoved := countOffline(st, prod, req)
 	if err := tx.UpdateDevice(ctx, dev); err != nil {
 		return Result{}, err
 	}
@@ -385,13 +397,13 @@ func (p *Processor) decide(b *ledger.Batch[Tx], raw, rh []byte, req *wire.Reques
 			return Result{}, err
 		}
 	}
-	res, err := p.act(b, dev, prod, prof, st, req, raw, rh, a, sess, sessPay, lastSeen)
+	res, err := p.act(b, dev, prod, prof, st, req, raw, rh, a, sess, sessPay, lastSeen, breach)
 	if err != nil {
 		return Result{}, err
 	}
 	wasInactive := !st.Inactive.IsZero()
 	st.Inactive = time.Time{}
-	if req.Report != nil || wasInactive || st.Version == 0 || a.Kind == rules.Bill || res.Payment != "" {
+	if req.Report != nil || wasInactive || st.Version == 0 || a.Kind == rules.Bill || res.Payment != "" || offlineMoved {
 		if st.Version == 0 {
 			st.Version = 1
 		}

@@ -54,6 +54,13 @@ func newWorld(tb testing.TB) *world { return newSuiteWorld(tb, wire.Intl, nil) }
 // keys.
 func newSuiteWorld(tb testing.TB, suite wire.Suite, log *slog.Logger) *world {
 	tb.Helper()
+	return newWorldWith(tb, suite, log, nil)
+}
+
+// newWorldWith is newSuiteWorld with the product changed by product (when
+// not nil) before it is made.
+func newWorldWith(tb testing.TB, suite wire.Suite, log *slog.Logger, product func(*registry.Product)) *world {
+	tb.Helper()
 	ctx := context.Background()
 	db, err := sqlite.Open(ctx, filepath.Join(tb.TempDir(), "t.db"))
 	if err != nil {
@@ -102,6 +109,9 @@ func newSuiteWorld(tb testing.TB, suite wire.Suite, log *slog.Logger) *world {
 		return err
 	})
 	prod := &registry.Product{Tenant: ten.ID, Name: "x", Merchant: w.merchant, Pricing: registry.Pricing{Mode: registry.PriceAmount, Currency: "EUR"}}
+	if product != nil {
+		product(prod)
+	}
 	if err := reg.CreateProduct(ctx, prod); err != nil {
 		tb.Fatal(err)
 	}

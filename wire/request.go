@@ -47,6 +47,11 @@ type Request struct {
 	// Report is the device's state as it reports it, signed with the
 	// request (an event of type EventState carries nothing else).
 	Report *Report `cbor:"11,keyasint,omitempty"`
+	// Offline says the device paid without the platform, within its
+	// product's offline limits (the chip card's offline approval): the
+	// request reaches the platform later, through a gateway's store.
+	// It carries its amount, and its challenge may be an old one.
+	Offline bool `cbor:"12,keyasint,omitempty"`
 }
 
 // Time returns the device's clock reading.
@@ -88,6 +93,9 @@ func (r *Request) Validate() error {
 		if err := r.Event.validate(); err != nil {
 			return err
 		}
+	}
+	if r.Offline && !hasAmount {
+		return bad("an offline request carries its amount")
 	}
 	if r.Report != nil {
 		return r.Report.validate()

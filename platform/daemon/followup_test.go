@@ -229,7 +229,8 @@ func TestLapsedHoldReleasedAtTheAcquirer(t *testing.T) {
 	if p.Status != "authorized" || p.Connector != "acquirer" {
 		t.Fatalf("held: %+v", p)
 	}
-	waitFor(t, func() bool { a, _ := sim.Auth(p.ConnectorRef); return a.Reversed })
+	// The reversal reaches the acquirer before its follow-up is done with.
+	waitFor(t, func() bool { a, _ := sim.Auth(p.ConnectorRef); return a.Reversed && len(s.followUps("pending")) == 0 })
 	s.must("GET", "/v1/payments/"+p.ID, nil, &p)
 	if p.Status != "expired" || len(s.followUps("pending")) != 0 {
 		t.Fatalf("after the lapse: %+v, follow-ups %+v", p, s.followUps("pending"))

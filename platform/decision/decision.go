@@ -106,11 +106,15 @@ type Event struct {
 
 // Device event kinds.
 const (
-	EventInactive    = "device.inactive"
-	EventTamper      = "device.tamper"
-	EventFirmware    = "device.firmware_not_attested"
-	EventReviewHeld  = "payment.review"
-	EventOrderPlaced = "supply.order"
+	EventInactive   = "device.inactive"
+	EventTamper     = "device.tamper"
+	EventFirmware   = "device.firmware_not_attested"
+	EventReviewHeld = "payment.review"
+	// EventOfflineBreach: a device paid offline beyond its product's
+	// offline limits, or the risk policy would have refused an offline
+	// payment; the payment is held for review.
+	EventOfflineBreach = "payment.offline_breach"
+	EventOrderPlaced   = "supply.order"
 )
 
 // Tx is what decisions need from a store inside one transaction. Reads

@@ -43,9 +43,14 @@ type State struct {
 	History json.RawMessage `json:"-"`
 	// Inactive is when the device was reported inactive, zero once it is
 	// heard from again.
-	Inactive   time.Time `json:"inactive_since,omitzero"`
-	ReportedAt time.Time `json:"reported_at,omitzero"`
-	Updated    time.Time `json:"updated,omitzero"`
+	Inactive time.Time `json:"inactive_since,omitzero"`
+	// OfflineCount and OfflineAmount are what the device paid offline
+	// since its last online request (wire.Request.Offline), against its
+	// product's offline limits.
+	OfflineCount  int       `json:"offline_count,omitempty"`
+	OfflineAmount int64     `json:"offline_amount,omitempty"`
+	ReportedAt    time.Time `json:"reported_at,omitzero"`
+	Updated       time.Time `json:"updated,omitzero"`
 }
 
 // Location is a point in degrees × 10^7 (WGS 84).

@@ -55,13 +55,16 @@ const (
 	PaymentVoided     = "payment.voided"
 	PaymentExpired    = "payment.expired"
 	PaymentReview     = "payment.review" // held for an operator's review
-	RefundSucceeded   = "refund.succeeded"
+	// PaymentOfflineBreach: an offline payment beyond its product's
+	// limits, or one the risk policy or the ledger refused after the fact.
+	PaymentOfflineBreach = "payment.offline_breach"
+	RefundSucceeded      = "refund.succeeded"
 )
 
 // Types are the event types an endpoint may subscribe to; device.* are the
 // platform's device events (decision.Event kinds).
 var Types = []string{PaymentAuthorized, PaymentSucceeded, PaymentDeclined, PaymentVoided, PaymentExpired, PaymentReview,
-	RefundSucceeded, "device.inactive", "device.tamper", "device.firmware_not_attested", "supply.order"}
+	PaymentOfflineBreach, RefundSucceeded, "device.inactive", "device.tamper", "device.firmware_not_attested", "supply.order"}
 
 // Endpoint is where a tenant wants to be told of events.
 type Endpoint struct {

@@ -74,12 +74,12 @@ CREATE INDEX payments_payer ON payments(payer, id);
 func (tx *Tx) State(ctx context.Context, id iotpay.DeviceID) (*registry.State, error) {
 	s := &registry.State{Device: id}
 	var reported, desired, history string
-	var version, dver, applied, attested, tamper, battery, hasLoc, lat, lon, repMs, inactive, updated int64
+	var version, dver, applied, attested, tamper, battery, hasLoc, lat, lon, repMs, inactive, updated, offCount int64
 	err := tx.row(ctx, `SELECT version, reported, desired, desired_version, applied, firmware, measurement, attested, tamper,
-		battery, has_location, lat_e7, lon_e7, last_reading, history, reported_ms, inactive_ms, updated_ms
+		battery, has_location, lat_e7, lon_e7, last_reading, history, reported_ms, inactive_ms, updated_ms, offline_count, offline_amount
 		FROM device_state WHERE device = ?`, id).
 		Scan(&version, &reported, &desired, &dver, &applied, &s.Firmware, &s.Measurement, &attested, &tamper,
-			&battery, &hasLoc, &lat, &lon, &s.LastReading, &history, &repMs, &inactive, &updated)
+			&battery, &hasLoc, &lat, &lon, &s.LastReading, &history, &repMs, &inactive, &updated, &offCount, &s.OfflineAmount)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("state of device", id)
 	}
@@ -87,6 +87,7 @@ func (tx *Tx) State(ctx context.Context, id iotpay.DeviceID) (*registry.State, e
 		return nil, err
 	}
 	s.Version, s.DesiredVersion, s.Applied = uint64(version), uint64(dver), uint64(applied)
+	s.OfflineCount = int(offCount)
 	s.Attested, s.Tamper = attested == 1, tamper == 1
 	if battery >= 0 {
 		s.Battery = &battery
@@ -124,17 +125,19 @@ func (tx *Tx) PutState(ctx context.Context, s *registry.State) error {
 		history = "{}"
 	}
 	_, err = tx.exec(ctx, `INSERT INTO device_state (device, version, reported, desired, desired_version, applied, firmware,
-		measurement, attested, tamper, battery, has_location, lat_e7, lon_e7, last_reading, history, reported_ms, inactive_ms, updated_ms)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		measurement, attested, tamper, battery, has_location, lat_e7, lon_e7, last_reading, history, reported_ms, inactive_ms, updated_ms,
+		offline_count, offline_amount)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (device) DO UPDATE SET version = excluded.version, reported = excluded.reported, desired = excluded.desired,
 		desired_version = excluded.desired_version, applied = excluded.applied, firmware = excluded.firmware,
 		measurement = excluded.measurement, attested = excluded.attested, tamper = excluded.tamper, battery = excluded.battery,
 		has_location = excluded.has_location, lat_e7 = excluded.lat_e7, lon_e7 = excluded.lon_e7,
 		last_reading = excluded.last_reading, history = excluded.history, reported_ms = excluded.reported_ms,
-		inactive_ms = excluded.inactive_ms, updated_ms = excluded.updated_ms`,
+		inactive_ms = excluded.inactive_ms, updated_ms = excluded.updated_ms, offline_count = excluded.offline_count,
+		offline_amount = excluded.offline_amount`,
 		s.Device, int64(s.Version), string(reported), string(desired), int64(s.DesiredVersion), int64(s.Applied), s.Firmware,
 		s.Measurement, flag(s.Attested), flag(s.Tamper), battery, hasLoc, lat, lon, s.LastReading, history,
-		ms(s.ReportedAt), ms(s.Inactive), ms(s.Updated))
+		ms(s.ReportedAt), ms(s.Inactive), ms(s.Updated), s.OfflineCount, s.OfflineAmount)
 	return tx.mapErr(err)
 }
 
