@@ -29,6 +29,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/net/blockwise"
 	"github.com/plgd-dev/go-coap/v3/options"
+	"github.com/plgd-dev/go-coap/v3/pkg/runner/periodic"
 	"github.com/plgd-dev/go-coap/v3/udp"
 	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 
@@ -150,6 +151,9 @@ type Transport struct {
 	cfg    Config
 	device [16]byte
 	conn   *udpclient.Conn
+	stop   chan struct{} // ends the periodic runner
+
+	closeOnce sync.Once
 
 	mu   sync.Mutex
 	fcnt uint32 // the last counter saved
@@ -196,13 +200,20 @@ func Dial(ctx context.Context, cfg Config) (*Transport, error) {
 	for 16<<szx < cfg.BlockSize {
 		szx++
 	}
+	// go-coap retransmits a confirmable message when its periodic runner
+	// ticks, every 4 s by default: a tick of a quarter of ACK_TIMEOUT keeps
+	// the retransmissions near RFC 7252's schedule.
+	stop := make(chan struct{})
+	tick := min(max(cfg.AckTimeout/4, 10*time.Millisecond), time.Second)
 	opts := []udp.Option{
+		options.WithPeriodicRunner(periodic.New(stop, tick)),
 		options.WithBlockwise(true, szx, cfg.Timeout),
 		options.WithMaxMessageSize(wire.FrameBytesMax + 1024),
 		options.WithTransmission(1, cfg.AckTimeout, maxRetransmit),
 		options.WithCloseSocket(),
+		options.WithErrors(func(error) {}), // go-coap's default prints; Exchange returns what matters
 	}
-	t := &Transport{cfg: cfg, device: device, fcnt: fcnt}
+	t := &Transport{cfg: cfg, device: device, fcnt: fcnt, stop: stop}
 	if cfg.PSK == nil {
 		t.conn = plainClient(&peerConn{PacketConn: pc, peer: raddr}, opts...)
 		return t, nil
@@ -215,12 +226,14 @@ func Dial(ctx context.Context, cfg Config) (*Transport, error) {
 		piondtls.WithExtendedMasterSecret(piondtls.RequireExtendedMasterSecret),
 		piondtls.WithConnectionIDGenerator(piondtls.OnlySendCIDGenerator()))
 	if err != nil {
+		close(stop)
 		pc.Close()
 		return nil, iotpay.Wrap(iotpay.EINVALID, "edge: DTLS configuration", err)
 	}
 	hctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	if err := dc.HandshakeContext(hctx); err != nil {
+		close(stop)
 		dc.Close()
 		return nil, iotpay.Wrap(iotpay.EUNAVAILABLE, "edge: DTLS handshake failed", err)
 	}
@@ -406,5 +419,6 @@ func refusal(c codes.Code) error {
 
 // Close ends the channel and closes its socket.
 func (t *Transport) Close() error {
+	t.closeOnce.Do(func() { close(t.stop) })
 	return t.conn.Close()
 }
