@@ -1,0 +1,189 @@
+// Command iotpay-edge is the gateway for constrained devices (package
+// edge/gateway): it serves them over CoAP/UDP and DTLS-PSK and relays
+// their envelopes to the platform over MQTT/TLS, storing them while the
+// uplink is down.
+//
+//	iotpay-edge run --data DIR --coap 127.0.0.1:5683 --dtls 127.0.0.1:5684 \
+//	    --uplink HOST:PORT --cert gw.pem --key gw.key --ca ca.pem [--budget 242]
+//	iotpay-edge psk --secret-file F --device dev_…
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/iotpay/iotpay"
+	"github.com/iotpay/iotpay/edge/gateway"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "iotpay-edge:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage:
+  iotpay-edge run --data DIR --uplink HOST:PORT --cert gw.pem --key gw.key --ca ca.pem [flags]
+  iotpay-edge psk --secret-file F --device dev_…
+`
+
+// run dispatches a subcommand; it returns when ctx ends (run) or at once.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return flag.ErrHelp
+	}
+	switch args[0] {
+	case "run":
+		return runGateway(ctx, args[1:], stderr, nil)
+	case "psk":
+		return printPSK(args[1:], stdout, stderr)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", args[0])
+}
+
+// runGateway is "iotpay-edge run". started, if set, gets the gateway once
+// it serves (tests read its bound addresses).
+func runGateway(ctx context.Context, args []string, stderr io.Writer, started func(*gateway.Gateway)) error {
+	fs := flag.NewFlagSet("iotpay-edge run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	data := fs.String("data", "./iotpay-edge-data", "data `directory`: the queue, the frame counters, the PSK secret")
+	coapAddr := fs.String("coap", "127.0.0.1:5683", "plain CoAP/UDP `address` (end-to-end protected envelopes only); empty for none")
+	dtlsAddr := fs.String("dtls", "127.0.0.1:5684", "CoAP over DTLS-PSK `address`; empty for none")
+	uplink := fs.String("uplink", "", "the platform's MQTT/TLS `host:port` (required)")
+	cert := fs.String("cert", "", "the gateway's client certificate, PEM `file` (required)")
+	key := fs.String("key", "", "the gateway's private key, PEM `file` (required)")
+	ca := fs.String("ca", "", "the platform CA, PEM `file` (required)")
+	id := fs.String("id", "", "the gateway's device `id` (default: from the certificate's URI SAN or CN)")
+	budget := fs.Int("budget", gateway.DefaultBudget, fmt.Sprintf("payload budget of one datagram in `bytes`, %d..%d: sets the CoAP block size", gateway.BudgetMin, gateway.BudgetMax))
+	secretFile := fs.String("psk-secret-file", "", "PSK secret `file`, made on first use (default DIR/coap-psk-secret)")
+	answerWait := fs.Duration("answer-wait", gateway.DefaultAnswerWait, "how long a device's POST waits for the platform's answer")
+	verbose := fs.Bool("v", false, "debug logging")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *uplink == "" || *cert == "" || *key == "" || *ca == "" {
+		fs.Usage()
+		return errors.New("--uplink, --cert, --key and --ca are required")
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	tlsCfg, gwID, err := uplinkTLS(*cert, *key, *ca, *uplink)
+	if err != nil {
+		return err
+	}
+	if *id != "" {
+		gwID = iotpay.DeviceID(*id)
+	}
+	if err := os.MkdirAll(*data, 0o700); err != nil {
+		return err
+	}
+	if *secretFile == "" {
+		*secretFile = filepath.Join(*data, "coap-psk-secret")
+	}
+	var secret []byte
+	if *dtlsAddr != "" {
+		if secret, err = gateway.LoadOrCreatePSKSecret(*secretFile, nil); err != nil {
+			return err
+		}
+	}
+	g, err := gateway.New(gateway.Config{DataDir: *data, CoAPAddr: *coapAddr, DTLSAddr: *dtlsAddr, PSKSecret: secret,
+		Budget: *budget, AnswerWait: *answerWait, Logger: log,
+		Uplink: gateway.UplinkConfig{Addr: *uplink, TLS: tlsCfg, GatewayID: gwID}})
+	if err != nil {
+		return err
+	}
+	if err := g.Start(); err != nil {
+		return err
+	}
+	if started != nil {
+		started(g)
+	}
+	<-ctx.Done()
+	log.Info("shutting down")
+	return g.Close()
+}
+
+// uplinkTLS loads the gateway's certificate, key and CA, and finds its
+// device id in the certificate (a URI SAN ending in the id, or the CN).
+func uplinkTLS(certFile, keyFile, caFile, uplink string) (*tls.Config, iotpay.DeviceID, error) {
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, "", fmt.Errorf("gateway certificate: %w", err)
+	}
+	caPEM, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, "", err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, "", fmt.Errorf("no certificate in %s", caFile)
+	}
+	host := uplink
+	if i := strings.LastIndexByte(uplink, ':'); i >= 0 {
+		host = strings.Trim(uplink[:i], "[]")
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool, ServerName: host, MinVersion: tls.VersionTLS12}
+	return cfg, deviceIDOf(pair.Leaf.URIs, pair.Leaf.Subject), nil
+}
+
+// deviceIDOf finds a device id in a certificate's URI SANs or CN.
+func deviceIDOf(uris []*url.URL, subject pkix.Name) iotpay.DeviceID {
+	for _, u := range uris {
+		s := u.String()
+		if i := strings.LastIndexAny(s, "/:"); i >= 0 && iotpay.ValidID(iotpay.PrefixDevice, s[i+1:]) {
+			return iotpay.DeviceID(s[i+1:])
+		}
+	}
+	return iotpay.DeviceID(subject.CommonName)
+}
+
+// printPSK is "iotpay-edge psk": a device's pre-shared key with this
+// gateway, as the text devices and coap-client -k take.
+func printPSK(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("iotpay-edge psk", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	secretFile := fs.String("secret-file", "", "the gateway's PSK secret `file` (required; made on first use)")
+	device := fs.String("device", "", "the device `id` (required)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *secretFile == "" || *device == "" {
+		fs.Usage()
+		return errors.New("--secret-file and --device are required")
+	}
+	secret, err := gateway.LoadOrCreatePSKSecret(*secretFile, nil)
+	if err != nil {
+		return err
+	}
+	psk, err := gateway.DerivePSK(secret, iotpay.DeviceID(*device))
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "%s\n", psk)
+	return err
+}

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"math/big"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/iotpay/iotpay"
+	deviceedge "github.com/iotpay/iotpay/device/edge"
+	"github.com/iotpay/iotpay/edge/gateway"
+)
+
+// writeCert writes a self-signed CA and a gateway certificate for id.
+func writeCert(t *testing.T, dir string, id iotpay.DeviceID) (cert, key, ca string) {
+	t.Helper()
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "gw"},
+		URIs:      []*url.URL{{Scheme: "urn", Opaque: "iotpay:device:" + string(id)}},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kd, _ := x509.MarshalECPrivateKey(k)
+	cert, key, ca = filepath.Join(dir, "gw.pem"), filepath.Join(dir, "gw.key"), filepath.Join(dir, "ca.pem")
+	os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}), 0o600)
+	return cert, key, ca
+}
+
+func TestRunAndPSK(t *testing.T) {
+	dir := t.TempDir()
+	gw := iotpay.DeviceID(iotpay.NewID(iotpay.PrefixDevice, time.Now(), nil))
+	cert, key, ca := writeCert(t, dir, gw)
+	ctx, cancel := context.WithCancel(context.Background())
+	gotGW := make(chan *gateway.Gateway, 1)
+	done := make(chan error, 1)
+	var logs syncBuffer
+	go func() {
+		// The uplink is a closed port: messages are stored, devices told so.
+		done <- runGateway(ctx, []string{"--data", filepath.Join(dir, "data"), "--coap", "127.0.0.1:0", "--dtls", "127.0.0.1:0",
+			"--uplink", "127.0.0.1:1", "--cert", cert, "--key", key, "--ca", ca, "--budget", "51", "--answer-wait", "50ms"},
+			&logs, func(g *gateway.Gateway) { gotGW <- g })
+	}()
+	var g *gateway.Gateway
+	select {
+	case g = <-gotGW:
+	case err := <-done:
+		t.Fatalf("run: %v\n%s", err, logs.String())
+	}
+	if !strings.Contains(logs.String(), string(gw)) {
+		t.Errorf("the gateway id from the certificate is not in the log:\n%s", logs.String())
+	}
+	// The psk command derives the key the DTLS port expects.
+	dev := iotpay.DeviceID(iotpay.NewID(iotpay.PrefixDevice, time.Now(), nil))
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"psk", "--secret-file", filepath.Join(dir, "data", "coap-psk-secret"), "--device", string(dev)}, &out, &logs); err != nil {
+		t.Fatal(err)
+	}
+	psk := []byte(strings.TrimSpace(out.String()))
+	tr, err := deviceedge.Dial(ctx, deviceedge.Config{Addr: g.DTLSAddr(), PSK: psk, DeviceID: dev, BlockSize: gateway.BlockSize(51),
+		Attempts: 1, FCnt: deviceedge.FileCounter{Path: filepath.Join(dir, "fcnt")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	req := append([]byte{0xd2}, bytes.Repeat([]byte{1}, 100)...)
+	ectx, ecancel := context.WithTimeout(ctx, time.Second)
+	_, err = tr.Exchange(ectx, req, func([]byte) bool { return true })
+	ecancel()
+	if !errors.Is(err, deviceedge.ErrQueued) {
+		t.Fatalf("exchange with the uplink down: %v", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run after the signal: %v", err)
+	}
+	if err := run(context.Background(), []string{"run", "--help"}, &out, &logs); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("--help: %v", err)
+	}
+	if !strings.Contains(logs.String(), "-budget") {
+		t.Errorf("--help does not document --budget")
+	}
+}
+
+// syncBuffer is a bytes.Buffer the gateway's goroutines may log to.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
