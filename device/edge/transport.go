@@ -73,6 +73,7 @@ type BusyError struct {
 	Wait time.Duration
 }
 
+// Error says how long to wait.
 func (e *BusyError) Error() string { return fmt.Sprintf("edge: gateway busy, retry in %v", e.Wait) }
 
 // Is makes errors.Is(err, ErrBusy) true.
