@@ -189,6 +189,8 @@ type Broker struct {
 	enroller Enroller
 	relay    RelayHandler
 	relays   chan struct{} // a slot per relayed message in progress
+	lanesMu  sync.Mutex
+	lanes    map[iotpay.DeviceID]*relayLane // a device's relayed messages, in order
 	server   *mochi.Server
 
 	conns sync.Map     // net.Conn → *conn, admitted connections
@@ -259,7 +261,7 @@ func New(cfg Config, checker DeviceChecker, h Handler) (*Broker, error) {
 	caps.WildcardSubAvailable = 0
 
 	b := &Broker{addr: cfg.Addr, tls: tc, log: log, connsMax: conns, checker: checker, handler: h, presence: cfg.Presence, enroller: cfg.Enroller,
-		relay: cfg.Relay, relays: make(chan struct{}, relaysMax)}
+		relay: cfg.Relay, relays: make(chan struct{}, relaysMax), lanes: map[iotpay.DeviceID]*relayLane{}}
 	if b.presence != nil {
 		b.events = make(chan registry.PresenceEvent, presenceQueueLen)
 		b.eventsDone = make(chan struct{})
@@ -599,11 +601,44 @@ func (b *Broker) onPay(_ *mochi.Client, _ packets.Subscription, pk packets.Packe
 	}
 }
 
+// relayLane is one device's relayed messages waiting to be handled, in the
+// order they came; one goroutine drains a lane while it is not empty.
+type relayLane struct{ jobs []func() }
+
+// inLane runs job after the relayed messages of device before it, on the
+// lane's goroutine.
+func (b *Broker) inLane(device iotpay.DeviceID, job func()) {
+	b.lanesMu.Lock()
+	defer b.lanesMu.Unlock()
+	if l, ok := b.lanes[device]; ok {
+		l.jobs = append(l.jobs, job)
+		return
+	}
+	l := &relayLane{jobs: []func(){job}}
+	b.lanes[device] = l
+	go func() {
+		for {
+			b.lanesMu.Lock()
+			if len(l.jobs) == 0 {
+				delete(b.lanes, device)
+				b.lanesMu.Unlock()
+				return
+			}
+			next := l.jobs[0]
+			l.jobs[0] = nil
+			l.jobs = l.jobs[1:]
+			b.lanesMu.Unlock()
+			next()
+		}
+	}()
+}
+
 // onRelay receives every message a gateway published on its relay topic.
 // Unlike a device's own payments, which the handler takes one at a time
 // per connection, a gateway's relayed messages (many devices' on one
-// connection) are handled concurrently, up to relaysMax in all; each
-// answer goes back on the gateway's relay answer topic with its Seq.
+// connection) are handled concurrently, up to relaysMax in all, but one
+// device's in the order they came (its counter must rise); each answer
+// goes back on the gateway's relay answer topic with its Seq.
 func (b *Broker) onRelay(_ *mochi.Client, _ packets.Subscription, pk packets.Packet) {
 	gw, ok := topicDevice(pk.TopicName, "relay")
 	if !ok || string(gw) != pk.Origin {
@@ -620,7 +655,7 @@ func (b *Broker) onRelay(_ *mochi.Client, _ packets.Subscription, pk packets.Pac
 		return
 	}
 	b.relays <- struct{}{}
-	go func() {
+	b.inLane(iotpay.DeviceID(r.Device), func() {
 		defer func() { <-b.relays; b.calls.Done() }()
 		ctx, cancel := context.WithTimeout(context.Background(), handleTimeout)
 		defer cancel()
@@ -632,7 +667,7 @@ func (b *Broker) onRelay(_ *mochi.Client, _ packets.Subscription, pk packets.Pac
 		if err != nil {
 			b.log.Warn("relay answer not published", "gateway", gw, "device", r.Device, "err", err)
 		}
-	}()
+	})
 }
 
 // payTopicDevice returns the device whose pay topic topic is.
