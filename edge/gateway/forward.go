@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -14,9 +15,9 @@ import (
 
 // Uplink bounds.
 const (
-	// windowMax bounds the relays published and not yet acknowledged by
-	// the broker (PUBACK).
-	windowMax = 32
+	// windowMax bounds the relays published and not yet answered by the
+	// platform.
+	windowMax = 64
 	// backoffMin and backoffMax bound the wait between two connection
 	// attempts: it doubles from the first to the second.
 	backoffMin = 100 * time.Millisecond
@@ -107,16 +108,24 @@ func wait(ctx context.Context, tok paho.Token) error {
 	}
 }
 
-// flight is one published relay waiting for its PUBACK; tok is nil for a
-// record that could not be read as a relay, skipped.
+// flight is one published relay waiting for the platform's answer; tok
+// (its PUBACK) is nil for a record that could not be read as a relay,
+// skipped.
 type flight struct {
-	seq uint64
-	tok paho.Token
+	seq   uint64
+	tok   paho.Token
+	acked bool      // the broker's PUBACK came
+	sent  time.Time // when the wait for its answer began
 }
 
 // pump forwards the queue on c until an error: it keeps up to windowMax
-// relays in flight and acknowledges the queue up to the last of a run of
-// PUBACKs, in order.
+// relays published and not yet answered, and acknowledges the queue up to
+// the last of a run of answered ones, in order. A record is done with when
+// the platform answered it, not when the broker acknowledged it: the
+// broker acknowledges a message before the platform handles it, and one
+// the platform had not handled when it stopped would otherwise be lost.
+// The platform is idempotent on a device's request, so one sent again
+// after a lost answer is answered as before.
 func (g *Gateway) pump(ctx context.Context, lost <-chan struct{}, c paho.Client) error {
 	topic := wire.RelayTopic(string(g.cfg.Uplink.GatewayID))
 	var inflight []flight
@@ -141,16 +150,21 @@ func (g *Gateway) pump(ctx context.Context, lost <-chan struct{}, c paho.Client)
 			}
 			continue
 		}
-		if err := g.waitPuback(ctx, lost, inflight[0]); err != nil {
-			return err
+		if !g.done.has(inflight[0].seq) && inflight[0].tok != nil {
+			if err := g.waitAnswer(ctx, lost, &inflight[0], len(inflight) < windowMax); err != nil {
+				return err
+			}
+			continue // answered, or something new to publish
 		}
 		n := 1
-		for n < len(inflight) && acked(inflight[n]) {
+		for n < len(inflight) && (inflight[n].tok == nil || g.done.has(inflight[n].seq)) {
 			n++
 		}
-		if err := g.q.Ack(inflight[n-1].seq); err != nil {
+		last := inflight[n-1].seq
+		if err := g.q.Ack(last); err != nil {
 			return err
 		}
+		g.done.drop(last)
 		g.forwarded.Add(uint64(n))
 		inflight = inflight[n:]
 	}
@@ -170,38 +184,95 @@ func (g *Gateway) publish(c paho.Client, topic string, r queue.Record) flight {
 	return flight{seq: r.Seq}
 }
 
-// acked says whether f's PUBACK arrived (or f was skipped).
-func acked(f flight) bool {
-	if f.tok == nil {
-		return true
+// answerTimeout bounds the wait for the platform's answer to the oldest
+// relay in flight: past it the connection is taken as broken and what was
+// not answered is sent again on a new one.
+const answerTimeout = 30 * time.Second
+
+// waitAnswer waits for something to happen to the oldest relay in flight,
+// f: its answer, or its PUBACK failing; and, when the window has room, for
+// a new record to publish. Past answerTimeout since f was published
+// without its answer, the connection is taken as broken.
+func (g *Gateway) waitAnswer(ctx context.Context, lost <-chan struct{}, f *flight, room bool) error {
+	if f.sent.IsZero() {
+		f.sent = time.Now()
 	}
+	t := time.NewTimer(time.Until(f.sent.Add(answerTimeout)))
+	defer t.Stop()
+	for !g.done.has(f.seq) {
+		var acked <-chan struct{}
+		if !f.acked {
+			acked = f.tok.Done()
+		}
+		select {
+		case <-acked:
+			if err := f.tok.Error(); err != nil {
+				return iotpay.Wrap(iotpay.EUNAVAILABLE, "gateway: publish", err)
+			}
+			f.acked = true // acknowledged by the broker; now the answer
+		case <-g.done.changed():
+			if room {
+				return nil // perhaps a new record: publish it
+			}
+		case <-lost:
+			return iotpay.Errorf(iotpay.EUNAVAILABLE, "gateway: uplink lost")
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			return iotpay.Errorf(iotpay.EUNAVAILABLE, "gateway: no answer to relay %d within %v", f.seq, answerTimeout)
+		}
+	}
+	return nil
+}
+
+// answeredSet is the seqs of the relays the platform answered and the
+// queue has not yet let go of.
+type answeredSet struct {
+	mu     sync.Mutex
+	m      map[uint64]struct{}
+	notify chan struct{} // a value after each add
+}
+
+func newAnsweredSet() *answeredSet {
+	return &answeredSet{m: make(map[uint64]struct{}), notify: make(chan struct{}, 1)}
+}
+
+func (a *answeredSet) add(seq uint64) {
+	a.mu.Lock()
+	a.m[seq] = struct{}{}
+	a.mu.Unlock()
 	select {
-	case <-f.tok.Done():
-		return f.tok.Error() == nil
+	case a.notify <- struct{}{}:
 	default:
-		return false
 	}
 }
 
-// waitPuback waits for f's PUBACK.
-func (g *Gateway) waitPuback(ctx context.Context, lost <-chan struct{}, f flight) error {
-	if f.tok == nil {
-		return nil
-	}
-	t := time.NewTimer(uplinkTimeout)
-	defer t.Stop()
-	select {
-	case <-f.tok.Done():
-		if err := f.tok.Error(); err != nil {
-			return iotpay.Wrap(iotpay.EUNAVAILABLE, "gateway: publish", err)
+func (a *answeredSet) has(seq uint64) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, ok := a.m[seq]
+	return ok
+}
+
+// drop forgets the seqs up to last (done with, or answers to old ones).
+func (a *answeredSet) drop(last uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for s := range a.m {
+		if s <= last {
+			delete(a.m, s)
 		}
-		return nil
-	case <-lost:
-		return iotpay.Errorf(iotpay.EUNAVAILABLE, "gateway: uplink lost")
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return iotpay.Errorf(iotpay.EUNAVAILABLE, "gateway: no PUBACK within %v", uplinkTimeout)
+	}
+}
+
+// changed has a value after an answer came or a record was stored (poke).
+func (a *answeredSet) changed() <-chan struct{} { return a.notify }
+
+// poke wakes the forwarder: a record was stored.
+func (a *answeredSet) poke() {
+	select {
+	case a.notify <- struct{}{}:
+	default:
 	}
 }
 
@@ -232,6 +303,7 @@ func (g *Gateway) receive(_ paho.Client, m paho.Message) {
 		g.log.Warn("malformed relay answer dropped", "topic", m.Topic(), "err", err)
 		return
 	}
+	g.done.add(a.Seq)
 	handed, kept := g.down.deliver(iotpay.DeviceID(a.Device), a.Seq, a.Body)
 	if !handed && !kept && len(a.Body) > 0 {
 		g.log.Warn("answer dropped, downlink full", "device", a.Device, "seq", a.Seq)

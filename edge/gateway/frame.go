@@ -115,6 +115,9 @@ func (g *Gateway) store(f *wire.Frame, device iotpay.DeviceID) (uint64, reply) {
 		return 0, reply{code: codes.InternalServerError}
 	}
 	seq, err := g.q.Append(rec)
+	if err == nil {
+		g.done.poke() // the forwarder may have room for it now
+	}
 	switch {
 	case errors.Is(err, queue.ErrFull):
 		g.busy.Add(1)

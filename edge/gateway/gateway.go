@@ -10,9 +10,10 @@
 // envelope's form, the frame counter above the last kept), appended to a
 // durable queue (edge/queue, fsynced) and only then answered; the
 // forwarder publishes the queue in order, QoS 1, on wire.RelayTopic and
-// acknowledges a record once the broker's PUBACK arrived. The platform's
-// answers arrive on wire.RelayAnswerTopic and are handed to the device's
-// waiting POST, or kept for its next FramePoll.
+// lets a record go once the platform answered it (on wire.RelayAnswerTopic),
+// not at the broker's PUBACK, so that a message the platform had not yet
+// handled when it stopped is sent again. The answers are handed to the
+// device's waiting POST, or kept for its next FramePoll.
 //
 // The gateway never reads or changes an envelope: the device signed or
 // sealed it and the platform verifies it.
@@ -102,7 +103,7 @@ type Config struct {
 // Stats counts what the gateway did since it started.
 type Stats struct {
 	Queued    uint64 // messages stored in the queue
-	Forwarded uint64 // records the broker acknowledged
+	Forwarded uint64 // records the platform answered
 	Answered  uint64 // answers handed to a device
 	Refused   uint64 // frames refused (FrameRefused) or malformed (4.00)
 	Busy      uint64 // messages refused with FrameBusy
@@ -117,6 +118,7 @@ type Gateway struct {
 	q    *queue.Queue
 	fcnt *counters
 	down *downlink
+	done *answeredSet // relays the platform answered (forward.go)
 	srv  *servers
 
 	queued, forwarded, answered, refused, busy atomic.Uint64
@@ -166,6 +168,7 @@ func New(cfg Config) (*Gateway, error) {
 	g := &Gateway{cfg: cfg, log: cfg.Logger.With("component", "edge", "gateway", cfg.Uplink.GatewayID)}
 	g.blockSZX = szxOf(BlockSize(cfg.Budget))
 	g.down = newDownlink(cfg.DownlinkMax)
+	g.done = newAnsweredSet()
 	return g, nil
 }
 

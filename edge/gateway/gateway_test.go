@@ -427,3 +427,53 @@ func FuzzHandleFrame(f *testing.F) {
 		}
 	})
 }
+
+// TestUnansweredIsSentAgain: the broker's PUBACK does not let a record go,
+// the platform's answer does. Relays the platform took but did not answer
+// (it stopped before handling them) stay queued and are sent again on the
+// next connection; once answered they are let go and their answers reach
+// the device.
+func TestUnansweredIsSentAgain(t *testing.T) {
+	p := newPlatform(t)
+	proxy := newTCPProxy(t, brokerAddr)
+	proxy.up(t)
+	gw := newID()
+	p.mu.Lock()
+	p.silent[string(gw)] = true
+	p.mu.Unlock()
+	g := startGateway(t, Config{AnswerWait: 100 * time.Millisecond, Uplink: UplinkConfig{Addr: proxy.addr, GatewayID: gw}})
+	tr := dialDevice(t, g, newID(), false, deviceedge.Config{Attempts: 1, Timeout: 2 * time.Second})
+	var sent [][]byte
+	for i := range 3 {
+		req := envelope(i, 60)
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		_, err := tr.Exchange(ctx, req, matchReversed(req))
+		cancel()
+		if !errors.Is(err, deviceedge.ErrQueued) {
+			t.Fatalf("exchange %d: %v, want ErrQueued", i, err)
+		}
+		sent = append(sent, req)
+	}
+	p.waitRelays(t, gw, 3)
+	if s := g.Stats(); s.Forwarded != 0 {
+		t.Fatalf("%d records let go without an answer", s.Forwarded)
+	}
+	p.mu.Lock()
+	p.silent[string(gw)] = false
+	p.mu.Unlock()
+	proxy.down()
+	proxy.up(t)
+	checkOrder(t, p.waitRelays(t, gw, 6), sent)
+	waitFor(t, "the queue let go of the answered records", func() bool { return g.Stats().Forwarded == 3 })
+	got := map[string]bool{}
+	waitFor(t, "the answers on Poll", func() bool {
+		ans, err := tr.Poll(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ans != nil {
+			got[string(ans)] = true
+		}
+		return len(got) == len(sent)
+	})
+}
