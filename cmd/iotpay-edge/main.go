@@ -6,13 +6,18 @@
 //	iotpay-edge run --data DIR --coap 127.0.0.1:5683 --dtls 127.0.0.1:5684 \
 //	    --uplink HOST:PORT --cert gw.pem --key gw.key --ca ca.pem [--budget 242]
 //	iotpay-edge psk --secret-file F --device dev_…
+//	iotpay-edge enroll --api URL --device dev_… --token T --dir DIR
 package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -26,7 +31,9 @@ import (
 	"syscall"
 
 	"github.com/iotpay/iotpay"
+	"github.com/iotpay/iotpay/device"
 	"github.com/iotpay/iotpay/edge/gateway"
+	"github.com/iotpay/iotpay/internal/atomicfile"
 )
 
 func main() {
@@ -42,6 +49,7 @@ func main() {
 const usage = `usage:
   iotpay-edge run --data DIR --uplink HOST:PORT --cert gw.pem --key gw.key --ca ca.pem [flags]
   iotpay-edge psk --secret-file F --device dev_…
+  iotpay-edge enroll --api URL --device dev_… --token T --dir DIR
 `
 
 // run dispatches a subcommand; it returns when ctx ends (run) or at once.
@@ -55,6 +63,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runGateway(ctx, args[1:], stderr, nil)
 	case "psk":
 		return printPSK(args[1:], stdout, stderr)
+	case "enroll":
+		return enroll(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -185,5 +195,56 @@ func printPSK(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	_, err = fmt.Fprintf(stdout, "%s\n", psk)
+	return err
+}
+
+// enroll is "iotpay-edge enroll": the gateway's identity. It makes a P-256
+// key, enrolls it with the platform's API under the gateway device's
+// one-time token (a device of a product of kind gateway: 'iotpay device
+// create'), and writes gw.key (mode 0600), gw.pem and ca.pem in dir, which
+// 'run' takes as --key, --cert and --ca.
+func enroll(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("iotpay-edge enroll", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	api := fs.String("api", "", "the platform's operator API `URL`, e.g. http://127.0.0.1:8080 (required)")
+	id := fs.String("device", "", "the gateway's device `id` (required)")
+	token := fs.String("token", "", "its one-time enrollment `token` (required)")
+	dir := fs.String("dir", "", "`directory` to write gw.key, gw.pem and ca.pem in (required)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *api == "" || *id == "" || *token == "" || *dir == "" {
+		fs.Usage()
+		return errors.New("--api, --device, --token and --dir are required")
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	en, err := device.Enroll(ctx, nil, *api, iotpay.DeviceID(*id), *token, key)
+	if err != nil {
+		return err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(*dir, 0o700); err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		name string
+		data []byte
+		mode os.FileMode
+	}{
+		{"gw.key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600},
+		{"gw.pem", []byte(en.Certificate), 0o644},
+		{"ca.pem", []byte(en.CA), 0o644},
+	} {
+		if err := atomicfile.Write(filepath.Join(*dir, f.name), f.data, f.mode); err != nil {
+			return err
+		}
+	}
+	_, err = fmt.Fprintf(stdout, "gateway %s enrolled: %s\n", *id, filepath.Join(*dir, "gw.pem"))
 	return err
 }

@@ -92,11 +92,18 @@ func productCreate(ctx context.Context, args []string, stdout, stderr io.Writer)
 	unit := fs.String("unit", "", "metered: the event quantity priced, e.g. wh")
 	per := fs.Int64("per-units", 0, "metered: how many units the price is for, e.g. 1000 (per kWh of wh)")
 	category := fs.String("category", "", "merchant category (ISO 18245, 4 digits), which mandates may restrict")
+	kind := fs.String("kind", "device", "device (its devices pay) or gateway (its devices are iotpay-edge gateways relaying for others)")
+	offAmount := fs.Int64("offline-max-amount", 0, "let devices pay offline (through a gateway's store) up to this much in all, minor units")
+	offCount := fs.Int("offline-max-count", 0, "… and up to this many payments, since they were last online")
 	if err := fs.parse(args, "name", "merchant"); err != nil {
 		return err
 	}
-	return fs.call(ctx, "POST", "/v1/products", map[string]any{"name": *name, "merchant_account": *merchant, "category": *category,
-		"pricing": map[string]any{"mode": *mode, "event": *event, "price_minor": *price, "currency": *currency, "unit": *unit, "per_units": *per}}, stdout)
+	body := map[string]any{"name": *name, "merchant_account": *merchant, "category": *category, "kind": *kind,
+		"pricing": map[string]any{"mode": *mode, "event": *event, "price_minor": *price, "currency": *currency, "unit": *unit, "per_units": *per}}
+	if *offAmount != 0 || *offCount != 0 {
+		body["offline"] = map[string]any{"max_amount": *offAmount, "max_count": *offCount}
+	}
+	return fs.call(ctx, "POST", "/v1/products", body, stdout)
 }
 
 func accountCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
