@@ -126,5 +126,6 @@ func dsn(path, extra string) string {
 		"wal_autocheckpoint(0)"} {
 		q.Add("_pragma", p)
 	}
-	return "file:" + path + "?" + q.Encode() + "&" + extra
+	// The path is a URI path: a %, ? or # in it must be escaped.
+	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode() + "&" + extra
 }

@@ -491,3 +491,21 @@ func checkWriterCarriesOn(t *testing.T, ctx context.Context, db *DB, old *v1Wall
 		t.Fatal(err)
 	}
 }
+
+// TestPathWithURICharacters: a data directory whose name holds what a URI
+// gives meaning to (%, ?, #, a space) is opened as named.
+func TestPathWithURICharacters(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a 10% ?b#c")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "iotpay.db")
+	db, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("the database is not where it was named: %v", err)
+	}
+}
