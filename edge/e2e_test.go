@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 	"github.com/iotpay/iotpay/device"
 	devedge "github.com/iotpay/iotpay/device/edge"
 	"github.com/iotpay/iotpay/edge/gateway"
+	"github.com/iotpay/iotpay/edge/lossy"
 	"github.com/iotpay/iotpay/internal/opapi"
 	"github.com/iotpay/iotpay/platform/daemon"
 	"github.com/iotpay/iotpay/wire"
@@ -33,7 +35,7 @@ import (
 // world is a platform with a vending product (amounts, offline limits) and
 // a gateway product.
 type world struct {
-	t         *testing.T
+	t         testing.TB
 	d         *daemon.Daemon
 	api       *opapi.Client
 	merchant  iotpay.AccountID
@@ -48,7 +50,7 @@ const (
 	defaultWait = 30 * time.Second
 )
 
-func newWorld(t *testing.T) *world {
+func newWorld(t testing.TB) *world {
 	t.Helper()
 	ctx := context.Background()
 	d, err := daemon.Open(ctx, daemon.Config{DataDir: filepath.Join(t.TempDir(), "data"), HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0",
@@ -158,7 +160,7 @@ func (w *world) gateway(uplink string) (gateway.UplinkConfig, *x509.Certificate)
 
 // startGateway starts a gateway on dir; addrs, when given, are the plain
 // and DTLS addresses to bind again (after a restart).
-func startGateway(t *testing.T, dir string, up gateway.UplinkConfig, secret []byte, addrs ...string) *gateway.Gateway {
+func startGateway(t testing.TB, dir string, up gateway.UplinkConfig, secret []byte, addrs ...string) *gateway.Gateway {
 	t.Helper()
 	cfg := gateway.Config{DataDir: dir, CoAPAddr: "127.0.0.1:0", DTLSAddr: "127.0.0.1:0", PSKSecret: secret, Uplink: up,
 		AnswerWait: 500 * time.Millisecond}
@@ -175,7 +177,7 @@ func startGateway(t *testing.T, dir string, up gateway.UplinkConfig, secret []by
 	return g
 }
 
-func pskSecret(t *testing.T) []byte {
+func pskSecret(t testing.TB) []byte {
 	s := make([]byte, gateway.PSKSecretBytes)
 	rand.Read(s)
 	return s
@@ -183,7 +185,7 @@ func pskSecret(t *testing.T) []byte {
 
 // dial opens p's channel to the gateway: plain UDP at addr, or DTLS with
 // its PSK when secret is not nil.
-func (p *payer) dial(t *testing.T, addr string, secret []byte, timeout time.Duration) *devedge.Transport {
+func (p *payer) dial(t testing.TB, addr string, secret []byte, timeout time.Duration) *devedge.Transport {
 	t.Helper()
 	cfg := devedge.Config{Addr: addr, DeviceID: p.dev.ID(), FCnt: devedge.FileCounter{Path: p.fcnt}, Timeout: timeout, Attempts: 2,
 		AckTimeout: 300 * time.Millisecond}
@@ -247,7 +249,7 @@ type uplinkProxy struct {
 	done   chan struct{}
 }
 
-func newUplinkProxy(t *testing.T, target string) *uplinkProxy {
+func newUplinkProxy(t testing.TB, target string) *uplinkProxy {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -414,4 +416,71 @@ func TestUplinkCutAndGatewayKilled(t *testing.T) {
 		}
 	}
 	w.assertBalanced()
+}
+
+// TestLossyLink: devices pay through the gateway across a link that loses
+// 10% and then 30% of the datagrams each way, and duplicates, reorders and
+// delays some: a request without an answer is sent again, unchanged, and
+// every payment is settled exactly once; the ledger balances.
+func TestLossyLink(t *testing.T) {
+	for _, loss := range []float64{0.10, 0.30} {
+		t.Run(fmt.Sprintf("loss %.0f percent", loss*100), func(t *testing.T) {
+			w := newWorld(t)
+			g := startGateway(t, t.TempDir(), w.gatewayIdentity(w.d.MQTTAddr()), pskSecret(t))
+			t.Cleanup(func() { g.Close() })
+			imp := lossy.Impairment{Loss: loss, Duplicate: 0.05, Reorder: 0.05, Delay: 2 * time.Millisecond, Jitter: 5 * time.Millisecond}
+			link, err := lossy.Listen("127.0.0.1:0", g.Addr(), lossy.Config{Up: imp, Down: imp, Seed: int64(loss * 100)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { link.Close() })
+			const devices, payments = 3, 4
+			var wg sync.WaitGroup
+			payers := make([]*payer, devices)
+			for i := range payers {
+				payers[i] = w.payer()
+			}
+			errs := make(chan error, devices)
+			for _, p := range payers {
+				tr := p.dial(t, link.Addr().String(), nil, 2*time.Second)
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for range payments {
+						s, err := p.dev.Sign(device.Payment{Amount: eur(100)})
+						if err != nil {
+							errs <- err
+							return
+						}
+						var rc *wire.Receipt
+						for attempt := 0; attempt < 30; attempt++ {
+							ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+							rc, err = p.dev.Send(ctx, tr, s) // the same bytes again: the platform is idempotent
+							cancel()
+							if err == nil {
+								break
+							}
+						}
+						if err != nil || rc.Outcome != wire.Approved {
+							errs <- fmt.Errorf("%s: %+v %v", p.dev.ID(), rc, err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+			for _, p := range payers {
+				if b := w.balance(p.account); b != fund-payments*100 {
+					t.Errorf("payer balance %d, want %d", b, fund-payments*100)
+				}
+			}
+			w.assertBalanced()
+			st := link.Stats()
+			t.Logf("link: up %+v, down %+v; gateway %+v", st.Up, st.Down, g.Stats())
+		})
+	}
 }
