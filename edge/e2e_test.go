@@ -207,8 +207,9 @@ func (p *payer) dial(t testing.TB, addr string, secret []byte, timeout time.Dura
 func eur(n int64) *iotpay.Money { return &iotpay.Money{Amount: n, Currency: "EUR"} }
 
 // TestPaymentsThroughTheGateway: devices pay through the gateway, over plain
-// UDP (their requests are signed) and over DTLS-PSK; each receipt is the
-// platform's, verified by the device.
+// UDP (their requests are signed) and over DTLS-PSK, then sealed in an
+// end-to-end session with the platform that the gateway cannot read; each
+// receipt is the platform's, verified by the device.
 func TestPaymentsThroughTheGateway(t *testing.T) {
 	w := newWorld(t)
 	secret := pskSecret(t)
@@ -229,7 +230,16 @@ func TestPaymentsThroughTheGateway(t *testing.T) {
 				t.Fatalf("dtls=%v payment %d: %+v %v", dtls, i, rc, err)
 			}
 		}
-		if b := w.balance(p.account); b != fund-300 {
+		// Sealed end to end (a session with the platform): the gateway
+		// carries what it cannot read.
+		if err := p.dev.Handshake(ctx, tr); err != nil {
+			t.Fatalf("dtls=%v: handshake through the gateway: %v", dtls, err)
+		}
+		rc, err := p.dev.PaySecure(ctx, tr, device.Payment{Amount: eur(100)})
+		if err != nil || rc.Outcome != wire.Approved {
+			t.Fatalf("dtls=%v: sealed payment: %+v %v", dtls, rc, err)
+		}
+		if b := w.balance(p.account); b != fund-400 {
 			t.Fatalf("dtls=%v: payer balance %d", dtls, b)
 		}
 	}
