@@ -16,7 +16,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net"
 	"os"
@@ -25,7 +24,6 @@ import (
 
 	piondtls "github.com/pion/dtls/v3"
 	coapdtls "github.com/plgd-dev/go-coap/v3/dtls"
-	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/net/blockwise"
 	"github.com/plgd-dev/go-coap/v3/options"
@@ -153,6 +151,9 @@ type Transport struct {
 	device [16]byte
 	conn   *udpclient.Conn
 	stop   chan struct{} // ends the periodic runner
+	szx    blockwise.SZX // of BlockSize
+	// roundWait bounds one round of a request's retransmissions.
+	roundWait time.Duration
 
 	closeOnce sync.Once
 
@@ -208,13 +209,14 @@ func Dial(ctx context.Context, cfg Config) (*Transport, error) {
 	tick := min(max(cfg.AckTimeout/4, 10*time.Millisecond), time.Second)
 	opts := []udp.Option{
 		options.WithPeriodicRunner(periodic.New(stop, tick)),
-		options.WithBlockwise(true, szx, cfg.Timeout),
+		options.WithBlockwise(false, szx, cfg.Timeout), // block.go does it
 		options.WithMaxMessageSize(wire.FrameBytesMax + 1024),
 		options.WithTransmission(1, cfg.AckTimeout, maxRetransmit),
 		options.WithCloseSocket(),
 		options.WithErrors(func(error) {}), // go-coap's default prints; Exchange returns what matters
 	}
-	t := &Transport{cfg: cfg, device: device, fcnt: fcnt, stop: stop}
+	t := &Transport{cfg: cfg, device: device, fcnt: fcnt, stop: stop, szx: szx,
+		roundWait: roundWait(cfg.AckTimeout, cfg.Timeout)}
 	if cfg.PSK == nil {
 		t.conn = plainClient(&peerConn{PacketConn: pc, peer: raddr}, opts...)
 		return t, nil
@@ -379,22 +381,14 @@ func (t *Transport) send(ctx context.Context, kind wire.FrameKind, body []byte) 
 	if err != nil {
 		return nil, err
 	}
-	pctx, cancel := context.WithTimeout(ctx, t.cfg.Timeout)
-	defer cancel()
-	resp, err := t.conn.Post(pctx, FramePath, message.AppCBOR, bytes.NewReader(req))
-	if err != nil {
-		return nil, iotpay.Wrap(iotpay.EUNAVAILABLE, "edge: no answer from the gateway", err)
-	}
-	defer t.conn.ReleaseMessage(resp)
-	if resp.Code() != codes.Changed {
-		return nil, refusal(resp.Code())
-	}
-	if resp.Body() == nil {
+	code, b, err := t.post(ctx, req)
+	switch {
+	case err != nil:
+		return nil, err
+	case code != codes.Changed:
+		return nil, refusal(code)
+	case len(b) == 0:
 		return nil, iotpay.Errorf(iotpay.EINVALID, "edge: empty answer")
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body(), wire.FrameBytesMax+1))
-	if err != nil {
-		return nil, iotpay.Wrap(iotpay.EUNAVAILABLE, "edge: unreadable answer", err)
 	}
 	f, err := wire.ParseFrame(b)
 	if err != nil {
@@ -412,7 +406,8 @@ func refusal(c codes.Code) error {
 	switch c {
 	case codes.Unauthorized, codes.Forbidden:
 		code = iotpay.EUNAUTHORIZED
-	case codes.ServiceUnavailable, codes.InternalServerError:
+	case codes.ServiceUnavailable, codes.InternalServerError, codes.RequestEntityIncomplete:
+		// 4.08: the gateway lost the frame's blocks; a new frame may pass.
 		code = iotpay.EUNAVAILABLE
 	}
 	return iotpay.Errorf(code, "edge: refused with %v", c)
