@@ -233,6 +233,9 @@ func (t *Transport) do(ctx context.Context, r request, check func(*pool.Message)
 			if !errors.Is(err, errStale) {
 				return nil, err
 			}
+			t.staleAnswers.Add(1)
+		} else {
+			t.lostRounds.Add(1)
 		}
 		last = err
 		if ctx.Err() != nil {

@@ -27,29 +27,46 @@ const brokerAddr = "127.0.0.1:1883"
 // way, frames of many blocks both ways (Block1 and Block2) get through, on
 // both ports at both ends of the budget range: every message is answered,
 // and the platform gets them in order. A lost block is sent again, not its
-// frame; frames are sent again only after a block's rounds of
-// retransmissions all failed (rare: logged as the gateway's Queued above
-// the messages sent).
+// frame; a frame is sent again only when one of its blocks got no answer
+// in all its rounds of retransmissions (rare: the log shows it as the
+// gateway's Queued above the messages sent). One more link repeats and
+// reorders datagrams too, so that late answers to earlier blocks, with
+// the same token, come while the next block waits (on the plain port:
+// DTLS drops replayed records).
 func TestLossyBlocks(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: a lossy link")
 	}
+	type scenario struct {
+		budget int
+		link   lossy.Impairment
+		secure bool
+	}
+	var scenarios []scenario
+	for _, budget := range []int{gateway.BudgetMin, gateway.BudgetMax} {
+		for _, loss := range []float64{0.1, 0.3} {
+			for _, secure := range []bool{false, true} {
+				scenarios = append(scenarios, scenario{budget, lossy.Impairment{Loss: loss}, secure})
+			}
+		}
+	}
+	scenarios = append(scenarios, scenario{gateway.BudgetMin,
+		lossy.Impairment{Loss: 0.1, Duplicate: 0.3, Reorder: 0.3, ReorderDelay: 30 * time.Millisecond}, false})
 	p := newPlatform(t)
 	// The scenarios wait on timers mostly: they run all at once, not
 	// -parallel (GOMAXPROCS) at a time.
 	var wg sync.WaitGroup
-	for _, budget := range []int{gateway.BudgetMin, gateway.BudgetMax} {
-		for _, loss := range []float64{0.1, 0.3} {
-			for _, secure := range []bool{false, true} {
-				name := fmt.Sprintf("budget=%d/loss=%v/dtls=%v", budget, loss, secure)
-				wg.Go(func() { t.Run(name, func(t *testing.T) { runLossy(t, p, budget, loss, secure) }) })
-			}
+	for _, sc := range scenarios {
+		name := fmt.Sprintf("budget=%d/loss=%v/dtls=%v", sc.budget, sc.link.Loss, sc.secure)
+		if sc.link.Duplicate > 0 {
+			name = fmt.Sprintf("budget=%d/loss=%v/dup=%v/dtls=%v", sc.budget, sc.link.Loss, sc.link.Duplicate, sc.secure)
 		}
+		wg.Go(func() { t.Run(name, func(t *testing.T) { runLossy(t, p, sc.budget, sc.link, sc.secure) }) })
 	}
 	wg.Wait()
 }
 
-func runLossy(t *testing.T, p *platform, budget int, loss float64, secure bool) {
+func runLossy(t *testing.T, p *platform, budget int, link lossy.Impairment, secure bool) {
 	gw := newID()
 	g, err := gateway.New(gateway.Config{DataDir: t.TempDir(), CoAPAddr: "127.0.0.1:0", DTLSAddr: "127.0.0.1:0",
 		PSKSecret: testSecret, Budget: budget, AnswerWait: 300 * time.Millisecond,
@@ -65,24 +82,23 @@ func runLossy(t *testing.T, p *platform, budget int, loss float64, secure bool) 
 	if secure {
 		target = g.DTLSAddr()
 	}
-	link, err := lossy.Listen("", target, lossy.Config{
-		Up: lossy.Impairment{Loss: loss}, Down: lossy.Impairment{Loss: loss}, Seed: int64(loss*100) + int64(budget)})
+	proxy, err := lossy.Listen("", target, lossy.Config{Up: link, Down: link, Seed: int64(link.Loss*100) + int64(budget)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { link.Close() })
+	t.Cleanup(func() { proxy.Close() })
 
 	// At 30% loss each way half the round trips fail, and RFC 7252's
 	// back-off, doubling at each retransmission, makes the time of a block
-	// grow with ACK_TIMEOUT: on the 51-byte link, 84 blocks a message, a
+	// grow with ACK_TIMEOUT: on the 51-byte link, 42 blocks a message, a
 	// 200 ms ACK_TIMEOUT takes 3 minutes for the five messages.
 	ack := 200 * time.Millisecond
-	if budget == gateway.BudgetMin && loss > 0.2 {
+	if budget == gateway.BudgetMin && link.Loss > 0.2 {
 		ack = 50 * time.Millisecond
 	}
 	start := time.Now()
 	dev := newID()
-	cfg := edge.Config{DeviceID: dev, Addr: link.Addr().String(), Attempts: 10, Timeout: 10 * time.Second,
+	cfg := edge.Config{DeviceID: dev, Addr: proxy.Addr().String(), Attempts: 10, Timeout: 10 * time.Second,
 		AckTimeout: ack, BlockSize: gateway.BlockSize(budget),
 		FCnt: edge.FileCounter{Path: filepath.Join(t.TempDir(), "fcnt")}}
 	if secure {
@@ -119,10 +135,13 @@ func runLossy(t *testing.T, p *platform, budget int, loss float64, secure bool) 
 		sent = append(sent, req)
 	}
 	checkOrder(t, p.relays(gw), sent)
-	s := link.Stats()
-	t.Logf("%v for %d messages of %d bytes in blocks of %d, ACK_TIMEOUT %v; up %d received %d dropped, down %d received %d dropped; gateway %+v",
+	s := proxy.Stats()
+	lost, stale := edge.Counters(tr)
+	t.Logf("%v for %d messages of %d bytes in blocks of %d, ACK_TIMEOUT %v; up %d received %d dropped %d duplicated, "+
+		"down %d received %d dropped %d duplicated; rounds lost %d, stale answers %d; gateway %+v",
 		time.Since(start).Round(10*time.Millisecond), messages, size, cfg.BlockSize, ack,
-		s.Up.Received, s.Up.Dropped, s.Down.Received, s.Down.Dropped, g.Stats())
+		s.Up.Received, s.Up.Dropped, s.Up.Duplicated, s.Down.Received, s.Down.Dropped, s.Down.Duplicated,
+		lost, stale, g.Stats())
 }
 
 // testSecret is a fixed PSK secret.

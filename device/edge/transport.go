@@ -1,7 +1,10 @@
 // Package edge is the transport of a device behind an iotpay-edge gateway
 // (edge/gateway): its requests travel as wire.Frames in CoAP POST /f, over
 // DTLS with a pre-shared key or over plain UDP when they are protected end
-// to end (signed or sealed), in blocks sized for the link.
+// to end (signed or sealed), in blocks sized for the link (RFC 7959).
+// Each block is a confirmable request of its own (block.go), so a block
+// lost on the link is retransmitted alone; a frame is sent again, with a
+// new counter, only when one of its blocks got no answer at all.
 //
 // Each frame carries the device's frame counter, which the gateway wants
 // strictly increasing: it is saved (FrameCounter) before every frame, so it
@@ -20,6 +23,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	piondtls "github.com/pion/dtls/v3"
@@ -38,10 +42,13 @@ import (
 
 // Defaults and bounds.
 const (
-	// DefaultTimeout bounds one CoAP exchange (all its blocks and
-	// retransmissions): it must exceed the gateway's answer wait (2 s).
+	// DefaultTimeout bounds one round of one CoAP request (a block and
+	// its retransmissions), and the DTLS handshake; the request carrying
+	// a frame's last block waits for the gateway's answer wait (2 s), so
+	// it must exceed it.
 	DefaultTimeout = 10 * time.Second
-	// DefaultAttempts is how many times Exchange sends one request.
+	// DefaultAttempts is how many times Exchange sends one request, each
+	// time in a new frame.
 	DefaultAttempts = 3
 	attemptsMax     = 20
 	// DefaultBlockSize fits a 242-byte link budget (edge/gateway.BlockSize).
@@ -127,7 +134,10 @@ type Config struct {
 	PSK      []byte
 	DeviceID iotpay.DeviceID
 	FCnt     FrameCounter
-	Timeout  time.Duration // one CoAP exchange; default DefaultTimeout
+	// Timeout bounds one round of a CoAP request: a block and its
+	// retransmissions (a block has up to three rounds); default
+	// DefaultTimeout.
+	Timeout time.Duration
 	// Attempts is how many times Exchange sends a request, each time in a
 	// new frame with a new counter (the platform is idempotent on the
 	// envelope); default DefaultAttempts.
@@ -154,6 +164,9 @@ type Transport struct {
 	szx    blockwise.SZX // of BlockSize
 	// roundWait bounds one round of a request's retransmissions.
 	roundWait time.Duration
+	// lostRounds and staleAnswers count, for tests, the rounds of a
+	// request that got no answer and the late answers to earlier blocks.
+	lostRounds, staleAnswers atomic.Uint64
 
 	closeOnce sync.Once
 
