@@ -69,9 +69,14 @@ func szxOf(size int) int {
 const (
 	// messageBytesMax bounds one CoAP message: a frame and its options.
 	messageBytesMax = wire.FrameBytesMax + 1024
-	// blockwiseTimeout bounds one block-wise transfer: a 4 KiB envelope
-	// in 16-byte blocks is 257 exchanges on a lossy link.
-	blockwiseTimeout = 2 * time.Minute
+	// blockwiseTimeout bounds one block-wise transfer, each way, from its
+	// first block (go-coap's server does not extend it as blocks come). A
+	// 4 KiB envelope in 16-byte blocks is 257 requests; with 30% loss each
+	// way and device/edge's defaults (2 s ACK_TIMEOUT, a lost block sent
+	// again alone) a block takes some 3.4 s on average: 15 minutes, where
+	// 2 minutes covered some 35 blocks. A transfer the device gave up
+	// lingers until then, or until idleTimeout closes its session.
+	blockwiseTimeout = 30 * time.Minute
 	// handshakeTimeout bounds one DTLS handshake.
 	handshakeTimeout = 30 * time.Second
 	// idleTimeout forgets a device's CoAP (and DTLS) session after this
