@@ -68,16 +68,7 @@ func TestLossyBlocks(t *testing.T) {
 
 func runLossy(t *testing.T, p *platform, budget int, link lossy.Impairment, secure bool) {
 	gw := newID()
-	g, err := gateway.New(gateway.Config{DataDir: t.TempDir(), CoAPAddr: "127.0.0.1:0", DTLSAddr: "127.0.0.1:0",
-		PSKSecret: testSecret, Budget: budget, AnswerWait: 300 * time.Millisecond,
-		Uplink: gateway.UplinkConfig{Addr: brokerAddr, GatewayID: gw}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := g.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { g.Close() })
+	g := startGateway(t, budget, gw)
 	target := g.Addr()
 	if secure {
 		target = g.DTLSAddr()
@@ -142,6 +133,23 @@ func runLossy(t *testing.T, p *platform, budget int, link lossy.Impairment, secu
 		time.Since(start).Round(10*time.Millisecond), messages, size, cfg.BlockSize, ack,
 		s.Up.Received, s.Up.Dropped, s.Up.Duplicated, s.Down.Received, s.Down.Dropped, s.Down.Duplicated,
 		lost, stale, g.Stats())
+}
+
+// startGateway starts a gateway on loopback for a link budget; its
+// answer wait is short.
+func startGateway(t testing.TB, budget int, gw iotpay.DeviceID) *gateway.Gateway {
+	t.Helper()
+	g, err := gateway.New(gateway.Config{DataDir: t.TempDir(), CoAPAddr: "127.0.0.1:0", DTLSAddr: "127.0.0.1:0",
+		PSKSecret: testSecret, Budget: budget, AnswerWait: 300 * time.Millisecond,
+		Uplink: gateway.UplinkConfig{Addr: brokerAddr, GatewayID: gw}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	return g
 }
 
 // testSecret is a fixed PSK secret.
