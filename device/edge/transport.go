@@ -1,7 +1,8 @@
 // Package edge is the transport of a device behind an iotpay-edge gateway
 // (edge/gateway): its requests travel as wire.Frames in CoAP POST /f, over
-// DTLS with a pre-shared key or over plain UDP when they are protected end
-// to end (signed or sealed), in blocks sized for the link (RFC 7959).
+// DTLS with a pre-shared key or the device's certificate, or over plain
+// UDP when they are protected end to end (signed or sealed), in blocks
+// sized for the link (RFC 7959).
 // Each block is a confirmable request of its own (block.go), so a block
 // lost on the link is retransmitted alone; a frame is sent again, with a
 // new counter, only when one of its blocks got no answer at all.
@@ -16,6 +17,10 @@ package edge
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -126,14 +131,34 @@ func (c FileCounter) Save(n uint32) error {
 }
 
 // Config configures a Transport.
+//
+// At most one of PSK and TLS is set: with either the transport speaks
+// DTLS, without both plain UDP.
 type Config struct {
-	Addr string // the gateway's host:port, DTLS port with a PSK, plain otherwise
+	Addr string // the gateway's host:port: its DTLS port with a PSK or TLS, its plain port otherwise
 	// PSK is the device's pre-shared key with the gateway (its identity is
 	// DeviceID); nil sends over plain UDP, for end-to-end protected
-	// envelopes only.
-	PSK      []byte
-	DeviceID iotpay.DeviceID
-	FCnt     FrameCounter
+	// envelopes only, unless TLS is set.
+	PSK []byte
+	// TLS holds the device's certificate of the platform CA, its URI SAN
+	// naming DeviceID (e.g. device.Identity.TLSConfig): Certificates[0],
+	// whose PrivateKey is a crypto.Signer of a P-256 key, so that it may
+	// live in a keystore. Its RootCAs and ServerName are not used: the
+	// gateway's certificate is self-signed, and not verified unless
+	// pinned (GatewayCertSHA256).
+	TLS *tls.Config
+	// GatewayCertSHA256, if set, pins the gateway's certificate (TLS
+	// only): the handshake fails unless the SHA-256 of the certificate the
+	// gateway shows is this (iotpay-edge prints it). If not set the
+	// gateway's certificate is not verified at all. That is sound: the
+	// device does not need to trust its gateway, since what it sends is
+	// signed or sealed for the platform and every answer is signed by the
+	// platform and checked by the device; a false gateway can drop
+	// messages, as a lossy link can, but not forge or read them. Pinning
+	// keeps the device's traffic from going to a gateway it does not know.
+	GatewayCertSHA256 []byte
+	DeviceID          iotpay.DeviceID
+	FCnt              FrameCounter
 	// Timeout bounds one round of a CoAP request: a block and its
 	// retransmissions (a block has up to three rounds); default
 	// DefaultTimeout.
@@ -174,8 +199,8 @@ type Transport struct {
 	fcnt uint32 // the last counter saved
 }
 
-// Dial opens the channel: a DTLS handshake with a PSK, a UDP socket
-// without.
+// Dial opens the channel: a DTLS handshake with a PSK or a certificate, a
+// UDP socket without.
 func Dial(ctx context.Context, cfg Config) (*Transport, error) {
 	switch {
 	case cfg.Addr == "":
@@ -186,10 +211,20 @@ func Dial(ctx context.Context, cfg Config) (*Transport, error) {
 		return nil, iotpay.Errorf(iotpay.EINVALID, "edge: negative timeout, or attempts outside 0..%d", attemptsMax)
 	case cfg.BlockSize != 0 && (cfg.BlockSize < 16 || cfg.BlockSize > 1024 || cfg.BlockSize&(cfg.BlockSize-1) != 0):
 		return nil, iotpay.Errorf(iotpay.EINVALID, "edge: block size %d is not a power of two in 16..1024", cfg.BlockSize)
+	case cfg.PSK != nil && cfg.TLS != nil:
+		return nil, iotpay.Errorf(iotpay.EINVALID, "edge: both a PSK and a certificate")
+	case cfg.TLS != nil && (len(cfg.TLS.Certificates) == 0 || cfg.TLS.Certificates[0].PrivateKey == nil):
+		return nil, iotpay.Errorf(iotpay.EINVALID, "edge: TLS without a device certificate and key")
+	case cfg.GatewayCertSHA256 != nil && (cfg.TLS == nil || len(cfg.GatewayCertSHA256) != sha256.Size):
+		return nil, iotpay.Errorf(iotpay.EINVALID, "edge: a gateway pin needs TLS and %d bytes", sha256.Size)
 	}
 	device, err := iotpay.IDBytes(iotpay.PrefixDevice, string(cfg.DeviceID))
 	if err != nil {
 		return nil, iotpay.Errorf(iotpay.EINVALID, "edge: invalid device id %q", cfg.DeviceID)
+	}
+	if cfg.TLS != nil && !certNames(cfg.TLS.Certificates[0], cfg.DeviceID) {
+		// The gateway would refuse every frame: say so now.
+		return nil, iotpay.Errorf(iotpay.EINVALID, "edge: the certificate does not name device %s", cfg.DeviceID)
 	}
 	cfg.Timeout = cmpOr(cfg.Timeout, DefaultTimeout)
 	cfg.AckTimeout = cmpOr(cfg.AckTimeout, DefaultAckTimeout)
@@ -230,17 +265,11 @@ func Dial(ctx context.Context, cfg Config) (*Transport, error) {
 	}
 	t := &Transport{cfg: cfg, device: device, fcnt: fcnt, stop: stop, szx: szx,
 		roundWait: roundWait(cfg.AckTimeout, cfg.Timeout)}
-	if cfg.PSK == nil {
+	if cfg.PSK == nil && cfg.TLS == nil {
 		t.conn = plainClient(&peerConn{PacketConn: pc, peer: raddr}, opts...)
 		return t, nil
 	}
-	psk := bytes.Clone(cfg.PSK)
-	dc, err := piondtls.ClientWithOptions(pc, raddr,
-		piondtls.WithPSK(func([]byte) ([]byte, error) { return psk, nil }),
-		piondtls.WithPSKIdentityHint([]byte(cfg.DeviceID)),
-		piondtls.WithCipherSuites(piondtls.TLS_PSK_WITH_AES_128_CCM_8, piondtls.TLS_PSK_WITH_AES_128_GCM_SHA256),
-		piondtls.WithExtendedMasterSecret(piondtls.RequireExtendedMasterSecret),
-		piondtls.WithConnectionIDGenerator(piondtls.OnlySendCIDGenerator()))
+	dc, err := piondtls.ClientWithOptions(pc, raddr, dtlsOptions(cfg)...)
 	if err != nil {
 		close(stop)
 		pc.Close()
@@ -256,6 +285,69 @@ func Dial(ctx context.Context, cfg Config) (*Transport, error) {
 	t.conn = coapdtls.Client(dc, opts...)
 	return t, nil
 }
+
+// dtlsOptions are cfg's DTLS client options, with a PSK or a certificate.
+func dtlsOptions(cfg Config) []piondtls.ClientOption {
+	opts := []piondtls.ClientOption{
+		piondtls.WithExtendedMasterSecret(piondtls.RequireExtendedMasterSecret),
+		// The device sends the gateway's connection id but asks none of
+		// its own: the gateway's address does not change.
+		piondtls.WithConnectionIDGenerator(piondtls.OnlySendCIDGenerator()),
+	}
+	if cfg.PSK != nil {
+		psk := bytes.Clone(cfg.PSK)
+		return append(opts,
+			piondtls.WithPSK(func([]byte) ([]byte, error) { return psk, nil }),
+			piondtls.WithPSKIdentityHint([]byte(cfg.DeviceID)),
+			piondtls.WithCipherSuites(piondtls.TLS_PSK_WITH_AES_128_CCM_8, piondtls.TLS_PSK_WITH_AES_128_GCM_SHA256))
+	}
+	// pion takes tls.Certificates as they are and signs through
+	// PrivateKey.(crypto.Signer): a key in a keystore works.
+	opts = append(opts,
+		piondtls.WithCertificates(cfg.TLS.Certificates...),
+		piondtls.WithCipherSuites(piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256),
+		// pion still checks that the gateway holds its certificate's key
+		// (the ServerKeyExchange signature); only the chain is skipped.
+		piondtls.WithInsecureSkipVerify(true))
+	if pin := bytes.Clone(cfg.GatewayCertSHA256); pin != nil {
+		opts = append(opts, piondtls.WithVerifyPeerCertificate(func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) == 0 {
+				return errPinMismatch
+			}
+			sum := sha256.Sum256(raw[0])
+			if subtle.ConstantTimeCompare(sum[:], pin) != 1 {
+				return errPinMismatch
+			}
+			return nil
+		}))
+	}
+	return opts
+}
+
+// deviceURIPrefix prefixes the device id in a device certificate's URI
+// SAN (platform/pki.DeviceURIPrefix).
+const deviceURIPrefix = "urn:iotpay:device:"
+
+// certNames says whether cert's leaf names device in a URI SAN.
+func certNames(cert tls.Certificate, device iotpay.DeviceID) bool {
+	leaf := cert.Leaf
+	if leaf == nil && len(cert.Certificate) > 0 {
+		leaf, _ = x509.ParseCertificate(cert.Certificate[0])
+	}
+	if leaf == nil {
+		return false
+	}
+	for _, u := range leaf.URIs {
+		if u.String() == deviceURIPrefix+string(device) {
+			return true
+		}
+	}
+	return false
+}
+
+// errPinMismatch fails a handshake with a gateway whose certificate is not
+// the pinned one.
+var errPinMismatch = errors.New("edge: the gateway's certificate is not the pinned one")
 
 func cmpOr[T comparable](v, def T) T {
 	var zero T

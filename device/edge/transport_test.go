@@ -2,7 +2,14 @@ package edge
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"math/big"
+	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
@@ -41,11 +48,32 @@ func TestDialChecks(t *testing.T) {
 		"bad block":   {Addr: "127.0.0.1:5683", DeviceID: id, FCnt: fc, BlockSize: 100},
 		"attempts":    {Addr: "127.0.0.1:5683", DeviceID: id, FCnt: fc, Attempts: 99},
 		"neg timeout": {Addr: "127.0.0.1:5683", DeviceID: id, FCnt: fc, Timeout: -1},
+		"psk and tls": {Addr: "127.0.0.1:5684", DeviceID: id, FCnt: fc, PSK: []byte("k"), TLS: certTLS(t, id)},
+		"no cert":     {Addr: "127.0.0.1:5684", DeviceID: id, FCnt: fc, TLS: &tls.Config{}},
+		"other cert":  {Addr: "127.0.0.1:5684", DeviceID: id, FCnt: fc, TLS: certTLS(t, "dev_other")},
+		"pin no tls":  {Addr: "127.0.0.1:5684", DeviceID: id, FCnt: fc, PSK: []byte("k"), GatewayCertSHA256: make([]byte, 32)},
+		"short pin":   {Addr: "127.0.0.1:5684", DeviceID: id, FCnt: fc, TLS: certTLS(t, id), GatewayCertSHA256: make([]byte, 20)},
 	} {
 		if _, err := Dial(context.Background(), cfg); iotpay.ErrorCode(err) != iotpay.EINVALID {
 			t.Errorf("%s: %v, want EINVALID", name, err)
 		}
 	}
+}
+
+// certTLS is a self-signed device certificate naming id.
+func certTLS(t *testing.T, id iotpay.DeviceID) *tls.Config {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		URIs: []*url.URL{{Scheme: "urn", Opaque: "iotpay:device:" + string(id)}}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
 }
 
 func TestBusyError(t *testing.T) {
