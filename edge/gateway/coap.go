@@ -3,8 +3,10 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -139,20 +141,7 @@ func (g *Gateway) listen() (*servers, error) {
 		}()
 	}
 	if g.cfg.DTLSAddr != "" {
-		secret := g.cfg.PSKSecret
-		dopts := []piondtls.ServerOption{
-			piondtls.WithPSK(func(identity []byte) ([]byte, error) {
-				return DerivePSK(secret, iotpay.DeviceID(identity))
-			}),
-			piondtls.WithPSKIdentityHint([]byte(PSKIdentityHint)),
-			// CCM-8 first: RFC 7252 §9.1.3.1's mandatory suite, and 8 bytes
-			// less per record than GCM on a link counted in bytes.
-			piondtls.WithCipherSuites(piondtls.TLS_PSK_WITH_AES_128_CCM_8, piondtls.TLS_PSK_WITH_AES_128_GCM_SHA256,
-				piondtls.TLS_PSK_WITH_AES_128_CCM),
-			piondtls.WithExtendedMasterSecret(piondtls.RequireExtendedMasterSecret),
-			piondtls.WithConnectionIDGenerator(piondtls.RandomCIDGenerator(cidBytes)),
-		}
-		ln, err := coapnet.NewDTLSListener("udp", g.cfg.DTLSAddr, coapnet.NewDTLSServerOptions(dopts...))
+		ln, err := coapnet.NewDTLSListener("udp", g.cfg.DTLSAddr, coapnet.NewDTLSServerOptions(g.dtlsOptions()...))
 		if err != nil {
 			s.close()
 			return nil, iotpay.Wrap(iotpay.EUNAVAILABLE, "gateway: cannot listen on the DTLS port", err)
@@ -176,6 +165,46 @@ func (g *Gateway) listen() (*servers, error) {
 		}()
 	}
 	return s, nil
+}
+
+// Cipher suites of the DTLS port. CCM-8 first: RFC 7252 §9.1.3's
+// mandatory suites, and 8 bytes less per record than GCM on a link
+// counted in bytes. The client's order chooses (pion), so a device that
+// offers GCM only gets it.
+var (
+	pskSuites = []piondtls.CipherSuiteID{piondtls.TLS_PSK_WITH_AES_128_CCM_8,
+		piondtls.TLS_PSK_WITH_AES_128_GCM_SHA256, piondtls.TLS_PSK_WITH_AES_128_CCM}
+	certSuites = []piondtls.CipherSuiteID{piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8,
+		piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}
+)
+
+// dtlsOptions are the DTLS port's options: PSK with a PSKSecret,
+// certificates verified against ClientCAs with them (as platform/coap's
+// server), or both on the one port.
+func (g *Gateway) dtlsOptions() []piondtls.ServerOption {
+	opts := []piondtls.ServerOption{
+		piondtls.WithExtendedMasterSecret(piondtls.RequireExtendedMasterSecret),
+		piondtls.WithConnectionIDGenerator(piondtls.RandomCIDGenerator(cidBytes)),
+	}
+	var suites []piondtls.CipherSuiteID
+	if secret := g.cfg.PSKSecret; secret != nil {
+		opts = append(opts,
+			piondtls.WithPSK(func(identity []byte) ([]byte, error) {
+				return DerivePSK(secret, iotpay.DeviceID(identity))
+			}),
+			piondtls.WithPSKIdentityHint([]byte(PSKIdentityHint)))
+		suites = append(suites, pskSuites...)
+	}
+	if g.cfg.ClientCAs != nil {
+		// RequireAndVerifyClientCert holds for the certificate suites: a
+		// PSK handshake has no certificates to require.
+		opts = append(opts,
+			piondtls.WithCertificates(*g.cert),
+			piondtls.WithClientCAs(g.cfg.ClientCAs),
+			piondtls.WithClientAuth(piondtls.RequireAndVerifyClientCert))
+		suites = append(suites, certSuites...)
+	}
+	return append(opts, piondtls.WithCipherSuites(suites...))
 }
 
 func (s *servers) addr(secure bool) string {
@@ -274,8 +303,10 @@ func (g *Gateway) respond(w mux.ResponseWriter, r reply) {
 	}
 }
 
-// sessionDevice returns the device a DTLS session authenticated: the PSK
-// identity whose derived key the handshake proved.
+// sessionDevice returns the device a DTLS session authenticated, by the
+// kind of its cipher suite: the URI SAN of the client certificate pion
+// verified against ClientCAs, or the PSK identity whose derived key the
+// handshake proved.
 func sessionDevice(c net.Conn) (iotpay.DeviceID, bool) {
 	dc, ok := c.(*piondtls.Conn)
 	if !ok {
@@ -285,6 +316,19 @@ func sessionDevice(c net.Conn) (iotpay.DeviceID, bool) {
 	if !ok {
 		return "", false
 	}
-	id := string(st.IdentityHint)
-	return iotpay.DeviceID(id), iotpay.ValidID(iotpay.PrefixDevice, id)
+	switch {
+	case slices.Contains(certSuites, st.CipherSuiteID):
+		if len(st.PeerCertificates) == 0 {
+			return "", false
+		}
+		cert, err := x509.ParseCertificate(st.PeerCertificates[0])
+		if err != nil {
+			return "", false
+		}
+		return certDevice(cert)
+	case slices.Contains(pskSuites, st.CipherSuiteID):
+		id := string(st.IdentityHint)
+		return iotpay.DeviceID(id), iotpay.ValidID(iotpay.PrefixDevice, id)
+	}
+	return "", false
 }

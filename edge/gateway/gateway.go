@@ -3,10 +3,13 @@
 // the platform over MQTT/TLS, storing them while the uplink is down.
 //
 // Devices post wire.Frames to the one resource POST /f, on two ports:
-// DTLS 1.2 with a pre-shared key (identity = the device id, key =
-// DerivePSK(secret, id)), and plain UDP, which only carries envelopes that
-// are protected end to end (a COSE_Sign1 signed by the device, or a sealed
-// COSE_Encrypt0). A FrameMessage is checked (the session's device, the
+// DTLS 1.2, where a device authenticates with a certificate of the
+// platform CA (its id in the URI SAN, as on the platform) or with a
+// pre-shared key (identity = the device id, key = DerivePSK(secret, id)),
+// and plain UDP, which only carries envelopes that are protected end to
+// end (a COSE_Sign1 signed by the device, or a sealed COSE_Encrypt0). The
+// DTLS port's own certificate is self-signed (cert.go says why that is
+// enough). A FrameMessage is checked (the session's device, the
 // envelope's form, the frame counter above the last kept), appended to a
 // durable queue (edge/queue, fsynced) and only then answered; the
 // forwarder publishes the queue in order, QoS 1, on wire.RelayTopic and
@@ -24,6 +27,8 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
 	"log/slog"
 	"net"
 	"os"
@@ -79,11 +84,22 @@ type Config struct {
 	// CoAPAddr is the plain UDP address, for end-to-end protected
 	// envelopes only; "" serves no plain port.
 	CoAPAddr string
-	// DTLSAddr is the DTLS-PSK address; "" serves no DTLS port.
+	// DTLSAddr is the DTLS address; "" serves no DTLS port. It needs
+	// PSKSecret, ClientCAs, or both.
 	DTLSAddr string
-	// PSKSecret derives the devices' pre-shared keys (DerivePSK); needed
-	// with DTLSAddr.
+	// PSKSecret derives the devices' pre-shared keys (DerivePSK); nil
+	// serves no PSK.
 	PSKSecret []byte
+	// ClientCAs verifies device certificates on the DTLS port: the
+	// platform CA they chain to (iotpay-edge uses its uplink's CA). The
+	// device is the one its certificate's URI SAN names. nil serves no
+	// certificates. The gateway checks no revocation: the platform does,
+	// at every message relayed.
+	ClientCAs *x509.CertPool
+	// Certificate is the DTLS port's server certificate when ClientCAs is
+	// set; nil loads or makes a self-signed one in
+	// DataDir/ServerCertFile (LoadOrCreateServerCert).
+	Certificate *tls.Certificate
 	// Budget bounds the CoAP message in one datagram (see BlockSize);
 	// BudgetMin..BudgetMax, default DefaultBudget.
 	Budget int
@@ -120,6 +136,8 @@ type Gateway struct {
 	down *downlink
 	done *answeredSet // relays the platform answered (forward.go)
 	srv  *servers
+	// cert is the DTLS port's certificate, set by Start with ClientCAs.
+	cert *tls.Certificate
 
 	queued, forwarded, answered, refused, busy atomic.Uint64
 
@@ -144,8 +162,12 @@ func New(cfg Config) (*Gateway, error) {
 		return bad("no data directory")
 	case cfg.CoAPAddr == "" && cfg.DTLSAddr == "":
 		return bad("neither a CoAP nor a DTLS address")
-	case cfg.DTLSAddr != "" && len(cfg.PSKSecret) < PSKSecretBytes:
-		return bad("DTLS needs a PSK secret of %d bytes", PSKSecretBytes)
+	case cfg.DTLSAddr != "" && cfg.PSKSecret == nil && cfg.ClientCAs == nil:
+		return bad("DTLS needs a PSK secret or client CAs")
+	case cfg.PSKSecret != nil && len(cfg.PSKSecret) < PSKSecretBytes:
+		return bad("PSK secret shorter than %d bytes", PSKSecretBytes)
+	case cfg.Certificate != nil && (len(cfg.Certificate.Certificate) == 0 || cfg.Certificate.PrivateKey == nil):
+		return bad("DTLS certificate without a certificate or a key")
 	case cfg.Budget < BudgetMin || cfg.Budget > BudgetMax:
 		return bad("budget %d outside %d..%d", cfg.Budget, BudgetMin, BudgetMax)
 	case cfg.Uplink.Addr == "":
@@ -198,6 +220,17 @@ func (g *Gateway) Start() error {
 		return iotpay.Wrap(iotpay.EUNAVAILABLE, "gateway: cannot open the queue", err)
 	}
 	g.q, g.fcnt = q, fc
+	if g.cfg.DTLSAddr != "" && g.cfg.ClientCAs != nil {
+		g.cert = g.cfg.Certificate
+		if g.cert == nil {
+			c, err := LoadOrCreateServerCert(filepath.Join(g.cfg.DataDir, ServerCertFile), g.cfg.Now(), nil)
+			if err != nil {
+				q.Close()
+				return err
+			}
+			g.cert = &c
+		}
+	}
 	srv, err := g.listen()
 	if err != nil {
 		q.Close()
@@ -212,7 +245,8 @@ func (g *Gateway) Start() error {
 	}()
 	g.started = true
 	g.log.Info("edge gateway started", "coap", g.Addr(), "dtls", g.DTLSAddr(), "uplink", g.cfg.Uplink.Addr,
-		"budget", g.cfg.Budget, "block", BlockSize(g.cfg.Budget))
+		"budget", g.cfg.Budget, "block", BlockSize(g.cfg.Budget), "dtls_psk", g.cfg.PSKSecret != nil,
+		"dtls_cert_sha256", hex.EncodeToString(g.CertSHA256()))
 	return nil
 }
 
@@ -230,6 +264,16 @@ func (g *Gateway) DTLSAddr() string {
 		return ""
 	}
 	return g.srv.addr(true)
+}
+
+// CertSHA256 returns the SHA-256 of the DTLS port's certificate, which a
+// device may pin; nil if the port serves no certificates or the gateway
+// is not started.
+func (g *Gateway) CertSHA256() []byte {
+	if g.cert == nil {
+		return nil
+	}
+	return CertSHA256(*g.cert)
 }
 
 // Stats returns the gateway's counters.

@@ -51,7 +51,7 @@ func startGateway(t testing.TB, cfg Config) *Gateway {
 	if cfg.DTLSAddr == "" {
 		cfg.DTLSAddr = "127.0.0.1:0"
 	}
-	if cfg.PSKSecret == nil {
+	if cfg.PSKSecret == nil && cfg.ClientCAs == nil { // with ClientCAs, PSK if asked
 		cfg.PSKSecret = testSecret
 	}
 	if cfg.Uplink.Addr == "" {
