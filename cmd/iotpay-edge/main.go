@@ -1,15 +1,20 @@
 // Command iotpay-edge is the gateway for constrained devices (package
-// edge/gateway): it serves them over CoAP/UDP and DTLS-PSK and relays
-// their envelopes to the platform over MQTT/TLS, storing them while the
-// uplink is down.
+// edge/gateway): it serves them over CoAP/UDP and DTLS (a device
+// certificate of the platform CA, or a PSK) and relays their envelopes to
+// the platform over MQTT/TLS, storing them while the uplink is down.
 //
 //	iotpay-edge run --data DIR --coap 127.0.0.1:5683 --dtls 127.0.0.1:5684 \
-//	    --uplink HOST:PORT --cert gw.pem --key gw.key --ca ca.pem [--budget 242]
+//	    --uplink HOST:PORT --cert gw.pem --key gw.key --ca ca.pem [--client-ca ca.pem] [--budget 242]
 //	iotpay-edge psk --secret-file F --device dev_…
+//	iotpay-edge cert --data DIR [--pem]
 //	iotpay-edge enroll --api URL --device dev_… --token T --dir DIR
+//
+// The DTLS port's certificate is self-signed, made on first start in the
+// data directory; run and cert print its SHA-256, which devices may pin.
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -17,6 +22,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"flag"
@@ -29,6 +35,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/iotpay/iotpay"
 	"github.com/iotpay/iotpay/device"
@@ -49,6 +56,7 @@ func main() {
 const usage = `usage:
   iotpay-edge run --data DIR --uplink HOST:PORT --cert gw.pem --key gw.key --ca ca.pem [flags]
   iotpay-edge psk --secret-file F --device dev_…
+  iotpay-edge cert --data DIR [--pem]
   iotpay-edge enroll --api URL --device dev_… --token T --dir DIR
 `
 
@@ -63,6 +71,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runGateway(ctx, args[1:], stderr, nil)
 	case "psk":
 		return printPSK(args[1:], stdout, stderr)
+	case "cert":
+		return printCert(args[1:], stdout, stderr)
 	case "enroll":
 		return enroll(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "help":
@@ -78,13 +88,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 func runGateway(ctx context.Context, args []string, stderr io.Writer, started func(*gateway.Gateway)) error {
 	fs := flag.NewFlagSet("iotpay-edge run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	data := fs.String("data", "./iotpay-edge-data", "data `directory`: the queue, the frame counters, the PSK secret")
+	data := fs.String("data", "./iotpay-edge-data", "data `directory`: the queue, the frame counters, the PSK secret, the DTLS certificate")
 	coapAddr := fs.String("coap", "127.0.0.1:5683", "plain CoAP/UDP `address` (end-to-end protected envelopes only); empty for none")
-	dtlsAddr := fs.String("dtls", "127.0.0.1:5684", "CoAP over DTLS-PSK `address`; empty for none")
+	dtlsAddr := fs.String("dtls", "127.0.0.1:5684", "CoAP over DTLS `address` (device certificates and PSKs); empty for none")
 	uplink := fs.String("uplink", "", "the platform's MQTT/TLS `host:port` (required)")
 	cert := fs.String("cert", "", "the gateway's client certificate, PEM `file` (required)")
 	key := fs.String("key", "", "the gateway's private key, PEM `file` (required)")
 	ca := fs.String("ca", "", "the platform CA, PEM `file` (required)")
+	clientCA := fs.String("client-ca", "", "CA `file` (PEM) of the device certificates the DTLS port accepts (default: the --ca file); \"none\" for PSK only")
 	id := fs.String("id", "", "the gateway's device `id` (default: from the certificate's URI SAN or CN)")
 	budget := fs.Int("budget", gateway.DefaultBudget, fmt.Sprintf("payload budget of one datagram in `bytes`, %d..%d: sets the CoAP block size", gateway.BudgetMin, gateway.BudgetMax))
 	secretFile := fs.String("psk-secret-file", "", "PSK secret `file`, made on first use (default DIR/coap-psk-secret)")
@@ -109,6 +120,12 @@ func runGateway(ctx context.Context, args []string, stderr io.Writer, started fu
 	if *id != "" {
 		gwID = iotpay.DeviceID(*id)
 	}
+	var clientCAs *x509.CertPool
+	if *dtlsAddr != "" && *clientCA != "none" {
+		if clientCAs, err = loadPool(cmp.Or(*clientCA, *ca)); err != nil {
+			return err
+		}
+	}
 	if err := os.MkdirAll(*data, 0o700); err != nil {
 		return err
 	}
@@ -122,13 +139,16 @@ func runGateway(ctx context.Context, args []string, stderr io.Writer, started fu
 		}
 	}
 	g, err := gateway.New(gateway.Config{DataDir: *data, CoAPAddr: *coapAddr, DTLSAddr: *dtlsAddr, PSKSecret: secret,
-		Budget: *budget, AnswerWait: *answerWait, Logger: log,
+		ClientCAs: clientCAs, Budget: *budget, AnswerWait: *answerWait, Logger: log,
 		Uplink: gateway.UplinkConfig{Addr: *uplink, TLS: tlsCfg, GatewayID: gwID}})
 	if err != nil {
 		return err
 	}
 	if err := g.Start(); err != nil {
 		return err
+	}
+	if sum := g.CertSHA256(); sum != nil {
+		log.Info("DTLS certificate: devices may pin its SHA-256", "sha256", hex.EncodeToString(sum))
 	}
 	if started != nil {
 		started(g)
@@ -145,13 +165,9 @@ func uplinkTLS(certFile, keyFile, caFile, uplink string) (*tls.Config, iotpay.De
 	if err != nil {
 		return nil, "", fmt.Errorf("gateway certificate: %w", err)
 	}
-	caPEM, err := os.ReadFile(caFile)
+	pool, err := loadPool(caFile)
 	if err != nil {
 		return nil, "", err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, "", fmt.Errorf("no certificate in %s", caFile)
 	}
 	host := uplink
 	if i := strings.LastIndexByte(uplink, ':'); i >= 0 {
@@ -159,6 +175,19 @@ func uplinkTLS(certFile, keyFile, caFile, uplink string) (*tls.Config, iotpay.De
 	}
 	cfg := &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool, ServerName: host, MinVersion: tls.VersionTLS12}
 	return cfg, deviceIDOf(pair.Leaf.URIs, pair.Leaf.Subject), nil
+}
+
+// loadPool reads a pool of CA certificates from a PEM file.
+func loadPool(file string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("no certificate in %s", file)
+	}
+	return pool, nil
 }
 
 // deviceIDOf finds a device id in a certificate's URI SANs or CN.
@@ -195,6 +224,33 @@ func printPSK(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	_, err = fmt.Fprintf(stdout, "%s\n", psk)
+	return err
+}
+
+// printCert is "iotpay-edge cert": the SHA-256 of the DTLS port's
+// certificate, in hex, which devices pin (device/edge
+// Config.GatewayCertSHA256); with --pem the certificate too. It makes the
+// certificate if the gateway has not yet, so devices can be set up before
+// the gateway's first start.
+func printCert(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("iotpay-edge cert", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	data := fs.String("data", "./iotpay-edge-data", "the gateway's data `directory`")
+	withPEM := fs.Bool("pem", false, "print the certificate (PEM) after its SHA-256")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(*data, 0o700); err != nil {
+		return err
+	}
+	cert, err := gateway.LoadOrCreateServerCert(filepath.Join(*data, gateway.ServerCertFile), time.Now(), nil)
+	if err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintf(stdout, "%s\n", hex.EncodeToString(gateway.CertSHA256(cert))); err != nil || !*withPEM {
+		return err
+	}
+	_, err = stdout.Write(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}))
 	return err
 }
 

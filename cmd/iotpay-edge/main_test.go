@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"flag"
@@ -21,8 +22,10 @@ import (
 	"time"
 
 	"github.com/iotpay/iotpay"
+	"github.com/iotpay/iotpay/device"
 	deviceedge "github.com/iotpay/iotpay/device/edge"
 	"github.com/iotpay/iotpay/edge/gateway"
+	"github.com/iotpay/iotpay/platform/pki"
 )
 
 // writeCert writes a self-signed CA and a gateway certificate for id.
@@ -115,4 +118,78 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestRunWithCertificate: 'run' accepts device certificates of its --ca by
+// default and logs its DTLS certificate's SHA-256; 'cert' prints the same;
+// a device pinning it posts through the DTLS port.
+func TestRunWithCertificate(t *testing.T) {
+	dir := t.TempDir()
+	gw := iotpay.DeviceID(iotpay.NewID(iotpay.PrefixDevice, time.Now(), nil))
+	cert, key, _ := writeCert(t, dir, gw)
+	ca, err := pki.NewCA("test platform CA", time.Now(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(dir, "platform-ca.pem")
+	if err := os.WriteFile(caFile, pki.EncodeCertPEM(ca.Cert), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "data")
+	var out, logs syncBuffer
+	// 'cert' before the first start makes the certificate 'run' serves.
+	if err := run(context.Background(), []string{"cert", "--data", data}, &out, &logs); err != nil {
+		t.Fatal(err)
+	}
+	sum := strings.TrimSpace(out.String())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	gotGW := make(chan *gateway.Gateway, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- runGateway(ctx, []string{"--data", data, "--coap", "", "--dtls", "127.0.0.1:0",
+			"--uplink", "127.0.0.1:1", "--cert", cert, "--key", key, "--ca", caFile, "--answer-wait", "50ms"},
+			&logs, func(g *gateway.Gateway) { gotGW <- g })
+	}()
+	var g *gateway.Gateway
+	select {
+	case g = <-gotGW:
+	case err := <-done:
+		t.Fatalf("run: %v\n%s", err, logs.String())
+	}
+	if hex.EncodeToString(g.CertSHA256()) != sum || !strings.Contains(logs.String(), "sha256="+sum) {
+		t.Fatalf("cert printed %s, the gateway serves %x; log:\n%s", sum, g.CertSHA256(), logs.String())
+	}
+	dev := iotpay.DeviceID(iotpay.NewID(iotpay.PrefixDevice, time.Now(), nil))
+	dkey, _ := pki.GenerateKey(pki.SuiteIntl, nil)
+	csr, _ := pki.NewCSR(dkey, string(dev))
+	dcert, err := ca.SignDeviceCSR(csr, dev, "ten_test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pin, _ := hex.DecodeString(sum)
+	id := device.Identity{ID: dev, Cert: dcert, Signer: dkey, CA: ca.Cert}
+	tr, err := deviceedge.Dial(ctx, deviceedge.Config{Addr: g.DTLSAddr(), TLS: id.TLSConfig("gateway"), GatewayCertSHA256: pin,
+		DeviceID: dev, Attempts: 1, FCnt: deviceedge.FileCounter{Path: filepath.Join(dir, "fcnt")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	ectx, ecancel := context.WithTimeout(ctx, time.Second)
+	_, err = tr.Exchange(ectx, append([]byte{0xd2}, bytes.Repeat([]byte{1}, 100)...), func([]byte) bool { return true })
+	ecancel()
+	if !errors.Is(err, deviceedge.ErrQueued) {
+		t.Fatalf("exchange with the uplink down: %v", err)
+	}
+	var pemOut bytes.Buffer
+	if err := run(context.Background(), []string{"cert", "--data", data, "--pem"}, &pemOut, &logs); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(pemOut.String(), sum+"\n-----BEGIN CERTIFICATE-----") {
+		t.Errorf("cert --pem printed:\n%s", pemOut.String())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run after the signal: %v", err)
+	}
 }
