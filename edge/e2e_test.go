@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -493,4 +494,167 @@ func TestLossyLink(t *testing.T) {
 			t.Logf("link: up %+v, down %+v; gateway %+v", st.Up, st.Down, g.Stats())
 		})
 	}
+}
+
+// TestRunningScenario: devices pay continuously through the gateway while
+// the uplink is cut under them and the gateway process is killed with its
+// queue full, then started again, and the uplink mended. A device goes
+// offline once its request is only stored (within its limits), online again
+// once its answers are back. Every request a device sent is settled exactly
+// once, and each payer paid exactly what its device signed for.
+func TestRunningScenario(t *testing.T) {
+	w := newWorld(t)
+	secret := pskSecret(t)
+	proxy := newUplinkProxy(t, w.d.MQTTAddr())
+	up, ca := w.gateway(proxy.addr)
+	dir := t.TempDir()
+	g := startChild(t, dir, up, ca, secret, "127.0.0.1:0", "127.0.0.1:0")
+	plain, dtlsAddr := g.Plain, g.DTLS
+	lim := device.OfflineLimits{MaxAmount: offlineMax, MaxCount: offlineN}
+
+	type run struct {
+		p       *payer
+		tr      *devedge.Transport
+		mu      sync.Mutex
+		waiting []*device.Signed // stored at the gateway, no receipt yet
+		paid    int64            // what its receipts approved
+		signed  int64            // what it signed for
+	}
+	var runs []*run
+	for range 3 {
+		p := w.payer()
+		runs = append(runs, &run{p: p, tr: p.dial(t, plain, nil, 2*time.Second)})
+	}
+	// open takes any answer that waits at the gateway for r.
+	open := func(r *run) {
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			body, err := r.tr.Poll(ctx)
+			cancel()
+			if err != nil || body == nil {
+				return
+			}
+			r.mu.Lock()
+			for i, s := range r.waiting {
+				if rc, err := r.p.dev.Open(s, body); err == nil {
+					if rc.Outcome == wire.Approved {
+						r.paid += rc.AmountMinor
+					} else {
+						t.Errorf("%s: %s %s %s", s.Request.RequestID, rc.Outcome, rc.Code, rc.Reason)
+					}
+					r.waiting = append(r.waiting[:i], r.waiting[i+1:]...)
+					break
+				}
+			}
+			r.mu.Unlock()
+		}
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, r := range runs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
+				open(r)
+				r.mu.Lock()
+				offline := len(r.waiting) > 0
+				r.mu.Unlock()
+				var s *device.Signed
+				var err error
+				if offline {
+					s, err = r.p.dev.SignOffline(device.Payment{Amount: eur(100)}, lim)
+					if errors.Is(err, device.ErrOfflineLimit) {
+						continue // at its limits: it waits for its answers
+					}
+				} else {
+					s, err = r.p.dev.Sign(device.Payment{Amount: eur(100)})
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				r.signed += 100
+				// The same bytes until the gateway has them.
+				for attempt := 0; ; attempt++ {
+					ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+					rc, err := r.p.dev.Send(ctx, r.tr, s)
+					cancel()
+					if err == nil {
+						if rc.Outcome != wire.Approved {
+							t.Errorf("%s: %s %s %s", s.Request.RequestID, rc.Outcome, rc.Code, rc.Reason)
+						}
+						r.mu.Lock()
+						r.paid += rc.AmountMinor
+						r.mu.Unlock()
+						break
+					}
+					if errors.Is(err, devedge.ErrQueued) || attempt == 40 {
+						r.mu.Lock()
+						r.waiting = append(r.waiting, s)
+						r.mu.Unlock()
+						break
+					}
+				}
+			}
+		}()
+	}
+	time.Sleep(time.Second)
+	proxy.setCut(true)
+	time.Sleep(2 * time.Second)
+	g.kill(t)
+	time.Sleep(500 * time.Millisecond)
+	g = startChild(t, dir, up, ca, secret, plain, dtlsAddr)
+	time.Sleep(time.Second)
+	proxy.setCut(false)
+	time.Sleep(2 * time.Second)
+	close(stop)
+	wg.Wait()
+
+	// The answers come to the devices' polls. One that the killed gateway
+	// held in memory is gone with it: its device, still without an answer,
+	// sends the request again and gets the original receipt.
+	deadline := time.Now().Add(time.Minute)
+	for _, r := range runs {
+		for {
+			open(r)
+			r.mu.Lock()
+			left := slices.Clone(r.waiting)
+			r.mu.Unlock()
+			if len(left) == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d requests without an answer", r.p.dev.ID(), len(left))
+			}
+			time.Sleep(500 * time.Millisecond)
+			for _, s := range left {
+				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+				rc, err := r.p.dev.Send(ctx, r.tr, s)
+				cancel()
+				if err != nil {
+					continue
+				}
+				r.mu.Lock()
+				if i := slices.Index(r.waiting, s); i >= 0 {
+					r.waiting = slices.Delete(r.waiting, i, i+1)
+					r.paid += rc.AmountMinor
+				}
+				r.mu.Unlock()
+			}
+		}
+		if r.paid != r.signed {
+			t.Errorf("%s: receipts approved %d of the %d signed for", r.p.dev.ID(), r.paid, r.signed)
+		}
+		if b := w.balance(r.p.account); b != fund-r.signed {
+			t.Errorf("%s: payer paid %d, its device signed for %d: lost or paid twice", r.p.dev.ID(), fund-b, r.signed)
+		}
+		t.Logf("%s: %d paid", r.p.dev.ID(), r.signed)
+	}
+	w.assertBalanced()
 }

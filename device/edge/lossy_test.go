@@ -156,8 +156,15 @@ func startGateway(t testing.TB, budget int, gw iotpay.DeviceID) *gateway.Gateway
 var testSecret = bytes.Repeat([]byte{7}, gateway.PSKSecretBytes)
 
 func newID() iotpay.DeviceID {
-	return iotpay.DeviceID(iotpay.NewID(iotpay.PrefixDevice, time.Now(), nil))
+	id := iotpay.DeviceID(iotpay.NewID(iotpay.PrefixDevice, time.Now(), nil))
+	ours.Store(string(id), true)
+	return id
 }
+
+// ours holds the ids this test process made: its test platforms answer only
+// their gateways, not those of tests running at the same time in other
+// processes on the same broker.
+var ours sync.Map
 
 func reverse(b []byte) []byte {
 	r := slices.Clone(b)
@@ -209,6 +216,9 @@ func newPlatform(t testing.TB) *platform {
 
 func (p *platform) handle(c paho.Client, m paho.Message) {
 	gw := m.Topic()[len(wire.TopicPrefix) : len(m.Topic())-len("/relay")]
+	if _, ok := ours.Load(gw); !ok {
+		return // another process's gateway
+	}
 	r, err := wire.ParseRelay(m.Payload())
 	if err != nil {
 		return
