@@ -217,6 +217,7 @@ func (g *Gateway) Start() error {
 	}
 	q, err := queue.Open(filepath.Join(g.cfg.DataDir, "queue"), qopts)
 	if err != nil {
+		fc.close()
 		return iotpay.Wrap(iotpay.EUNAVAILABLE, "gateway: cannot open the queue", err)
 	}
 	g.q, g.fcnt = q, fc
@@ -226,6 +227,7 @@ func (g *Gateway) Start() error {
 			c, err := LoadOrCreateServerCert(filepath.Join(g.cfg.DataDir, ServerCertFile), g.cfg.Now(), nil)
 			if err != nil {
 				q.Close()
+				fc.close()
 				return err
 			}
 			g.cert = &c
@@ -234,6 +236,7 @@ func (g *Gateway) Start() error {
 	srv, err := g.listen()
 	if err != nil {
 		q.Close()
+		fc.close()
 		return err
 	}
 	g.srv = srv
@@ -303,9 +306,13 @@ func (g *Gateway) Close() error {
 	g.cancel()
 	<-g.fwdDone
 	err := g.q.Close()
+	ferr := g.fcnt.close()
 	g.log.Info("edge gateway closed")
 	if err != nil {
 		return iotpay.Wrap(iotpay.EINTERNAL, "gateway: closing the queue", err)
+	}
+	if ferr != nil {
+		return iotpay.Wrap(iotpay.EINTERNAL, "gateway: syncing the frame counters", ferr)
 	}
 	return nil
 }
