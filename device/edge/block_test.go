@@ -49,7 +49,7 @@ func TestBlockSizes(t *testing.T) {
 				}
 				sent = append(sent, req)
 			}
-			checkOrder(t, p.relays(gw), sent)
+			checkOrder(t, p.Relays(gw), sent)
 			if s := g.Stats(); s.Queued != 3 || s.Refused != 0 {
 				t.Errorf("gateway %+v: frames sent again or refused", s)
 			}

@@ -4,24 +4,28 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"path/filepath"
-	"slices"
 	"sync"
 	"testing"
 	"time"
 
-	paho "github.com/eclipse/paho.mqtt.golang"
-
 	"github.com/iotpay/iotpay"
 	"github.com/iotpay/iotpay/device/edge"
+	"github.com/iotpay/iotpay/edge/edgetest"
 	"github.com/iotpay/iotpay/edge/gateway"
 	"github.com/iotpay/iotpay/edge/lossy"
-	"github.com/iotpay/iotpay/wire"
 )
 
-// brokerAddr is the machine's Mosquitto (plain MQTT).
-const brokerAddr = "127.0.0.1:1883"
+// What the edge's tests share (edge/edgetest), by the names these tests use.
+const brokerAddr = edgetest.BrokerAddr
+
+var (
+	newID       = edgetest.NewID
+	reverse     = edgetest.Reverse
+	envelope    = edgetest.Envelope
+	newPlatform = edgetest.NewPlatform
+	checkOrder  = edgetest.CheckOrder
+)
 
 // TestLossyBlocks: through a link losing 10% and 30% of the datagrams each
 // way, frames of many blocks both ways (Block1 and Block2) get through, on
@@ -66,7 +70,7 @@ func TestLossyBlocks(t *testing.T) {
 	wg.Wait()
 }
 
-func runLossy(t *testing.T, p *platform, budget int, link lossy.Impairment, secure bool) {
+func runLossy(t *testing.T, p *edgetest.Platform, budget int, link lossy.Impairment, secure bool) {
 	gw := newID()
 	g := startGateway(t, budget, gw)
 	target := g.Addr()
@@ -125,7 +129,7 @@ func runLossy(t *testing.T, p *platform, budget int, link lossy.Impairment, secu
 		}
 		sent = append(sent, req)
 	}
-	checkOrder(t, p.relays(gw), sent)
+	checkOrder(t, p.Relays(gw), sent)
 	s := proxy.Stats()
 	lost, stale := edge.Counters(tr)
 	t.Logf("%v for %d messages of %d bytes in blocks of %d, ACK_TIMEOUT %v; up %d received %d dropped %d duplicated, "+
@@ -154,106 +158,3 @@ func startGateway(t testing.TB, budget int, gw iotpay.DeviceID) *gateway.Gateway
 
 // testSecret is a fixed PSK secret.
 var testSecret = bytes.Repeat([]byte{7}, gateway.PSKSecretBytes)
-
-func newID() iotpay.DeviceID {
-	id := iotpay.DeviceID(iotpay.NewID(iotpay.PrefixDevice, time.Now(), nil))
-	ours.Store(string(id), true)
-	return id
-}
-
-// ours holds the ids this test process made: its test platforms answer only
-// their gateways, not those of tests running at the same time in other
-// processes on the same broker.
-var ours sync.Map
-
-func reverse(b []byte) []byte {
-	r := slices.Clone(b)
-	slices.Reverse(r)
-	return r
-}
-
-// envelope is a fake signed envelope (COSE_Sign1's first byte, which the
-// plain port wants) of n bytes numbered i.
-func envelope(i, n int) []byte {
-	b := make([]byte, max(n, 16))
-	b[0] = 0xd2
-	copy(b[1:], fmt.Sprintf("msg-%06d-", i))
-	for j := 12; j < len(b); j++ {
-		b[j] = byte(i + j)
-	}
-	return b
-}
-
-// platform is a test platform on the machine's broker: it answers every
-// relay with the body reversed and records the relays, in order, by
-// gateway.
-type platform struct {
-	mu       sync.Mutex
-	received map[string][]wire.Relay
-}
-
-func newPlatform(t testing.TB) *platform {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", brokerAddr, time.Second)
-	if err != nil {
-		t.Skipf("no MQTT broker on %s: %v", brokerAddr, err)
-	}
-	c.Close()
-	p := &platform{received: make(map[string][]wire.Relay)}
-	opts := paho.NewClientOptions().AddBroker("tcp://" + brokerAddr).SetClientID("test-platform-" + string(newID())).
-		SetCleanSession(true).SetAutoReconnect(false).SetOrderMatters(true)
-	client := paho.NewClient(opts)
-	if tok := client.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("platform connect: %v", tok.Error())
-	}
-	t.Cleanup(func() { client.Disconnect(100) })
-	tok := client.Subscribe(wire.TopicPrefix+"+/relay", 1, p.handle)
-	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("platform subscribe: %v", tok.Error())
-	}
-	return p
-}
-
-func (p *platform) handle(c paho.Client, m paho.Message) {
-	gw := m.Topic()[len(wire.TopicPrefix) : len(m.Topic())-len("/relay")]
-	if _, ok := ours.Load(gw); !ok {
-		return // another process's gateway
-	}
-	r, err := wire.ParseRelay(m.Payload())
-	if err != nil {
-		return
-	}
-	p.mu.Lock()
-	p.received[gw] = append(p.received[gw], *r)
-	p.mu.Unlock()
-	b, _ := wire.EncodeRelayAnswer(&wire.RelayAnswer{Device: r.Device, Body: reverse(r.Body), Seq: r.Seq})
-	c.Publish(wire.RelayAnswerTopic(gw), 1, false, b)
-}
-
-func (p *platform) relays(gw iotpay.DeviceID) []wire.Relay {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return slices.Clone(p.received[string(gw)])
-}
-
-// checkOrder checks that the bodies received, duplicates dropped, are
-// want in order.
-func checkOrder(t testing.TB, got []wire.Relay, want [][]byte) {
-	t.Helper()
-	var bodies [][]byte
-	seen := map[string]bool{}
-	for _, r := range got {
-		if !seen[string(r.Body)] {
-			seen[string(r.Body)] = true
-			bodies = append(bodies, r.Body)
-		}
-	}
-	if len(bodies) != len(want) {
-		t.Fatalf("platform got %d distinct messages, want %d", len(bodies), len(want))
-	}
-	for i := range want {
-		if !bytes.Equal(bodies[i], want[i]) {
-			t.Fatalf("message %d out of order: got %q, want %q", i, bodies[i][:12], want[i][:12])
-		}
-	}
-}

@@ -119,7 +119,7 @@ func TestCertificateRoundTrip(t *testing.T) {
 	}
 	psk := dialDevice(t, g, newID(), true, deviceedge.Config{})
 	sent = append(sent, exchange(t, psk, 9, 300))
-	relays := p.relays(gw)
+	relays := p.Relays(gw)
 	checkOrder(t, relays, sent)
 	if s := g.Stats(); s.Queued != 5 || s.Answered != 5 || s.Refused != 0 {
 		t.Errorf("stats %+v", s)
@@ -301,7 +301,7 @@ func TestLossyCertificate(t *testing.T) {
 	for i, n := range []int{60, 300, 80} {
 		sent = append(sent, exchange(t, tr, i, n))
 	}
-	checkOrder(t, p.relays(gw), sent)
+	checkOrder(t, p.Relays(gw), sent)
 	s := link.Stats()
 	t.Logf("up %d received %d dropped, down %d received %d dropped; gateway %+v",
 		s.Up.Received, s.Up.Dropped, s.Down.Received, s.Down.Dropped, g.Stats())

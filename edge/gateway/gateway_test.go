@@ -88,7 +88,7 @@ func TestRoundTrip(t *testing.T) {
 					}
 					sent = append(sent, req)
 				}
-				checkOrder(t, p.relays(g.cfg.Uplink.GatewayID), sent)
+				checkOrder(t, p.Relays(g.cfg.Uplink.GatewayID), sent)
 				largest, count := 0, 0
 				for _, d := range pc.datagrams() {
 					for _, n := range coapSize(d, secure) {
@@ -138,7 +138,7 @@ func TestUplinkDown(t *testing.T) {
 		t.Fatalf("stats with the uplink down: %+v", s)
 	}
 	proxy.up(t)
-	checkOrder(t, p.waitRelays(t, gw, 5), sent)
+	checkOrder(t, p.WaitRelays(t, gw, 5), sent)
 	got := map[string]bool{}
 	waitFor(t, "the answers on Poll", func() bool {
 		ans, err := tr.Poll(context.Background())
@@ -165,7 +165,7 @@ func TestUplinkDown(t *testing.T) {
 		t.Fatalf("exchange with the uplink cut again: %v", err)
 	}
 	proxy.up(t)
-	p.waitRelays(t, gw, 6)
+	p.WaitRelays(t, gw, 6)
 }
 
 // TestRestartKeepsQueue: a gateway closed with messages stored and
@@ -192,7 +192,7 @@ func TestRestartKeepsQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 	g2 := startGateway(t, Config{DataDir: dir, Uplink: UplinkConfig{GatewayID: gw}})
-	checkOrder(t, p.waitRelays(t, gw, 8), sent)
+	checkOrder(t, p.WaitRelays(t, gw, 8), sent)
 	waitFor(t, "the queue acknowledged", func() bool { return g2.Stats().Forwarded == 8 })
 }
 
@@ -441,9 +441,7 @@ func TestUnansweredIsSentAgain(t *testing.T) {
 	proxy := newTCPProxy(t, brokerAddr)
 	proxy.up(t)
 	gw := newID()
-	p.mu.Lock()
-	p.silent[string(gw)] = true
-	p.mu.Unlock()
+	p.Silence(gw, true)
 	g := startGateway(t, Config{AnswerWait: 100 * time.Millisecond, Uplink: UplinkConfig{Addr: proxy.addr, GatewayID: gw}})
 	tr := dialDevice(t, g, newID(), false, deviceedge.Config{Attempts: 1, Timeout: 2 * time.Second})
 	var sent [][]byte
@@ -457,16 +455,14 @@ func TestUnansweredIsSentAgain(t *testing.T) {
 		}
 		sent = append(sent, req)
 	}
-	p.waitRelays(t, gw, 3)
+	p.WaitRelays(t, gw, 3)
 	if s := g.Stats(); s.Forwarded != 0 {
 		t.Fatalf("%d records let go without an answer", s.Forwarded)
 	}
-	p.mu.Lock()
-	p.silent[string(gw)] = false
-	p.mu.Unlock()
+	p.Silence(gw, false)
 	proxy.down()
 	proxy.up(t)
-	checkOrder(t, p.waitRelays(t, gw, 6), sent)
+	checkOrder(t, p.WaitRelays(t, gw, 6), sent)
 	waitFor(t, "the queue let go of the answered records", func() bool { return g.Stats().Forwarded == 3 })
 	got := map[string]bool{}
 	waitFor(t, "the answers on Poll", func() bool {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"fmt"
 	"io"
 	"net"
 	"slices"
@@ -13,34 +12,20 @@ import (
 	"testing"
 	"time"
 
-	paho "github.com/eclipse/paho.mqtt.golang"
-
-	"github.com/iotpay/iotpay"
-	"github.com/iotpay/iotpay/wire"
+	"github.com/iotpay/iotpay/edge/edgetest"
 )
 
-// brokerAddr is the machine's Mosquitto (plain MQTT).
-const brokerAddr = "127.0.0.1:1883"
+// What the edge's tests share (edge/edgetest), by the names these tests use.
+const brokerAddr = edgetest.BrokerAddr
 
-func needBroker(t testing.TB) {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", brokerAddr, time.Second)
-	if err != nil {
-		t.Skipf("no MQTT broker on %s: %v", brokerAddr, err)
-	}
-	c.Close()
-}
-
-func newID() iotpay.DeviceID {
-	id := iotpay.DeviceID(iotpay.NewID(iotpay.PrefixDevice, time.Now(), nil))
-	ours.Store(string(id), true)
-	return id
-}
-
-// ours holds the ids this test process made: its test platforms answer only
-// their gateways, not those of tests running at the same time in other
-// processes on the same broker.
-var ours sync.Map
+var (
+	needBroker  = edgetest.NeedBroker
+	newID       = edgetest.NewID
+	reverse     = edgetest.Reverse
+	envelope    = edgetest.Envelope
+	newPlatform = edgetest.NewPlatform
+	checkOrder  = edgetest.CheckOrder
+)
 
 // testSecret is a fixed PSK secret.
 var testSecret = bytes.Repeat([]byte{7}, PSKSecretBytes)
@@ -73,114 +58,6 @@ func startGateway(t testing.TB, cfg Config) *Gateway {
 	}
 	t.Cleanup(func() { g.Close() })
 	return g
-}
-
-func reverse(b []byte) []byte {
-	r := slices.Clone(b)
-	slices.Reverse(r)
-	return r
-}
-
-// envelope is a fake signed envelope (COSE_Sign1's first byte) of n bytes
-// numbered i.
-func envelope(i, n int) []byte {
-	b := make([]byte, max(n, 16))
-	b[0] = 0xd2
-	copy(b[1:], fmt.Sprintf("msg-%06d-", i))
-	for j := 12; j < len(b); j++ {
-		b[j] = byte(i + j)
-	}
-	return b
-}
-
-// platform is a test platform: it answers every relay of the gateways it
-// serves with the body reversed, and records what it received, in order.
-type platform struct {
-	c paho.Client
-
-	mu       sync.Mutex
-	received map[string][]wire.Relay // by gateway
-	silent   map[string]bool         // gateways not answered
-}
-
-func newPlatform(t testing.TB) *platform {
-	t.Helper()
-	needBroker(t)
-	p := &platform{received: make(map[string][]wire.Relay), silent: make(map[string]bool)}
-	opts := paho.NewClientOptions().AddBroker("tcp://" + brokerAddr).SetClientID("test-platform-" + string(newID())).
-		SetCleanSession(true).SetAutoReconnect(false).SetOrderMatters(true)
-	p.c = paho.NewClient(opts)
-	if tok := p.c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("platform connect: %v", tok.Error())
-	}
-	tok := p.c.Subscribe(wire.TopicPrefix+"+/relay", 1, p.handle)
-	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("platform subscribe: %v", tok.Error())
-	}
-	t.Cleanup(func() { p.c.Disconnect(100) })
-	return p
-}
-
-func (p *platform) handle(c paho.Client, m paho.Message) {
-	gw := m.Topic()[len(wire.TopicPrefix) : len(m.Topic())-len("/relay")]
-	if _, ok := ours.Load(gw); !ok {
-		return // another process's gateway
-	}
-	r, err := wire.ParseRelay(m.Payload())
-	if err != nil {
-		return
-	}
-	p.mu.Lock()
-	p.received[gw] = append(p.received[gw], *r)
-	silent := p.silent[gw]
-	p.mu.Unlock()
-	if silent {
-		return
-	}
-	b, _ := wire.EncodeRelayAnswer(&wire.RelayAnswer{Device: r.Device, Body: reverse(r.Body), Seq: r.Seq})
-	c.Publish(wire.RelayAnswerTopic(gw), 1, false, b)
-}
-
-func (p *platform) relays(gw iotpay.DeviceID) []wire.Relay {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return slices.Clone(p.received[string(gw)])
-}
-
-// waitRelays waits until the platform got at least n relays of gw.
-func (p *platform) waitRelays(t testing.TB, gw iotpay.DeviceID, n int) []wire.Relay {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if r := p.relays(gw); len(r) >= n {
-			return r
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("platform got %d relays of %s, want %d", len(p.relays(gw)), gw, n)
-	return nil
-}
-
-// checkOrder checks that the bodies received, duplicates dropped, are
-// want in order.
-func checkOrder(t testing.TB, got []wire.Relay, want [][]byte) {
-	t.Helper()
-	var bodies [][]byte
-	seen := map[string]bool{}
-	for _, r := range got {
-		if !seen[string(r.Body)] {
-			seen[string(r.Body)] = true
-			bodies = append(bodies, r.Body)
-		}
-	}
-	if len(bodies) != len(want) {
-		t.Fatalf("platform got %d distinct messages, want %d", len(bodies), len(want))
-	}
-	for i := range want {
-		if !bytes.Equal(bodies[i], want[i]) {
-			t.Fatalf("message %d out of order: got %q, want %q", i, bodies[i][:12], want[i][:12])
-		}
-	}
 }
 
 // countingConn is a PacketConn that records the size of every datagram

@@ -69,7 +69,7 @@ func TestLibcoapInterop(t *testing.T) {
 		t.Fatalf("answer kind %d, want FrameAnswer or FrameQueued", f.Kind)
 	}
 	t.Logf("libcoap got kind %d", f.Kind)
-	p.waitRelays(t, gw, 1)
+	p.WaitRelays(t, gw, 1)
 
 	// A wrong key never reaches CoAP.
 	cmd = exec.CommandContext(ctx, bin, "-m", "post", "-u", string(dev), "-k", strings.Repeat("0", PSKBytes),
@@ -147,7 +147,7 @@ func TestLibcoapCertificate(t *testing.T) {
 	if f.Kind == wire.FrameAnswer && string(f.Body) != string(reverse(req)) {
 		t.Fatalf("wrong answer")
 	}
-	p.waitRelays(t, gw, 1)
+	p.WaitRelays(t, gw, 1)
 	if b, _ := post("stranger", newCA(t), newID(), gwCert, req); len(b) > 0 {
 		t.Errorf("an answer to a certificate of another CA: %x", b)
 	}

@@ -78,7 +78,7 @@ func TestLossyLink(t *testing.T) {
 					}
 					sent = append(sent, req)
 				}
-				checkOrder(t, p.relays(gw), sent)
+				checkOrder(t, p.Relays(gw), sent)
 				s := link.Stats()
 				t.Logf("loss %v: up %d received %d dropped, down %d received %d dropped; gateway %+v",
 					loss, s.Up.Received, s.Up.Dropped, s.Down.Received, s.Down.Dropped, g.Stats())
