@@ -150,6 +150,15 @@ func TestRelayThroughAGateway(t *testing.T) {
 		t.Fatalf("payer balance %d after two payments, one heard twice", got)
 	}
 
+	// A device's message as large as a device may send on its own is
+	// relayed too (the relay adds a few bytes), and answered: here a
+	// refusal, signed, for bytes that are no request.
+	if a := gw.relay(f.dev.ID(), append([]byte{0xd2}, make([]byte, 4095)...)); len(a.Body) == 0 {
+		t.Fatal("a relay of the largest message got no answer")
+	} else if rc, err := wire.OpenReceipt(wire.Intl, f.dev.Identity().PlatformKey, a.Body); err != nil || rc.Outcome != wire.Rejected {
+		t.Fatalf("largest message: %+v %v", rc, err)
+	}
+
 	// A device of a product that is not a gateway relays nothing.
 	var prod struct{ ID iotpay.ProductID }
 	f.must("POST", "/v1/products", map[string]any{"name": "plain", "merchant_account": f.merchant,

@@ -39,6 +39,9 @@ const Transport = "mqtt"
 const (
 	// PayloadBytesMax bounds a message a device publishes.
 	PayloadBytesMax = 4096
+	// RelayBytesMax bounds a message a gateway relays: a device's message
+	// of up to PayloadBytesMax in a wire.Relay.
+	RelayBytesMax = wire.FrameBytesMax + 64
 	// packetOverheadMax is room in an MQTT packet for the fixed header, the
 	// topic, the packet id and properties around a payload.
 	packetOverheadMax = 1024

@@ -317,9 +317,10 @@ func (h *hook) OnACLCheck(cl *mochi.Client, topic string, write bool) bool {
 
 // OnPublish runs after the ACL check and before the PUBACK. It refuses
 // retained messages (mochi would otherwise deliver them as ordinary ones),
-// payloads over PayloadBytesMax (a whole packet over the bound is already
-// refused by mochi while reading it), and status messages that are not a
-// status; it records the status of those that are.
+// payloads over PayloadBytesMax (RelayBytesMax on a relay topic, which
+// carries a device's message of up to PayloadBytesMax; a whole packet
+// over the bound is already refused by mochi while reading it), and status
+// messages that are not a status; it records the status of those that are.
 func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
 		return pk, nil
@@ -327,7 +328,7 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 	switch {
 	case pk.FixedHeader.Retain:
 		return pk, h.refusePublish(cl, pk, packets.ErrRetainNotSupported)
-	case len(pk.Payload) > PayloadBytesMax:
+	case len(pk.Payload) > PayloadBytesMax && !(len(pk.Payload) <= RelayBytesMax && strings.HasSuffix(pk.TopicName, "/relay")):
 		return pk, h.refusePublish(cl, pk, packets.ErrPacketTooLarge)
 	}
 	c := h.b.conn(cl)
