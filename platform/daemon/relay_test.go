@@ -159,6 +159,12 @@ func TestRelayThroughAGateway(t *testing.T) {
 		t.Fatalf("largest message: %+v %v", rc, err)
 	}
 
+	// A gateway relays for its own tenant's devices only: another tenant's
+	// device gets nothing, not even a refusal.
+	if a := gw.relay(f.otherTenantDevice(t), append([]byte{0xd2}, make([]byte, 40)...)); len(a.Body) != 0 {
+		t.Fatalf("a relay for another tenant's device was answered: %x", a.Body)
+	}
+
 	// A device of a product that is not a gateway relays nothing.
 	var prod struct{ ID iotpay.ProductID }
 	f.must("POST", "/v1/products", map[string]any{"name": "plain", "merchant_account": f.merchant,
