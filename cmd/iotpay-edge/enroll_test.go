@@ -16,6 +16,7 @@ import (
 	deviceedge "github.com/iotpay/iotpay/device/edge"
 	"github.com/iotpay/iotpay/edge/gateway"
 	"github.com/iotpay/iotpay/internal/opapi"
+	"github.com/iotpay/iotpay/internal/syncbuf"
 	"github.com/iotpay/iotpay/platform/daemon"
 	"github.com/iotpay/iotpay/wire"
 )
@@ -64,7 +65,7 @@ func TestEnrollAndRelay(t *testing.T) {
 		t.Fatalf("gw.key: %v %v", fi, err)
 	}
 
-	var runLogs syncBuffer
+	var runLogs syncbuf.Buffer
 	gotGW := make(chan *gateway.Gateway, 1)
 	done := make(chan error, 1)
 	rctx, rcancel := context.WithCancel(ctx)

@@ -21,7 +21,6 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
@@ -29,7 +28,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -41,6 +39,7 @@ import (
 	"github.com/iotpay/iotpay/device"
 	"github.com/iotpay/iotpay/edge/gateway"
 	"github.com/iotpay/iotpay/internal/atomicfile"
+	"github.com/iotpay/iotpay/internal/devcert"
 )
 
 func main() {
@@ -174,7 +173,7 @@ func uplinkTLS(certFile, keyFile, caFile, uplink string) (*tls.Config, iotpay.De
 		host = strings.Trim(uplink[:i], "[]")
 	}
 	cfg := &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool, ServerName: host, MinVersion: tls.VersionTLS12}
-	return cfg, deviceIDOf(pair.Leaf.URIs, pair.Leaf.Subject), nil
+	return cfg, deviceIDOf(pair.Leaf), nil
 }
 
 // loadPool reads a pool of CA certificates from a PEM file.
@@ -190,15 +189,13 @@ func loadPool(file string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// deviceIDOf finds a device id in a certificate's URI SANs or CN.
-func deviceIDOf(uris []*url.URL, subject pkix.Name) iotpay.DeviceID {
-	for _, u := range uris {
-		s := u.String()
-		if i := strings.LastIndexAny(s, "/:"); i >= 0 && iotpay.ValidID(iotpay.PrefixDevice, s[i+1:]) {
-			return iotpay.DeviceID(s[i+1:])
-		}
+// deviceIDOf finds the device id a certificate names: in its URI SAN, as
+// the platform's CA writes it (internal/devcert), or else its CN.
+func deviceIDOf(cert *x509.Certificate) iotpay.DeviceID {
+	if id, ok := devcert.DeviceID(cert); ok {
+		return id
 	}
-	return iotpay.DeviceID(subject.CommonName)
+	return iotpay.DeviceID(cert.Subject.CommonName)
 }
 
 // printPSK is "iotpay-edge psk": a device's pre-shared key with this

@@ -17,7 +17,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +24,7 @@ import (
 	"github.com/iotpay/iotpay/device"
 	deviceedge "github.com/iotpay/iotpay/device/edge"
 	"github.com/iotpay/iotpay/edge/gateway"
+	"github.com/iotpay/iotpay/internal/syncbuf"
 	"github.com/iotpay/iotpay/platform/pki"
 )
 
@@ -54,7 +54,7 @@ func TestRunAndPSK(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	gotGW := make(chan *gateway.Gateway, 1)
 	done := make(chan error, 1)
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	go func() {
 		// The uplink is a closed port: messages are stored, devices told so.
 		done <- runGateway(ctx, []string{"--data", filepath.Join(dir, "data"), "--coap", "127.0.0.1:0", "--dtls", "127.0.0.1:0",
@@ -102,24 +102,6 @@ func TestRunAndPSK(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer the gateway's goroutines may log to.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestRunWithCertificate: 'run' accepts device certificates of its --ca by
 // default and logs its DTLS certificate's SHA-256; 'cert' prints the same;
 // a device pinning it posts through the DTLS port.
@@ -136,7 +118,7 @@ func TestRunWithCertificate(t *testing.T) {
 		t.Fatal(err)
 	}
 	data := filepath.Join(dir, "data")
-	var out, logs syncBuffer
+	var out, logs syncbuf.Buffer
 	// 'cert' before the first start makes the certificate 'run' serves.
 	if err := run(context.Background(), []string{"cert", "--data", data}, &out, &logs); err != nil {
 		t.Fatal(err)

@@ -42,6 +42,7 @@ import (
 
 	"github.com/iotpay/iotpay"
 	"github.com/iotpay/iotpay/internal/atomicfile"
+	"github.com/iotpay/iotpay/internal/devcert"
 	"github.com/iotpay/iotpay/wire"
 )
 
@@ -324,10 +325,6 @@ func dtlsOptions(cfg Config) []piondtls.ClientOption {
 	return opts
 }
 
-// deviceURIPrefix prefixes the device id in a device certificate's URI
-// SAN (platform/pki.DeviceURIPrefix).
-const deviceURIPrefix = "urn:iotpay:device:"
-
 // certNames says whether cert's leaf names device in a URI SAN.
 func certNames(cert tls.Certificate, device iotpay.DeviceID) bool {
 	leaf := cert.Leaf
@@ -337,12 +334,8 @@ func certNames(cert tls.Certificate, device iotpay.DeviceID) bool {
 	if leaf == nil {
 		return false
 	}
-	for _, u := range leaf.URIs {
-		if u.String() == deviceURIPrefix+string(device) {
-			return true
-		}
-	}
-	return false
+	id, ok := devcert.DeviceID(leaf)
+	return ok && id == device
 }
 
 // errPinMismatch fails a handshake with a gateway whose certificate is not

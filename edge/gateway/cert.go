@@ -33,11 +33,11 @@ import (
 	"io/fs"
 	"math/big"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/iotpay/iotpay"
 	"github.com/iotpay/iotpay/internal/atomicfile"
+	"github.com/iotpay/iotpay/internal/devcert"
 )
 
 // ServerCertFile is the file in Config.DataDir that keeps the DTLS port's
@@ -45,8 +45,8 @@ import (
 const ServerCertFile = "dtls-server.pem"
 
 // deviceURIPrefix prefixes the device id in a device certificate's URI
-// SAN, as platform/pki.DeviceURIPrefix (a test checks they agree).
-const deviceURIPrefix = "urn:iotpay:device:"
+// SAN (internal/devcert, which platform/pki writes with).
+const deviceURIPrefix = devcert.URIPrefix
 
 // serverCertFileBytesMax bounds the server certificate file read.
 const serverCertFileBytesMax = 16 << 10
@@ -140,14 +140,5 @@ func CertSHA256(cert tls.Certificate) []byte {
 }
 
 // certDevice returns the device id a device certificate names in its URI
-// SAN. It is a copy of platform/pki.DeviceID (a test checks they agree),
-// not an import, for the reason DerivePSK is a copy: the edge binary does
-// not link the platform.
-func certDevice(cert *x509.Certificate) (iotpay.DeviceID, bool) {
-	for _, u := range cert.URIs {
-		if id, ok := strings.CutPrefix(u.String(), deviceURIPrefix); ok && iotpay.ValidID(iotpay.PrefixDevice, id) {
-			return iotpay.DeviceID(id), true
-		}
-	}
-	return "", false
-}
+// SAN, as the platform reads it (internal/devcert).
+func certDevice(cert *x509.Certificate) (iotpay.DeviceID, bool) { return devcert.DeviceID(cert) }

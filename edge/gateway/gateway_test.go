@@ -139,17 +139,7 @@ func TestUplinkDown(t *testing.T) {
 	}
 	proxy.up(t)
 	checkOrder(t, p.WaitRelays(t, gw, 5), sent)
-	got := map[string]bool{}
-	waitFor(t, "the answers on Poll", func() bool {
-		ans, err := tr.Poll(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ans != nil {
-			got[string(ans)] = true
-		}
-		return len(got) == len(sent)
-	})
+	got := pollAll(t, tr, len(sent))
 	for _, req := range sent {
 		if !got[string(reverse(req))] {
 			t.Errorf("no answer for %q", req[:12])
@@ -166,6 +156,23 @@ func TestUplinkDown(t *testing.T) {
 	}
 	proxy.up(t)
 	p.WaitRelays(t, gw, 6)
+}
+
+// pollAll polls tr until n distinct answers came, and returns them.
+func pollAll(t *testing.T, tr *deviceedge.Transport, n int) map[string]bool {
+	t.Helper()
+	got := map[string]bool{}
+	waitFor(t, "the answers on Poll", func() bool {
+		ans, err := tr.Poll(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ans != nil {
+			got[string(ans)] = true
+		}
+		return len(got) == n
+	})
+	return got
 }
 
 // TestRestartKeepsQueue: a gateway closed with messages stored and
@@ -464,15 +471,5 @@ func TestUnansweredIsSentAgain(t *testing.T) {
 	proxy.up(t)
 	checkOrder(t, p.WaitRelays(t, gw, 6), sent)
 	waitFor(t, "the queue let go of the answered records", func() bool { return g.Stats().Forwarded == 3 })
-	got := map[string]bool{}
-	waitFor(t, "the answers on Poll", func() bool {
-		ans, err := tr.Poll(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ans != nil {
-			got[string(ans)] = true
-		}
-		return len(got) == len(sent)
-	})
+	pollAll(t, tr, len(sent))
 }

@@ -23,30 +23,12 @@ import (
 
 	"github.com/iotpay/iotpay"
 	devmqtt "github.com/iotpay/iotpay/device/mqtt"
+	"github.com/iotpay/iotpay/internal/syncbuf"
 	"github.com/iotpay/iotpay/platform/pki"
 	"github.com/iotpay/iotpay/wire"
 )
 
 const testWait = 10 * time.Second
-
-// syncBuffer collects log output; goroutines that outlive a test may still
-// write to it, which t.Log would not allow.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // checker is a DeviceChecker with a revocation list; err, when set, is
 // its answer to every device.
@@ -175,7 +157,7 @@ type env struct {
 	broker  *Broker
 	checker *checker
 	handler *handler
-	logs    *syncBuffer
+	logs    *syncbuf.Buffer
 }
 
 func newCA(t testing.TB) *pki.CA {
@@ -196,7 +178,7 @@ func startBroker(t testing.TB, h *handler) *env {
 // (a PresenceRecorder, an Enroller).
 func startBrokerWith(t testing.TB, h *handler, edit func(*Config)) *env {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("broker log:\n%s", logs.String())

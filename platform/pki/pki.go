@@ -27,13 +27,13 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/emmansun/gmsm/sm2"
 	"github.com/emmansun/gmsm/smx509"
 	"github.com/iotpay/iotpay"
 	"github.com/iotpay/iotpay/internal/atomicfile"
+	"github.com/iotpay/iotpay/internal/devcert"
 )
 
 // Lifetimes and bounds.
@@ -44,7 +44,7 @@ const (
 	CSRBytesMax    = 8192
 	clockSkew      = 5 * time.Minute
 	// DeviceURIPrefix prefixes the device id in a device certificate's URI SAN.
-	DeviceURIPrefix = "urn:iotpay:device:"
+	DeviceURIPrefix = devcert.URIPrefix
 )
 
 // CA is the platform certificate authority.
@@ -162,7 +162,7 @@ func (ca *CA) SignDeviceCSR(csrBytes []byte, device iotpay.DeviceID, tenant iotp
 		NotAfter:     now.Add(DeviceLifetime),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-		URIs:         []*url.URL{{Scheme: "urn", Opaque: strings.TrimPrefix(DeviceURIPrefix, "urn:") + string(device)}},
+		URIs:         []*url.URL{devcert.URI(device)},
 	}
 	return ca.issue(tmpl, pub)
 }
@@ -268,11 +268,8 @@ func NewCSR(signer crypto.Signer, commonName string) ([]byte, error) {
 
 // DeviceID returns the device id a device certificate names in its URI SAN.
 func DeviceID(cert *x509.Certificate) (iotpay.DeviceID, error) {
-	for _, u := range cert.URIs {
-		s := u.String()
-		if id, ok := strings.CutPrefix(s, DeviceURIPrefix); ok && iotpay.ValidID(iotpay.PrefixDevice, id) {
-			return iotpay.DeviceID(id), nil
-		}
+	if id, ok := devcert.DeviceID(cert); ok {
+		return id, nil
 	}
 	return "", iotpay.Errorf(iotpay.EUNAUTHORIZED, "certificate names no device")
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/iotpay/iotpay"
+	"github.com/iotpay/iotpay/internal/syncbuf"
 	"github.com/iotpay/iotpay/payment/connector"
 	"github.com/iotpay/iotpay/payment/connector/iso8583"
 	"github.com/iotpay/iotpay/payment/connector/iso8583/acquirersim"
@@ -412,29 +413,11 @@ func TestAuthorizeNotRemembered(t *testing.T) {
 	})
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger and a test at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestSaveFailsAfterApproval: a capture, refund or void the acquirer
 // approved is answered though it cannot be saved, and the failure logged.
 func TestSaveFailsAfterApproval(t *testing.T) {
 	st := newMemStore()
-	var log syncBuffer
+	var log syncbuf.Buffer
 	e := newEnv(t, nil, func(c *iso8583.Config, _ *acquirersim.Config) {
 		c.State = st
 		c.Logger = slog.New(slog.NewTextHandler(&log, nil))
