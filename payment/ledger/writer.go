@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,6 +41,13 @@ type Config[T Tx] struct {
 	// above can record what the expiry means (a payment's authorization
 	// lapsed).
 	OnExpire func(ctx context.Context, tx T, expired []*Transfer) error
+	// Nice, when not zero, is the nice value of the operating-system
+	// thread the writer runs on, which it then keeps to itself: a
+	// negative one lets it run before the rest of the process and of the
+	// machine (Linux; it needs CAP_SYS_NICE, and is left at the
+	// process's when refused, with a warning). Every payment waits for
+	// this one goroutine, so its waits for a core are every payment's.
+	Nice int
 }
 
 // Writer is the ledger's single writer. Operations submitted with Do run
@@ -221,6 +229,14 @@ func (b *Batch[T]) NewTransferID() iotpay.TransferID {
 
 func (w *Writer[T]) run() {
 	defer close(w.done)
+	if w.cfg.Nice != 0 {
+		// The thread is the writer's alone from here on; it ends with
+		// the goroutine, so its priority never passes to other work.
+		runtime.LockOSThread()
+		if err := setThreadNice(w.cfg.Nice); err != nil {
+			w.cfg.Logger.Warn("ledger writer: thread priority not raised", "nice", w.cfg.Nice, "err", err)
+		}
+	}
 	var timer *time.Timer
 	var backoff time.Duration
 	for {

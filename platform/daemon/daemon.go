@@ -150,6 +150,12 @@ type Daemon struct {
 // JanitorInterval is how often expired idempotency records are deleted.
 const JanitorInterval = 10 * time.Minute
 
+// WriterNice is the nice value of the ledger writer's thread: every
+// payment waits for that one goroutine, so it runs before the rest of the
+// process (and of the machine) when it wants a core. Measured in
+// BENCHMARKS.md ("The writer's thread").
+const WriterNice = -10
+
 // janitor deletes idempotency records past their time, every
 // JanitorInterval, through the writer.
 func (d *Daemon) janitor() {
@@ -247,7 +253,8 @@ func Open(ctx context.Context, cfg Config) (*Daemon, error) {
 	read := sqlstore.For[platform.Tx](d.DB)
 	d.Payments = &payment.Engine[platform.Tx]{Store: read, Fees: cfg.Fees, OnEvent: onPaymentEvent, Router: router}
 	d.Writer, err = ledger.Open(ctx, read, ledger.Config[platform.Tx]{
-		OnExpire: d.Payments.OnExpire, Logger: d.log.With("component", "ledger"), BatchOpsMax: cfg.BatchOpsMax})
+		OnExpire: d.Payments.OnExpire, Logger: d.log.With("component", "ledger"), BatchOpsMax: cfg.BatchOpsMax,
+		Nice: WriterNice})
 	if err != nil {
 		d.DB.Close()
 		return nil, err
