@@ -28,18 +28,23 @@ type e2eResult struct {
 	Ratio          float64 `json:"ratio"`
 	// P99Ms is the 99th percentile latency at half PaymentsPerSec, open
 	// loop; P99AtMaxMs at the maximum.
-	P99Ms          float64     `json:"p99_ms"`
-	P50Ms          float64     `json:"p50_ms"`
-	HalfRate       float64     `json:"half_rate"`
-	HalfRateAchiev float64     `json:"half_rate_achieved"`
-	P99AtMaxMs     float64     `json:"p99_at_max_ms"`
-	Devices        int         `json:"devices"`
-	Transport      string      `json:"transport"`
-	Mix            string      `json:"mix"`
-	Errors         int64       `json:"errors"`
-	LedgerBalanced bool        `json:"ledger_balanced"`
-	Max            *sim.Result `json:"max,omitempty"`
-	Half           *sim.Result `json:"half,omitempty"`
+	P99Ms          float64 `json:"p99_ms"`
+	P50Ms          float64 `json:"p50_ms"`
+	HalfRate       float64 `json:"half_rate"`
+	HalfRateAchiev float64 `json:"half_rate_achieved"`
+	P99AtMaxMs     float64 `json:"p99_at_max_ms"`
+	Devices        int     `json:"devices"`
+	Transport      string  `json:"transport"`
+	Mix            string  `json:"mix"`
+	Errors         int64   `json:"errors"`
+	LedgerBalanced bool    `json:"ledger_balanced"`
+	// PlatformAtMax and Platform are what the platform process's Go
+	// runtime counted during the phase at the maximum and at half the
+	// rate: how long its goroutines waited for a core, and its GC.
+	PlatformAtMax *platformRuntime `json:"platform_at_max,omitempty"`
+	Platform      *platformRuntime `json:"platform_half,omitempty"`
+	Max           *sim.Result      `json:"max,omitempty"`
+	Half          *sim.Result      `json:"half,omitempty"`
 }
 
 // benchE2E is `iotpay bench e2e`.
@@ -86,21 +91,39 @@ func benchE2E(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return sim.Run(ctx, sim.Config{Devices: *devices, Mix: m, Suite: *suite, Transport: *transport, Rate: rate,
 			Concurrency: *concurrency, Duration: *dur, Target: target})
 	}
+	// What the platform's runtime counts is taken phase by phase.
+	phase := func(rate float64) (*sim.Result, *platformRuntime, error) {
+		if _, err := p.runtime(); err != nil {
+			return nil, nil, err
+		}
+		r, err := run(rate)
+		if err != nil {
+			return nil, nil, err
+		}
+		rt, err := p.runtime()
+		if err == nil {
+			say("  the platform's goroutines waited for a core: p50 %.2f ms, p99 %.1f ms; GC %.0f%% of its CPU, pauses p99 %.1f ms",
+				rt.SchedP50Ms, rt.SchedP99Ms, 100*rt.GCShare, rt.GCPauseP99Ms)
+		}
+		return r, rt, err
+	}
 	say("end to end at the most iotpayd takes (%d devices, %d in flight, %v)…", *devices, *concurrency, *dur)
-	max, err := run(0)
+	max, rtMax, err := phase(0)
 	if err != nil {
 		return err
 	}
+	res.PlatformAtMax = rtMax
 	res.PaymentsPerSec, res.P99AtMaxMs = max.PaymentsPerSec, max.P99Ms
 	res.Ratio = res.PaymentsPerSec / res.CeilingPerSec
 	say("  %.0f payments/s (%.0f%% of the ceiling), p99 %.1f ms", max.PaymentsPerSec, 100*res.Ratio, max.P99Ms)
 
 	res.HalfRate = max.EventsPerSec / 2
 	say("end to end at half that rate (%.0f events/s, open loop, %v)…", res.HalfRate, *dur)
-	half, err := run(res.HalfRate)
+	half, rtHalf, err := phase(res.HalfRate)
 	if err != nil {
 		return err
 	}
+	res.Platform = rtHalf
 	res.P99Ms, res.P50Ms, res.HalfRateAchiev = half.P99Ms, half.P50Ms, half.EventsPerSec
 	say("  p50 %.1f ms, p99 %.1f ms (%.0f events/s achieved)", half.P50Ms, half.P99Ms, half.EventsPerSec)
 	for _, r := range []*sim.Result{max, half} {

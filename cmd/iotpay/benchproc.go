@@ -35,7 +35,8 @@ type platformInfo struct {
 
 // benchPlatform runs a platform on its embedded defaults in a data
 // directory, prints a platformInfo line on stdout, and runs until its
-// standard input ends: the process a benchmark measures.
+// standard input ends: the process a benchmark measures. Each "runtime"
+// line on its standard input gets a platformRuntime line back.
 func benchPlatform(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench platform", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -76,7 +77,7 @@ func benchPlatform(ctx context.Context, args []string, stdout, stderr io.Writer)
 	info, _ := json.Marshal(platformInfo{API: "http://" + d.HTTPAddr(), MQTT: d.MQTTAddr(), CoAP: d.CoAPAddr(), Key: d.APIKey, PID: os.Getpid()})
 	fmt.Fprintln(stdout, string(info))
 	done := make(chan struct{})
-	go func() { io.Copy(io.Discard, os.Stdin); close(done) }()
+	go func() { serveRuntime(os.Stdin, stdout); close(done) }()
 	select {
 	case <-done:
 	case <-ctx.Done():
@@ -106,6 +107,7 @@ type platformProc struct {
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
 	dir   string
+	lines chan []byte // its standard output's lines after the first
 }
 
 // startPlatform starts `iotpay bench platform` (this program) on a fresh
@@ -135,7 +137,7 @@ func startPlatform(ctx context.Context) (*platformProc, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	p := &platformProc{cmd: cmd, stdin: stdin, dir: dir}
+	p := &platformProc{cmd: cmd, stdin: stdin, dir: dir, lines: make(chan []byte, 1)}
 	line := make(chan error, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
@@ -144,7 +146,13 @@ func startPlatform(ctx context.Context) (*platformProc, error) {
 			return
 		}
 		line <- json.Unmarshal(sc.Bytes(), &p.platformInfo)
-		io.Copy(io.Discard, out)
+		defer close(p.lines)
+		for sc.Scan() {
+			select {
+			case p.lines <- append([]byte(nil), sc.Bytes()...):
+			default: // nobody asked for it
+			}
+		}
 	}()
 	select {
 	case err = <-line:
