@@ -102,7 +102,7 @@ func benchE2E(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		rt, err := p.runtime()
 		if err == nil {
-			say("  the platform's goroutines waited for a core: p50 %.2f ms, p99 %.1f ms; GC %.0f%% of its CPU, pauses p99 %.1f ms",
+			say("  the platform's goroutines waited for a core: p50 %.2f ms, p99 %.1f ms; GC %.0f%% of its busy time, pauses p99 %.1f ms",
 				rt.SchedP50Ms, rt.SchedP99Ms, 100*rt.GCShare, rt.GCPauseP99Ms)
 		}
 		return r, rt, err

@@ -53,7 +53,7 @@ func TestBenchE2E(t *testing.T) {
 	for _, rt := range []*platformRuntime{r.AtMax, r.Half} {
 		// Each phase's own: the platform did work in it, and its
 		// goroutines were scheduled.
-		if rt == nil || rt.CPUSeconds <= 0 || rt.SchedP99Ms <= 0 || rt.SchedP50Ms > rt.SchedP99Ms || rt.GCShare < 0 || rt.GCShare > 1 {
+		if rt == nil || rt.BusySeconds <= 0 || rt.SchedP99Ms <= 0 || rt.SchedP50Ms > rt.SchedP99Ms || rt.GCShare < 0 || rt.GCShare > 1 {
 			t.Fatalf("platform runtime %+v in %q", rt, out.String())
 		}
 	}

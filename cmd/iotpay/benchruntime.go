@@ -21,8 +21,11 @@ type platformRuntime struct {
 	// GCPauseP99Ms is the 99th percentile of the collector's
 	// stop-the-world pauses.
 	GCPauseP99Ms float64 `json:"gc_pause_p99_ms"`
-	CPUSeconds   float64 `json:"cpu_s"`
-	// GCShare is the collector's part of CPUSeconds.
+	// BusySeconds is the time the process's Ps (GOMAXPROCS of them)
+	// spent running Go code or the runtime: the runtime's estimate of
+	// its CPU, less what it spent in system calls.
+	BusySeconds float64 `json:"busy_s"`
+	// GCShare is the collector's part of BusySeconds.
 	GCShare float64 `json:"gc_share"`
 }
 
@@ -30,7 +33,8 @@ type platformRuntime struct {
 var runtimeSampleNames = []string{
 	"/sched/latencies:seconds",
 	"/sched/pauses/total/gc:seconds",
-	"/cpu/classes/total:cpu-seconds",
+	"/cpu/classes/total:cpu-seconds", // GOMAXPROCS × the time since the process started
+	"/cpu/classes/idle:cpu-seconds",
 	"/cpu/classes/gc/total:cpu-seconds",
 }
 
@@ -61,12 +65,12 @@ func (m *runtimeMeter) since() platformRuntime {
 	m.prev = now
 	sched := histogramSince(now[0].Value.Float64Histogram(), prev[0].Value.Float64Histogram())
 	pauses := histogramSince(now[1].Value.Float64Histogram(), prev[1].Value.Float64Histogram())
-	cpu := now[2].Value.Float64() - prev[2].Value.Float64()
-	gc := now[3].Value.Float64() - prev[3].Value.Float64()
+	delta := func(i int) float64 { return now[i].Value.Float64() - prev[i].Value.Float64() }
+	busy, gc := delta(2)-delta(3), delta(4)
 	r := platformRuntime{SchedP50Ms: 1000 * quantile(sched, 0.50), SchedP99Ms: 1000 * quantile(sched, 0.99),
-		GCPauseP99Ms: 1000 * quantile(pauses, 0.99), CPUSeconds: cpu}
-	if cpu > 0 {
-		r.GCShare = gc / cpu
+		GCPauseP99Ms: 1000 * quantile(pauses, 0.99), BusySeconds: busy}
+	if busy > 0 {
+		r.GCShare = min(gc/busy, 1)
 	}
 	return r
 }
