@@ -156,6 +156,13 @@ const JanitorInterval = 10 * time.Minute
 // BENCHMARKS.md ("The writer's thread").
 const WriterNice = -10
 
+// WriterCommitDelay is how long the ledger writer waits to gather a batch
+// when few operations are waiting (ledger.Config.CommitDelay): under a
+// light load a payment waits up to that much longer, and its commit costs
+// the machine less. Measured in BENCHMARKS.md ("Group commit under a
+// light load").
+const WriterCommitDelay = 2 * time.Millisecond
+
 // janitor deletes idempotency records past their time, every
 // JanitorInterval, through the writer.
 func (d *Daemon) janitor() {
@@ -254,7 +261,7 @@ func Open(ctx context.Context, cfg Config) (*Daemon, error) {
 	d.Payments = &payment.Engine[platform.Tx]{Store: read, Fees: cfg.Fees, OnEvent: onPaymentEvent, Router: router}
 	d.Writer, err = ledger.Open(ctx, read, ledger.Config[platform.Tx]{
 		OnExpire: d.Payments.OnExpire, Logger: d.log.With("component", "ledger"), BatchOpsMax: cfg.BatchOpsMax,
-		Nice: WriterNice})
+		Nice: WriterNice, CommitDelay: WriterCommitDelay})
 	if err != nil {
 		d.DB.Close()
 		return nil, err
