@@ -33,24 +33,14 @@ func TestBenchE2E(t *testing.T) {
 		&out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	var r struct {
-		Payments       float64 `json:"payments_per_sec"`
-		Ceiling        float64 `json:"ceiling_per_sec"`
-		Ratio          float64 `json:"ratio"`
-		P99            float64 `json:"p99_ms"`
-		LedgerBalanced bool    `json:"ledger_balanced"`
-		Errors         int64   `json:"errors"`
-		// The platform process's runtime, phase by phase.
-		AtMax *platformRuntime `json:"platform_at_max"`
-		Half  *platformRuntime `json:"platform_half"`
-	}
+	var r e2eResult
 	if err := json.Unmarshal([]byte(out.String()), &r); err != nil {
 		t.Fatalf("%v: %q", err, out.String())
 	}
-	if r.Payments <= 0 || r.Ceiling <= 0 || r.Ratio <= 0 || r.Ratio != r.Payments/r.Ceiling || r.P99 <= 0 || !r.LedgerBalanced || r.Errors != 0 {
+	if r.PaymentsPerSec <= 0 || r.CeilingPerSec <= 0 || r.Ratio <= 0 || r.Ratio != r.PaymentsPerSec/r.CeilingPerSec || r.P99Ms <= 0 || !r.LedgerBalanced || r.Errors != 0 {
 		t.Fatalf("%+v", r)
 	}
-	for _, rt := range []*platformRuntime{r.AtMax, r.Half} {
+	for _, rt := range []*platformRuntime{r.PlatformAtMax, r.Platform} {
 		// Each phase's own: the platform did work in it, and its
 		// goroutines were scheduled.
 		if rt == nil || rt.BusySeconds <= 0 || rt.SchedP99Ms <= 0 || rt.SchedP50Ms > rt.SchedP99Ms || rt.GCShare < 0 || rt.GCShare > 1 {

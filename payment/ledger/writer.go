@@ -54,7 +54,7 @@ type Config[T Tx] struct {
 	// already and nothing waits.
 	CommitDelay time.Duration
 	// CommitGatherOps is the batch CommitDelay waits for
-	// (CommitGatherOpsDefault when zero).
+	// (CommitGatherOpsDefault when zero, BatchOpsMax at most).
 	CommitGatherOps int
 	// Nice, when not zero, is the nice value of the operating-system
 	// thread the writer runs on, which it then keeps to itself: a
@@ -107,6 +107,7 @@ func Open[T Tx](ctx context.Context, store Store[T], cfg Config[T]) (*Writer[T],
 	if cfg.CommitGatherOps <= 0 {
 		cfg.CommitGatherOps = CommitGatherOpsDefault
 	}
+	cfg.CommitGatherOps = min(cfg.CommitGatherOps, cfg.BatchOpsMax)
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Reader
 	}
@@ -304,12 +305,13 @@ func (w *Writer[T]) gather(batch []*op[T]) []*op[T] {
 	}
 	t := time.NewTimer(w.cfg.CommitDelay)
 	defer t.Stop()
+wait:
 	for len(batch) < w.cfg.CommitGatherOps {
 		select {
 		case o := <-w.ops:
 			batch = append(batch, o)
 		case <-t.C:
-			return w.drain(batch)
+			break wait
 		}
 	}
 	return w.drain(batch)
